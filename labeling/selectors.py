@@ -1,0 +1,28 @@
+"""Reads: querysets the views and the API build on. Nothing here writes."""
+from django.db.models import Q
+from django.http import Http404
+
+from labeling.models import ImportJob, Project
+
+
+def projects_managed_by(user):
+    """Projects ``user`` may manage: their own, or all for staff."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_staff:
+        return Project.objects.all()
+    return Project.objects.filter(Q(owner=user))
+
+
+def project_get_managed(user, slug):
+    project = projects_managed_by(user).filter(slug=slug).select_related("stats").first()
+    if project is None:
+        raise Http404("No such project")
+    return project
+
+
+def import_job_get_managed(user, job_id):
+    job = ImportJob.objects.filter(pk=job_id, project__in=projects_managed_by(user)).first()
+    if job is None:
+        raise Http404("No such import")
+    return job

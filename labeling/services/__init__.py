@@ -1,0 +1,1 @@
+"""Services: every write of the app goes through a function here (``<entity>_<action>``)."""

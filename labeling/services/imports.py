@@ -1,0 +1,213 @@
+"""Dataset import: normalise entries from a reader and write them batch by batch.
+
+Each batch is one transaction: a crash half way leaves no half batch and no orphan file.
+Content already in the project (same SHA-256) is skipped before it is decoded.
+"""
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from labeling.models import DataKind, EvaluationTruth, Item, ItemStatus, KnownLabel, KnownLabelSource, LabelClass
+from labeling.services.media import ImageRejected, image_normalise
+from labeling.services.readers import (  # noqa: F401  (re-exported for callers)
+    ImportEntry,
+    ImportProblem,
+    ImportRefused,
+    ImportReport,
+    read_source,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Prepared:
+    entry: ImportEntry
+    checksum: str
+    label: LabelClass | None
+    original: bytes | None = None
+    extension: str = ""
+    image_png: bytes | None = None
+    thumbnail_png: bytes | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class LabelRole:
+    """What an imported label means: a gold answer, evaluation truth, or nothing."""
+
+    GOLD = "gold"
+    EVALUATION = "evaluation"
+
+
+def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, progress=None, batch_size=None):
+    """Import ``entries`` into ``project`` and return an :class:`ImportReport`.
+
+    Items whose content is already in the project are counted as duplicates and
+    skipped before any decoding. Labels become gold answers (``label_role="gold"``) or
+    evaluation truth; an unknown label is a problem for that entry. When the project
+    has no label classes yet, the labels of the source become its classes.
+    ``progress(n)`` is called as entries are processed.
+    """
+    batch_size = batch_size or settings.CROWDLOOP_IMPORT_BATCH_SIZE
+    report = ImportReport(problems=list(problems))
+    classes = {label.name: label for label in project.label_classes.all()}
+    if not classes:
+        names = sorted({entry.label for entry in entries if entry.label}, key=_natural_key)
+        if names:
+            classes = _label_classes_create(project, names)
+            report.label_classes_created = names
+    seen = set()
+    batch = []
+    for entry in entries:
+        prepared, problem = _read_entry(project, entry, classes)
+        if problem:
+            report.problems.append(ImportProblem(entry.name, problem))
+        elif prepared.checksum in seen:
+            report.duplicates += 1
+        else:
+            seen.add(prepared.checksum)
+            batch.append(prepared)
+            if len(batch) >= batch_size:
+                _import_batch(project, batch, label_role, report, progress)
+                batch = []
+            continue
+        if progress:
+            progress(1)
+    if batch:
+        _import_batch(project, batch, label_role, report, progress)
+    logger.info(
+        "import into %s: %d created, %d duplicates, %d problems",
+        project.slug, report.created, report.duplicates, len(report.problems),
+    )
+    return report
+
+
+def _natural_key(name):
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def _label_classes_create(project, names):
+    with transaction.atomic():
+        created = LabelClass.objects.bulk_create(
+            [LabelClass(project=project, name=name, position=i) for i, name in enumerate(names)]
+        )
+    return {label.name: label for label in created}
+
+
+def _read_entry(project, entry, classes):
+    """Cheap first pass: resolve the label, read the bytes, hash them."""
+    label = None
+    if entry.label:
+        label = classes.get(entry.label)
+        if label is None:
+            known = ", ".join(sorted(classes, key=_natural_key)) or "none"
+            return None, f"unknown label {entry.label!r} (project labels: {known})"
+    if entry.text is not None:
+        if project.data_kind != DataKind.TEXT:
+            return None, "a text cannot be imported into an image project"
+        checksum = hashlib.sha256(entry.text.encode("utf-8")).hexdigest()
+        return _Prepared(entry=entry, checksum=checksum, label=label), None
+    if project.data_kind != DataKind.IMAGE:
+        return None, "a file cannot be imported into a text project"
+    try:
+        data = entry.load()
+    except OSError as exc:
+        return None, f"cannot be read: {exc}"
+    entry.data = None
+    return _Prepared(entry=entry, checksum=hashlib.sha256(data).hexdigest(), label=label, original=data), None
+
+
+def _normalise(prepared):
+    """Second pass, for content not yet in the project: decode and normalise an image."""
+    try:
+        image = image_normalise(
+            prepared.original,
+            max_side=settings.CROWDLOOP_MAX_IMAGE_SIDE,
+            thumbnail_side=settings.CROWDLOOP_THUMBNAIL_SIDE,
+            max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS,
+        )
+    except ImageRejected as exc:
+        return str(exc)
+    prepared.extension = image.extension
+    prepared.image_png = image.image_png
+    prepared.thumbnail_png = image.thumbnail_png
+    prepared.width, prepared.height = image.width, image.height
+    return None
+
+
+def _import_batch(project, batch, label_role, report, progress):
+    existing = set(
+        Item.objects.filter(project=project, checksum__in=[p.checksum for p in batch]).values_list(
+            "checksum", flat=True
+        )
+    )
+    fresh = []
+    for prepared in batch:
+        if prepared.checksum in existing:
+            report.duplicates += 1
+        elif prepared.original is not None and (problem := _normalise(prepared)):
+            report.problems.append(ImportProblem(prepared.entry.name, problem))
+        else:
+            fresh.append(prepared)
+        if progress:
+            progress(1)
+    _write_batch(project, fresh, label_role)
+    report.created += len(fresh)
+
+
+def _write_batch(project, fresh, label_role):
+    """Write one batch atomically; files written for a batch that fails are removed."""
+    written = []
+    try:
+        with transaction.atomic():
+            items = []
+            for prepared in fresh:
+                item = Item(
+                    project=project,
+                    checksum=prepared.checksum,
+                    source_name=prepared.entry.name[:500],
+                    split=prepared.entry.split,
+                    text=prepared.entry.text or "",
+                    width=prepared.width,
+                    height=prepared.height,
+                )
+                if prepared.label is not None and label_role == LabelRole.GOLD:
+                    item.status = ItemStatus.LABELED
+                if prepared.original is not None:
+                    stem = f"projects/{project.pk}/items/{prepared.checksum[:2]}/{prepared.checksum}"
+                    item.original.name = _save(written, f"{stem}.{prepared.extension}", prepared.original)
+                    item.image.name = _save(written, f"{stem}_n.png", prepared.image_png)
+                    item.thumbnail.name = _save(written, f"{stem}_t.png", prepared.thumbnail_png)
+                items.append(item)
+            Item.objects.bulk_create(items)
+            labeled = [(item, p.label) for item, p in zip(items, fresh, strict=True) if p.label is not None]
+            if label_role == LabelRole.GOLD:
+                KnownLabel.objects.bulk_create(
+                    [KnownLabel(item=item, label=label, source=KnownLabelSource.GOLD) for item, label in labeled]
+                )
+            elif label_role == LabelRole.EVALUATION:
+                EvaluationTruth.objects.bulk_create([EvaluationTruth(item=item, label=label) for item, label in labeled])
+    except BaseException:
+        for name in written:
+            default_storage.delete(name)
+        raise
+
+
+def _save(written, name, content):
+    saved = default_storage.save(name, ContentFile(content))
+    written.append(saved)
+    return saved
+
+
+def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD):
+    """Read ``path`` and import it; ``on_total(n)`` learns the entry count first."""
+    entries, problems = read_source(path, data_kind=project.data_kind)
+    if on_total:
+        on_total(len(entries))
+    return items_import(project, entries, problems=problems, progress=progress, label_role=label_role)

@@ -1,0 +1,99 @@
+"""Image normalisation at import: decode safely once, keep bounded copies.
+
+Pillow's decompression-bomb warning is treated as an error and our own pixel cap is
+checked from the header, before any pixel is decoded.
+"""
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp", "WEBP": "webp", "TIFF": "tif"}
+_WIDE_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image we accept; the message says why."""
+
+
+@dataclass(frozen=True)
+class NormalisedImage:
+    extension: str
+    image_png: bytes
+    thumbnail_png: bytes
+    width: int
+    height: int
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def image_normalise(data, *, max_side, thumbnail_side, max_pixels):
+    """Decode ``data`` and return a normalised PNG (mode ``L`` or ``RGB``, longest side
+    at most ``max_side``) and a thumbnail. Raises :class:`ImageRejected` with a reason."""
+    if not data:
+        raise ImageRejected("empty file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                fmt = probe.format
+                width, height = probe.size
+                if fmt not in ALLOWED_FORMATS:
+                    raise ImageRejected(f"unsupported image format {fmt!r}")
+                if width * height > max_pixels:
+                    raise ImageRejected(
+                        f"image is {width}x{height} = {width * height} pixels, over the cap of {max_pixels}"
+                    )
+                probe.verify()
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                image = _to_standard_mode(image)
+        except ImageRejected:
+            raise
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ImageRejected(f"decompression bomb: {exc}") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageRejected("not an image (unrecognised or corrupt data)") from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageRejected(f"corrupt image: {exc}") from exc
+    normalised = image.copy()
+    normalised.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    thumb = image.copy()
+    thumb.thumbnail((thumbnail_side, thumbnail_side), Image.Resampling.LANCZOS)
+    return NormalisedImage(
+        extension=ALLOWED_FORMATS[fmt],
+        image_png=_png(normalised),
+        thumbnail_png=_png(thumb),
+        width=width,
+        height=height,
+    )
+
+
+def _to_standard_mode(image):
+    """RGB for colour, L for grayscale; transparency is flattened onto white."""
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode in _WIDE_GRAY_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        top = values.max() or 1.0
+        return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), mode="L")
+    has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
+    gray = image.mode in ("1", "LA") or (image.mode == "P" and _palette_is_gray(image))
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat.convert("L") if gray else flat
+    return image.convert("L" if gray else "RGB")
+
+
+def _palette_is_gray(image):
+    palette = np.asarray(image.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())

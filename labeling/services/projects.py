@@ -1,0 +1,44 @@
+"""Projects, their label classes and their precomputed counters."""
+from django.db import transaction
+from django.db.models import Count
+from django.utils.text import slugify
+
+from labeling.models import Answer, Item, KnownLabel, LabelClass, Project, ProjectStats
+
+
+def project_create(*, name, labels, data_kind="image", slug=None, owner=None, **options):
+    """Create a project with its label classes in the given order."""
+    labels = [str(label).strip() for label in labels]
+    if any(not label for label in labels):
+        raise ValueError("label names must not be empty")
+    if len(set(labels)) != len(labels):
+        raise ValueError("label names must be unique")
+    with transaction.atomic():
+        project = Project(name=name, slug=slug or slugify(name), data_kind=data_kind, owner=owner, **options)
+        project.full_clean()
+        project.save()
+        LabelClass.objects.bulk_create(
+            [LabelClass(project=project, name=label, position=i) for i, label in enumerate(labels)]
+        )
+    return project
+
+
+def project_stats_refresh(project):
+    """Recount a project's items and answers into its :class:`ProjectStats` row.
+
+    Idempotent: the same data gives the same row. Pages read this row instead of
+    counting whole tables per request.
+    """
+    by_status = dict(
+        Item.objects.filter(project=project).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    stats, _ = ProjectStats.objects.update_or_create(
+        project=project,
+        defaults={
+            "items_by_status": by_status,
+            "items_total": sum(by_status.values()),
+            "known_total": KnownLabel.objects.filter(item__project=project).count(),
+            "answers_total": Answer.objects.filter(item__project=project).count(),
+        },
+    )
+    return stats

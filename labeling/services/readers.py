@@ -1,0 +1,310 @@
+"""Import readers: folders, class folders, zips of either, CSV and JSONL of texts.
+
+Readers turn a source into :class:`ImportEntry` objects (or :class:`ImportProblem` for
+what cannot be read) and write nothing. A source that is unsafe as a whole (a zip with
+a path escaping its root, a symlink entry, a bomb) is refused with
+:class:`ImportRefused` before anything is written.
+"""
+import csv
+import io
+import json
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+
+from labeling.models import DataKind, Split
+
+TEXT_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class ImportRefused(ValueError):
+    """The whole source is refused; nothing was written."""
+
+
+@dataclass
+class ImportEntry:
+    """One item to import. ``data`` is raw file bytes (or a callable returning them)."""
+
+    name: str
+    data: bytes | None = None
+    text: str | None = None
+    label: str | None = None
+    split: str = Split.POOL
+    loader: object = None
+
+    def load(self):
+        if self.data is None and self.loader is not None:
+            self.data = self.loader()
+        return self.data
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    name: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.name}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    duplicates: int = 0
+    problems: list = field(default_factory=list)
+    label_classes_created: list = field(default_factory=list)
+
+    @property
+    def processed(self):
+        return self.created + self.duplicates + len(self.problems)
+
+    def as_dict(self, max_problems=200):
+        return {
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "problems": [{"name": p.name, "reason": p.reason} for p in self.problems[:max_problems]],
+            "problem_count": len(self.problems),
+            "label_classes_created": self.label_classes_created,
+        }
+
+
+# --- Readers ------------------------------------------------------------------------------
+
+
+def read_source(path, *, data_kind):
+    """Return ``(entries, problems)`` for a path: a folder, a ``.zip``, a ``.csv`` or a
+    ``.jsonl``. Entries of image sources load their bytes lazily."""
+    path = Path(path)
+    if not path.exists():
+        raise ImportRefused(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        entries, problems = _read_directory(path)
+    elif suffix == ".zip":
+        entries, problems = read_zip(path)
+    elif suffix == ".csv":
+        with path.open("rb") as handle:
+            entries, problems = read_csv(handle, source=path.name)
+    elif suffix in (".jsonl", ".ndjson"):
+        with path.open("rb") as handle:
+            entries, problems = read_jsonl(handle, source=path.name)
+    else:
+        raise ImportRefused(f"{path.name}: unsupported source; give a folder, a .zip, a .csv or a .jsonl")
+    _check_kind(entries, data_kind, path.name)
+    return entries, problems
+
+
+def _check_kind(entries, data_kind, source):
+    has_text = any(entry.text is not None for entry in entries)
+    if data_kind == DataKind.TEXT and entries and not has_text:
+        raise ImportRefused(f"{source}: this is a text project; give a .csv or .jsonl of texts")
+    if data_kind == DataKind.IMAGE and has_text:
+        raise ImportRefused(f"{source}: this is an image project; texts cannot be imported into it")
+
+
+def _label_from_parts(parts):
+    """``class/file`` gives a label; a file at the top level has none."""
+    return parts[0] if len(parts) >= 2 else None
+
+
+def _visible(parts):
+    return not any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _read_directory(root):
+    entries, problems = [], []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if not _visible(relative.parts):
+            continue
+        if path.is_symlink():
+            problems.append(ImportProblem(str(relative), "symbolic link skipped"))
+            continue
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in TEXT_SUFFIXES:
+            problems.append(ImportProblem(str(relative), "text files inside a folder are not imported"))
+            continue
+        entries.append(
+            ImportEntry(
+                name=relative.as_posix(),
+                label=_label_from_parts(relative.parts),
+                loader=lambda p=path: p.read_bytes(),
+            )
+        )
+    return entries, problems
+
+
+def read_zip(source, *, max_total=None, max_entries=None):
+    """Entries of a zip of images (flat or one folder per class).
+
+    Refuses the whole archive, before anything is written, when an entry name is
+    absolute or climbs out with ``..``, an entry is a symlink, the entry count or the
+    real uncompressed size passes its cap (sizes are measured by decompressing, not
+    read from the headers, which a bomb can forge).
+    """
+    max_total = settings.CROWDLOOP_MAX_ZIP_UNCOMPRESSED_BYTES if max_total is None else max_total
+    max_entries = settings.CROWDLOOP_MAX_ZIP_ENTRIES if max_entries is None else max_entries
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ImportRefused(f"not a readable zip archive: {exc}") from exc
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > max_entries:
+            raise ImportRefused(f"zip has {len(infos)} entries, over the cap of {max_entries}")
+        files = []
+        for info in infos:
+            name = info.filename
+            pure = PurePosixPath(name.replace("\\", "/"))
+            if name.startswith(("/", "\\")) or pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+                raise ImportRefused(f"zip entry {name!r} has an absolute path; archive refused")
+            if ".." in pure.parts:
+                raise ImportRefused(f"zip entry {name!r} climbs out of the archive with '..'; archive refused")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise ImportRefused(f"zip entry {name!r} is a symbolic link; archive refused")
+            if info.is_dir():
+                continue
+            files.append((info, pure.parts))
+        declared = sum(info.file_size for info, _ in files)
+        if declared > max_total:
+            raise ImportRefused(f"zip would unpack to {declared} bytes, over the cap of {max_total}")
+        contents = {}
+        total = 0
+        for info, parts in files:
+            if not _visible(parts):
+                continue
+            try:
+                with archive.open(info) as member:
+                    data = member.read(max_total - total + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+                contents[info.filename] = exc
+                continue
+            total += len(data)
+            if total > max_total:
+                raise ImportRefused(f"zip unpacks to more than the cap of {max_total} bytes; archive refused")
+            contents[info.filename] = data
+    entries, problems = [], []
+    paths = [parts for info, parts in files if info.filename in contents]
+    strip = _common_root(paths)
+    for info, parts in files:
+        if info.filename not in contents:
+            continue
+        data = contents[info.filename]
+        shown = "/".join(parts)
+        if isinstance(data, Exception):
+            problems.append(ImportProblem(shown, f"cannot be read from the zip: {data}"))
+            continue
+        parts = parts[strip:]
+        if PurePosixPath(parts[-1]).suffix.lower() in TEXT_SUFFIXES:
+            problems.append(ImportProblem(shown, "text files inside a zip are not imported"))
+            continue
+        entries.append(ImportEntry(name=shown, data=data, label=_label_from_parts(parts)))
+    return entries, problems
+
+
+def _common_root(paths):
+    """1 when every file sits below one shared top folder (``zip -r x.zip x/``), else 0."""
+    if not paths or any(len(parts) < 2 for parts in paths):
+        return 0
+    return 1 if len({parts[0] for parts in paths}) == 1 else 0
+
+
+def _decode_lines(handle):
+    """Yield text lines, marking undecodable bytes instead of failing the whole file."""
+    wrapper = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    yield from wrapper
+
+
+def _bad_utf8(value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_csv(handle, *, source="upload.csv"):
+    """Entries of a CSV with a ``text`` column and an optional ``label`` column."""
+    reader = csv.reader(_decode_lines(handle))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportRefused(f"{source}: empty CSV") from None
+    except csv.Error as exc:
+        raise ImportRefused(f"{source}: unreadable CSV header: {exc}") from exc
+    columns = [column.strip().lower() for column in header]
+    if "text" not in columns:
+        raise ImportRefused(f"{source}: the CSV header needs a 'text' column (found: {', '.join(columns)})")
+    text_at = columns.index("text")
+    label_at = columns.index("label") if "label" in columns else None
+    entries, problems = [], []
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(ImportProblem(f"{source} line {line}", f"malformed CSV: {exc}"))
+            continue
+        name = f"{source} line {reader.line_num}"
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            problems.append(ImportProblem(name, f"expected {len(columns)} fields, found {len(row)}"))
+            continue
+        label = row[label_at].strip() if label_at is not None else ""
+        problem = _text_problem(row[text_at], label)
+        if problem:
+            problems.append(ImportProblem(name, problem))
+            continue
+        entries.append(ImportEntry(name=name, text=row[text_at], label=label or None))
+    return entries, problems
+
+
+def read_jsonl(handle, *, source="upload.jsonl"):
+    """Entries of JSON Lines: objects with ``text`` and an optional ``label``."""
+    entries, problems = [], []
+    for number, line in enumerate(_decode_lines(handle), start=1):
+        name = f"{source} line {number}"
+        if not line.strip():
+            continue
+        if _bad_utf8(line):
+            problems.append(ImportProblem(name, "not valid UTF-8"))
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(ImportProblem(name, f"invalid JSON: {exc.msg}"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            problems.append(ImportProblem(name, "expected an object with a string 'text'"))
+            continue
+        label = record.get("label")
+        if label is not None and not isinstance(label, (str, int)):
+            problems.append(ImportProblem(name, "'label' must be a string"))
+            continue
+        label = str(label).strip() if label is not None else ""
+        problem = _text_problem(record["text"], label)
+        if problem:
+            problems.append(ImportProblem(name, problem))
+            continue
+        entries.append(ImportEntry(name=name, text=record["text"], label=label or None))
+    return entries, problems
+
+
+def _text_problem(text, label):
+    if _bad_utf8(text) or _bad_utf8(label):
+        return "not valid UTF-8"
+    if not text.strip():
+        return "empty text"
+    if len(text) > settings.CROWDLOOP_MAX_TEXT_CHARS:
+        return f"text of {len(text)} characters, over the cap of {settings.CROWDLOOP_MAX_TEXT_CHARS}"
+    if "\x00" in text:
+        return "text contains a NUL character"
+    return None

@@ -1,0 +1,63 @@
+"""Server-rendered pages for project owners."""
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from labeling import selectors
+from labeling.services.jobs import UploadRejected, import_job_create
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="A .zip of images (flat or one folder per class) or a .csv/.jsonl of texts.")
+
+
+@login_required
+def project_list(request):
+    projects = selectors.projects_managed_by(request.user).select_related("stats")
+    return render(request, "labeling/project_list.html", {"projects": projects})
+
+
+@login_required
+def project_detail(request, slug):
+    project = selectors.project_get_managed(request.user, slug)
+    return render(
+        request,
+        "labeling/project_detail.html",
+        {
+            "project": project,
+            "stats": getattr(project, "stats", None),
+            "labels": project.label_classes.all(),
+            "imports": project.import_jobs.all()[:10],
+            "form": ImportForm(),
+            "max_upload_mb": settings.CROWDLOOP_MAX_UPLOAD_BYTES // (1024 * 1024),
+        },
+    )
+
+
+@login_required
+@require_POST
+def project_import(request, slug):
+    project = selectors.project_get_managed(request.user, slug)
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.CROWDLOOP_MAX_UPLOAD_BYTES:
+        messages.error(request, f"That upload is over the cap of {settings.CROWDLOOP_MAX_UPLOAD_BYTES} bytes.")
+        return redirect("project-detail", slug=slug)
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a file to import.")
+        return redirect("project-detail", slug=slug)
+    try:
+        job = import_job_create(project=project, upload=form.cleaned_data["file"], user=request.user)
+    except UploadRejected as exc:
+        messages.error(request, str(exc))
+        return redirect("project-detail", slug=slug)
+    return redirect("import-detail", job_id=job.pk)
+
+
+@login_required
+def import_detail(request, job_id):
+    job = selectors.import_job_get_managed(request.user, job_id)
+    return render(request, "labeling/import_detail.html", {"job": job, "project": job.project})
