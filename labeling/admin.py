@@ -1,11 +1,70 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from labeling import models
+from labeling.services import sites, workers
 
 
 class LabelClassInline(admin.TabularInline):
     model = models.LabelClass
     extra = 0
+
+
+# --- Crowd workers: admission, rules, status changes (always through the service) ------------
+
+
+class ProjectMembershipInline(admin.TabularInline):
+    model = models.ProjectMembership
+    extra = 0
+    raw_id_fields = ["worker"]
+    readonly_fields = ["created_at"]
+
+
+class QualityRulesInline(admin.StackedInline):
+    model = models.QualityRules
+    extra = 0
+    max_num = 1
+
+
+class WorkerDecisionInline(admin.TabularInline):
+    model = models.WorkerDecision
+    fk_name = "worker"
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at", "project", "previous_status", "new_status", "reason", "automatic", "decided_by", "reversed_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+def _workers_set_status(modeladmin, request, queryset, status):
+    changed = 0
+    for worker in queryset:
+        decision = workers.worker_status_change(
+            worker, status, reason=f"set to {status} by an administrator", automatic=False, by=request.user
+        )
+        changed += decision is not None
+    modeladmin.message_user(request, f"{changed} worker(s) now {status}.", messages.SUCCESS)
+
+
+@admin.action(description="Ban selected workers (their answers stop counting)")
+def workers_ban(modeladmin, request, queryset):
+    _workers_set_status(modeladmin, request, queryset, models.WorkerStatus.BANNED)
+
+
+@admin.action(description="Pause selected workers")
+def workers_pause(modeladmin, request, queryset):
+    _workers_set_status(modeladmin, request, queryset, models.WorkerStatus.PAUSED)
+
+
+@admin.action(description="Reinstate selected workers (active; answers count again)")
+def workers_reinstate(modeladmin, request, queryset):
+    _workers_set_status(modeladmin, request, queryset, models.WorkerStatus.ACTIVE)
 
 
 @admin.register(models.Project)
@@ -14,7 +73,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["data_kind"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [LabelClassInline]
+    inlines = [LabelClassInline, QualityRulesInline, ProjectMembershipInline]
 
 
 @admin.register(models.LabelClass)
@@ -54,6 +113,10 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
+    # Status changes go through the actions (logged, consensus recomputed), not the form.
+    readonly_fields = ["status", "answer_total", "control_total", "control_correct", "skill", "last_seen_at"]
+    actions = [workers_ban, workers_pause, workers_reinstate]
+    inlines = [WorkerDecisionInline]
 
 
 @admin.register(models.Answer)
@@ -105,3 +168,128 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "source_name", "status", "processed", "total", "created_at", "finished_at"]
     list_filter = ["status", "project"]
     readonly_fields = ["report", "error"]
+
+
+# --- Widget sites ------------------------------------------------------------------------------
+
+
+class SiteAdminForm(forms.ModelForm):
+    allowed_hostnames = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False,
+        help_text="One per line: shop.example.com, or *.example.com for its subdomains. No scheme, no port.",
+    )
+
+    class Meta:
+        model = models.Site
+        fields = ["name", "owner", "projects", "allowed_hostnames", "mode", "control_items", "pass_share", "min_solve_ms"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["allowed_hostnames"] = "\n".join(self.instance.allowed_hostnames or [])
+
+    def clean_allowed_hostnames(self):
+        return sites.hostnames_clean(self.cleaned_data.get("allowed_hostnames") or "")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("mode") == models.SiteMode.NORMAL and not cleaned.get("allowed_hostnames"):
+            self.add_error("allowed_hostnames", "A site needs at least one allowed hostname.")
+        return cleaned
+
+
+@admin.register(models.Site)
+class SiteAdmin(admin.ModelAdmin):
+    """Sites that embed the widget. A new secret is shown once, on the page that
+    follows creating a site or rotating its secret; only its hash is stored."""
+
+    form = SiteAdminForm
+    list_display = [
+        "name", "sitekey", "mode", "hostnames", "control_items", "pass_share", "min_solve_ms",
+        "challenges_issued", "challenges_passed", "pass_rate", "created_at", "secret_rotated_at",
+    ]
+    list_filter = ["mode", "projects", "created_at"]
+    search_fields = ["name", "sitekey"]
+    readonly_fields = ["sitekey", "challenges_issued", "challenges_passed", "created_at", "secret_rotated_at"]
+    filter_horizontal = ["projects"]
+    actions = ["rotate_secret"]
+
+    @admin.display(description="allowed hostnames")
+    def hostnames(self, site):
+        return ", ".join(site.allowed_hostnames or []) or "—"
+
+    @admin.display(description="pass rate")
+    def pass_rate(self, site):
+        if not site.challenges_issued:
+            return "—"
+        return f"{site.challenges_passed / site.challenges_issued:.0%}"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            secret = sites.secret_new()
+            obj.sitekey = sites.sitekey_new()
+            obj.secret_hash = sites.secret_hash(secret)
+            obj._new_secret = secret
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secrets_page(request, [(obj, obj._new_secret)], "Site created")
+
+    @admin.action(description="Rotate the secret of the selected sites (the old one stops working at once)")
+    def rotate_secret(self, request, queryset):
+        normal = queryset.filter(mode=models.SiteMode.NORMAL)
+        if normal.count() < queryset.count():
+            self.message_user(request, "Test-key sites keep their documented secrets; they were left alone.", messages.WARNING)
+        rotated = [(site, sites.site_secret_rotate(site)) for site in normal]
+        if not rotated:
+            return None
+        return self._secrets_page(request, rotated, "New secrets")
+
+    def _secrets_page(self, request, pairs, title):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "pairs": pairs,
+            "opts": self.model._meta,
+            "changelist_url": reverse("admin:labeling_site_changelist"),
+        }
+        return TemplateResponse(request, "widget/admin_site_secrets.html", context)
+
+
+# --- Crowd workers: decisions and rules --------------------------------------------------------
+
+
+@admin.register(models.WorkerDecision)
+class WorkerDecisionAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at", "worker", "project", "previous_status", "new_status", "automatic", "reason", "reversed_at",
+    ]
+    list_filter = ["automatic", "new_status", "project"]
+    search_fields = ["worker__user__username", "reason"]
+    list_select_related = ["worker__user", "project"]
+    readonly_fields = [
+        "worker", "project", "previous_status", "new_status", "reason", "automatic", "decided_by", "reversed_at",
+        "created_at",
+    ]
+    actions = ["decisions_reverse"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Reverse selected decisions (the worker gets the previous status back)")
+    def decisions_reverse(self, request, queryset):
+        for decision in queryset.order_by("-created_at"):
+            try:
+                workers.worker_decision_reverse(decision, by=request.user)
+            except workers.DecisionError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Decision {decision.pk} reversed.", messages.SUCCESS)
+
+
+@admin.register(models.QualityRules)
+class QualityRulesAdmin(admin.ModelAdmin):
+    list_display = [
+        "project", "control_window", "min_control_answers", "min_control_accuracy", "min_answer_ms", "max_fast_share",
+        "max_skips_in_row", "action",
+    ]

@@ -1,5 +1,6 @@
 """HTTP API (``/api/v1/``): validates input, calls one service, renders JSON."""
 from django.conf import settings
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import reverse
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
@@ -8,12 +9,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors
+from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
+from labeling.services.training import TrainingRefused, model_predict, training_run_create
 
 
 class PayloadTooLarge(APIException):
     status_code = 413
     default_code = "payload_too_large"
+
+
+def uploaded_file(request, cap, missing):
+    """The multipart ``file`` of ``request``; an announced body over ``cap`` bytes is
+    refused before it is read."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > cap:
+        raise PayloadTooLarge(f"upload of {length} bytes, over the cap of {cap}")
+    upload = request.data.get("file")
+    if upload is None or not hasattr(upload, "read"):
+        raise ValidationError({"file": missing})
+    return upload
 
 
 class ProjectSerializer(serializers.Serializer):
@@ -79,12 +94,7 @@ class ImportCreateApi(APIView):
 
     def post(self, request, slug):
         project = selectors.project_get_managed(request.user, slug)
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > settings.CROWDLOOP_MAX_UPLOAD_BYTES:
-            raise PayloadTooLarge(f"upload of {length} bytes, over the cap of {settings.CROWDLOOP_MAX_UPLOAD_BYTES}")
-        upload = request.data.get("file")
-        if upload is None or not hasattr(upload, "read"):
-            raise ValidationError({"file": "attach the file to import as 'file'"})
+        upload = uploaded_file(request, settings.CROWDLOOP_MAX_UPLOAD_BYTES, "attach the file to import as 'file'")
         try:
             job = import_job_create(project=project, upload=upload, user=request.user)
         except UploadRejected as exc:
@@ -95,3 +105,112 @@ class ImportCreateApi(APIView):
 class ImportDetailApi(APIView):
     def get(self, request, job_id):
         return Response(import_job_payload(selectors.import_job_get_managed(request.user, job_id)))
+
+
+class ExportOptionsSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=sorted(FORMATS), default="csv")
+    all = serializers.BooleanField(default=False, help_text="include items without a label")
+    pseudo_min = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    include_holdout = serializers.BooleanField(default=False)
+
+
+def export_response(project, params):
+    """A streaming download of the project's labels (shared by the API and the page)."""
+    options = ExportOptionsSerializer(data=params)
+    options.is_valid(raise_exception=True)
+    fmt = options.validated_data["format"]
+    content_type, suffix = FORMATS[fmt]
+    stream = export_stream(
+        project,
+        fmt,
+        ExportOptions(
+            only_labeled=not options.validated_data["all"],
+            pseudo_min_confidence=options.validated_data.get("pseudo_min"),
+            include_holdout=options.validated_data["include_holdout"],
+        ),
+    )
+    response = StreamingHttpResponse(stream, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-labels.{suffix}"'
+    return response
+
+
+class ExportApi(APIView):
+    """``GET ?format=csv|jsonl|imagefolder|labelstudio&all=&pseudo_min=&include_holdout=``"""
+
+    def get(self, request, slug):
+        return export_response(selectors.project_get_managed(request.user, slug), request.query_params)
+
+
+def training_run_payload(run):
+    return {
+        "id": str(run.pk),
+        "project": run.project.slug,
+        "status": run.status,
+        "device": run.device,
+        "epoch": run.epoch,
+        "n_epochs": run.n_epochs,
+        "history": run.history,
+        "metrics": run.metrics,
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
+class TrainingRunsApi(APIView):
+    """``GET`` the project's runs; ``POST`` (optional JSON ``config``) queues a run."""
+
+    def get(self, request, slug):
+        project = selectors.project_get_managed(request.user, slug)
+        return Response([training_run_payload(run) for run in project.training_runs.all()[:50]])
+
+    def post(self, request, slug):
+        project = selectors.project_get_managed(request.user, slug)
+        config = request.data.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValidationError({"config": "an object of config overrides"})
+        try:
+            run = training_run_create(project, config=config, user=request.user)
+        except TrainingRefused as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(training_run_payload(run), status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunDetailApi(APIView):
+    def get(self, request, run_id):
+        run = selectors.training_run_get_managed(request.user, run_id)
+        return Response(training_run_payload(run))
+
+
+class ModelDownloadApi(APIView):
+    """The active model: a zip of the state dict and a JSON of classes and config."""
+
+    def get(self, request, slug):
+        project = selectors.project_get_managed(request.user, slug)
+        run = project.active_run
+        if run is None or not run.artifact:
+            raise Http404("this project has no trained model yet")
+        return FileResponse(run.artifact.open("rb"), as_attachment=True, filename=f"{project.slug}-model.zip")
+
+
+class PredictApi(APIView):
+    """``POST`` an image as multipart ``file``: the active model's label and probabilities."""
+
+    parser_classes = [MultiPartParser]
+
+    def post(self, request, slug):
+        project = selectors.project_get_managed(request.user, slug)
+        upload = uploaded_file(request, settings.CROWDLOOP_MAX_PREDICT_BYTES, "attach the image as 'file'")
+        from labeling.services.media import ImageRejected, image_normalise
+
+        data = upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1)
+        try:
+            image_normalise(
+                data, max_side=settings.CROWDLOOP_MAX_IMAGE_SIDE, thumbnail_side=16,
+                max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS,
+            )
+            return Response(model_predict(project, data))
+        except ImageRejected as exc:
+            raise ValidationError({"file": str(exc)}) from exc
+        except TrainingRefused as exc:
+            raise ValidationError({"detail": str(exc)}) from exc

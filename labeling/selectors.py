@@ -2,7 +2,7 @@
 from django.db.models import Q
 from django.http import Http404
 
-from labeling.models import ImportJob, Project
+from labeling.models import ImportJob, Project, TrainingRun
 
 
 def projects_managed_by(user):
@@ -26,3 +26,10 @@ def import_job_get_managed(user, job_id):
     if job is None:
         raise Http404("No such import")
     return job
+
+
+def training_run_get_managed(user, run_id):
+    run = TrainingRun.objects.filter(pk=run_id, project__in=projects_managed_by(user)).select_related("project").first()
+    if run is None:
+        raise Http404("No such training run")
+    return run

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "labeling.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -145,6 +146,7 @@ CROWDLOOP_MAX_ZIP_ENTRIES = int(os.environ.get("CROWDLOOP_MAX_ZIP_ENTRIES", 200_
 CROWDLOOP_MAX_IMAGE_PIXELS = int(os.environ.get("CROWDLOOP_MAX_IMAGE_PIXELS", 40_000_000))
 CROWDLOOP_MAX_IMAGE_SIDE = int(os.environ.get("CROWDLOOP_MAX_IMAGE_SIDE", 512))
 CROWDLOOP_THUMBNAIL_SIDE = int(os.environ.get("CROWDLOOP_THUMBNAIL_SIDE", 128))
+CROWDLOOP_MAX_PREDICT_BYTES = int(os.environ.get("CROWDLOOP_MAX_PREDICT_BYTES", 10 * 1024 * 1024))
 CROWDLOOP_MAX_TEXT_CHARS = int(os.environ.get("CROWDLOOP_MAX_TEXT_CHARS", 20_000))
 CROWDLOOP_IMPORT_BATCH_SIZE = int(os.environ.get("CROWDLOOP_IMPORT_BATCH_SIZE", 1000))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -178,6 +180,19 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "aggregate-all-projects": {"task": "labeling.tasks.aggregate_all_task", "schedule": 600.0},
+    "reap-lost-training-runs": {"task": "labeling.tasks.training_runs_reap_task", "schedule": 120.0},
+    "semisupervised-all-projects": {"task": "labeling.tasks.semisupervised_all_task", "schedule": 1800.0},
+    "refresh-project-stats": {"task": "labeling.tasks.stats_refresh_all_task", "schedule": 300.0},
+}
+
+# The loop's rhythm.
+CROWDLOOP_AGGREGATE_EVERY = int(os.environ.get("CROWDLOOP_AGGREGATE_EVERY", 200))
+CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
+CROWDLOOP_LEASE_TTL_S = int(os.environ.get("CROWDLOOP_LEASE_TTL_S", 600))
+CROWDLOOP_TRAIN_EVERY_LABELS = int(os.environ.get("CROWDLOOP_TRAIN_EVERY_LABELS", 100))
+CROWDLOOP_PIPELINE_EVERY_LABELS = int(os.environ.get("CROWDLOOP_PIPELINE_EVERY_LABELS", 50))
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -190,6 +205,44 @@ else:
         }
     }
 
+# --- Widget, challenges and siteverify ----------------------------------------------------
+CROWDLOOP_CHALLENGE_TTL_S = int(os.environ.get("CROWDLOOP_CHALLENGE_TTL_S", 300))
+CROWDLOOP_TOKEN_TTL_S = int(os.environ.get("CROWDLOOP_TOKEN_TTL_S", 120))
+# Proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated).
+CROWDLOOP_TRUSTED_PROXIES = env_list("CROWDLOOP_TRUSTED_PROXIES")
+# A visitor whose recent challenges failed this often gets no more (403) for a while.
+CROWDLOOP_VISITOR_MAX_STRIKES = int(os.environ.get("CROWDLOOP_VISITOR_MAX_STRIKES", 6))
+CROWDLOOP_VISITOR_STRIKE_WINDOW_S = int(os.environ.get("CROWDLOOP_VISITOR_STRIKE_WINDOW_S", 3600))
+# scope: (hits, per seconds). Counted in the cache (Redis in production).
+CROWDLOOP_RATE_LIMITS = {
+    "challenge-issue:ip": (30, 60),
+    "challenge-issue:site": (3000, 60),
+    "challenge-answer:ip": (30, 60),
+    "challenge-answer:site": (3000, 60),
+    "challenge-answer:challenge": (3, 300),
+    "challenge-image:ip": (600, 60),
+    "siteverify:ip": (600, 60),
+    "siteverify:site": (3000, 60),
+    "siteverify:challenge": (10, 300),
+}
+
+# --- Crowd workers (the labeling UI) ------------------------------------------------------
+# How long after answering a worker may take an answer back (server-enforced).
+CROWDLOOP_UNDO_WINDOW_S = int(os.environ.get("CROWDLOOP_UNDO_WINDOW_S", 10))
+# Most items one `next` call hands out, and most answers one batch may carry.
+CROWDLOOP_WORKER_MAX_BATCH = int(os.environ.get("CROWDLOOP_WORKER_MAX_BATCH", 20))
+# Items the labeling page keeps fetched ahead of the one on screen.
+CROWDLOOP_WORKER_PREFETCH = int(os.environ.get("CROWDLOOP_WORKER_PREFETCH", 6))
+CROWDLOOP_RATE_LIMITS.update(
+    {
+        "worker-next:worker": (120, 60),
+        "worker-answer:worker": (240, 60),
+        "worker-undo:worker": (30, 60),
+        "worker-image:worker": (1200, 60),
+        "worker-signup:ip": (10, 3600),
+    }
+)
+
 # --- API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -198,6 +251,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # `?format=` is ours (the export format), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

@@ -22,3 +22,64 @@ def project_stats_refresh_task(project_id):
 
     stats = project_stats_refresh(Project.objects.get(pk=project_id))
     return {"project": project_id, "items_total": stats.items_total}
+
+
+@shared_task(acks_late=True)
+def cpu_project_aggregate_task(project_id):
+    from labeling.services.consensus import project_aggregate
+    from labeling.services.semisupervised import pipeline_maybe_start
+    from labeling.services.training import training_maybe_start
+
+    project = Project.objects.get(pk=project_id)
+    run = project_aggregate(project)
+    if run is not None:
+        pipeline_maybe_start(project)
+        training_maybe_start(project)
+    return {"project": project_id, "run": run.pk if run else None}
+
+
+@shared_task
+def aggregate_all_task():
+    from labeling.services.consensus import projects_aggregate_all
+
+    projects_aggregate_all()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def gpu_training_run_task(run_id):
+    from labeling.services.semisupervised import pipeline_start
+    from labeling.services.training import training_run_execute
+
+    run = training_run_execute(run_id)
+    if run.status == "succeeded":
+        pipeline_start(run.project)  # its predictions feed the next round
+    return {"run": str(run.pk), "status": run.status}
+
+
+@shared_task
+def training_runs_reap_task():
+    from labeling.services.training import training_runs_reap
+
+    return training_runs_reap()
+
+
+@shared_task(acks_late=True)
+def cpu_semisupervised_task(project_id):
+    from labeling.services.semisupervised import project_semisupervised
+
+    run = project_semisupervised(Project.objects.get(pk=project_id))
+    return {"project": project_id, "run": run.pk if run else None}
+
+
+@shared_task
+def semisupervised_all_task():
+    from labeling.services.semisupervised import pipeline_start
+
+    for project in Project.objects.filter(items__known_label__isnull=False).distinct():
+        pipeline_start(project)
+
+
+@shared_task
+def stats_refresh_all_task():
+    for project_id in Project.objects.values_list("pk", flat=True):
+        project_stats_refresh_task.delay(project_id)

@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from labeling import selectors
+from labeling.api import export_response
 from labeling.services.jobs import UploadRejected, import_job_create
 
 
@@ -17,6 +18,8 @@ class ImportForm(forms.Form):
 @login_required
 def project_list(request):
     projects = selectors.projects_managed_by(request.user).select_related("stats")
+    if not request.user.is_staff and not projects.exists():
+        return redirect("worker-home")  # a crowd worker, not a project owner
     return render(request, "labeling/project_list.html", {"projects": projects})
 
 
@@ -61,3 +64,15 @@ def project_import(request, slug):
 def import_detail(request, job_id):
     job = selectors.import_job_get_managed(request.user, job_id)
     return render(request, "labeling/import_detail.html", {"job": job, "project": job.project})
+
+
+@login_required
+def project_export(request, slug):
+    from rest_framework.exceptions import ValidationError
+
+    project = selectors.project_get_managed(request.user, slug)
+    try:
+        return export_response(project, request.GET)
+    except ValidationError as exc:
+        messages.error(request, f"Export refused: {exc.detail}")
+        return redirect("project-detail", slug=slug)

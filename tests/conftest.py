@@ -35,12 +35,6 @@ def postgres(db):
     return connection
 
 
-@pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
-
-
 @pytest.fixture
 def celery_eager():
     from labeling.celery import app

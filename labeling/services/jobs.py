@@ -14,7 +14,7 @@ from labeling.services.projects import project_stats_refresh
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_SUFFIXES = {".zip", ".csv", ".jsonl", ".ndjson"}
+UPLOAD_SUFFIXES = {".zip", ".csv", ".jsonl", ".ndjson", ".json"}
 
 
 class UploadRejected(ValueError):

@@ -1,0 +1,59 @@
+"""How a simulated person sees a digit: an oracle reader, capped by each person.
+
+A simulated person must read the image they downloaded, never an id or the database.
+We do not give them a trained classifier: any classifier good enough to stand in for a
+person would have to be trained on handwritten digits, and the only ones at hand are
+``load_digits``' 1,797 rows, all of which are either the pool being labeled (rows
+0-1399: reading them with a model fitted on them is labeling the pool with its own
+labels) or the held-out test set (rows 1400-1796, which must not shape anything). A
+font-rendered synthetic reader would misread real handwriting in ways no person does.
+
+So the reader is an *oracle for perception*: it decodes the PNG it was given back to
+the 8x8 ink values (the demo renders each digit by exact 4x upscaling), looks that ink
+pattern up among scikit-learn's digits and returns the digit it shows, as a person
+who can read handwriting would. What it cannot read (anything not a ``load_digits``
+rendering, e.g. the synthetic items of the serving benchmark) gives ``None`` and the
+person guesses. It never makes mistakes; each person then errs at their own rate
+(:mod:`labeling.crowd.people`), so a person's accuracy is exactly what the crowd's
+configuration says: capped by construction, not by an accident of a model.
+
+Evaluation stays clean: the crowd is only ever served pool items (the held-out split
+is never served), so nothing of rows 1400-1796 reaches a model through the crowd.
+"""
+import io
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+DIGIT_SIDE = 8
+
+
+@lru_cache(maxsize=1)
+def _digit_table():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return {
+        image.astype(np.uint8).tobytes(): str(int(target)) for image, target in zip(digits.images, digits.target, strict=True)
+    }
+
+
+def ink_values(png):
+    """The 8x8 grid of 0..16 ink values a digit PNG shows, or ``None`` when the bytes
+    are not an image."""
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            small = image.convert("L").resize((DIGIT_SIDE, DIGIT_SIDE), Image.Resampling.BOX)
+            pixels = np.asarray(small, dtype=np.float64)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return np.clip(np.rint(16.0 - pixels * 16.0 / 255.0), 0, 16).astype(np.uint8)
+
+
+def read_digit(png):
+    """The digit (a label name, ``"0"``..``"9"``) a person sees in ``png``, or ``None``."""
+    values = ink_values(png)
+    if values is None:
+        return None
+    return _digit_table().get(values.tobytes())

@@ -1,0 +1,1 @@
+"""The admin dashboard: progress, workers, items, clusters, training and sites."""

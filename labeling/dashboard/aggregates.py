@@ -1,0 +1,346 @@
+"""Dashboard aggregates: the numbers that scan a whole project, computed at most once
+per TTL and kept in Django's cache.
+
+Label sources and the labels per class, agreement between workers, throughput, answers
+of the last hour and the points of the cluster map all read every item or answer of a
+project, so no page computes them per request: the first request after the TTL does,
+and :func:`labeling.dashboard.services.project_changed` drops them after a dashboard
+action.
+"""
+
+import math
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.db.models import BooleanField, Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Mod, TruncHour
+from django.utils import timezone
+
+from labeling import bridge
+from labeling.models import (
+    Answer,
+    Consensus,
+    Item,
+    ItemEmbedding,
+    ItemStatus,
+    KnownLabel,
+    KnownLabelSource,
+    PipelineKind,
+    PipelineRun,
+    Prediction,
+    PseudoLabel,
+    RunStatus,
+    Split,
+)
+from ml.agreement import fleiss_kappa, krippendorff_alpha, ratings_table
+
+AGGREGATE_TTL_S = 300
+ACTIVITY_TTL_S = 60
+HOURS_TTL_S = 31 * 24 * 3600
+MAP_MAX_POINTS = 2500
+
+#: Where an item's label comes from, in the order the dashboard shows them.
+SOURCES = [
+    ("gold", "Gold"),
+    ("settled", "Settled by hand"),
+    ("consensus", "Human consensus"),
+    ("verified", "Verified pseudo-label"),
+    ("pseudo", "Pseudo-label"),
+    ("model", "Model prediction"),
+    ("review", "Needs review"),
+    ("none", "No label yet"),
+]
+SOURCE_NAMES = dict(SOURCES)
+LABEL_SOURCES = ("gold", "settled", "consensus", "verified", "pseudo", "model")
+
+
+def _key(name, project_id, *parts):
+    return ":".join(["crowdloop", "dashboard", name, str(project_id), *map(str, parts)])
+
+
+def cache_keys(project_id):
+    """Cache keys of a project's aggregates (cleared after a dashboard action)."""
+    return [_key(name, project_id) for name in ("labels", "agreement", "throughput", "last-hour")]
+
+
+def _cached(key, ttl, compute):
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, ttl)
+    return value
+
+
+def answers_last_hour(project_ids, now=None):
+    """``{project_id: answers in the last hour}``: cached per project for a minute,
+    the missing ones computed in one grouped query."""
+    now = now or timezone.now()
+    keys = {_key("last-hour", pk): pk for pk in project_ids}
+    found = cache.get_many(list(keys))
+    result = {keys[key]: value for key, value in found.items()}
+    missing = [pk for pk in project_ids if pk not in result]
+    if missing:
+        counts = dict(
+            Answer.objects.filter(item__project_id__in=missing, created_at__gte=now - timedelta(hours=1))
+            .values_list("item__project_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        fresh = {pk: counts.get(pk, 0) for pk in missing}
+        cache.set_many({_key("last-hour", pk): n for pk, n in fresh.items()}, ACTIVITY_TTL_S)
+        result.update(fresh)
+    return result
+
+
+def answers_per_hour(project, now=None):
+    """``{hour: answers}`` over the last 30 days, counted incrementally.
+
+    An hour that has ended never changes (an answer's ``created_at`` is its insert
+    time), so its count is kept in the cache for 31 days and only the answers since the
+    start of the current hour are counted again: after the first call the query reads
+    one hour of answers, not thirty days.
+    """
+    now = now or timezone.now()
+    current = now.replace(minute=0, second=0, microsecond=0)
+    start = current.replace(hour=0) - timedelta(days=29)
+    key = _key("hours", project.pk)
+    kept = cache.get(key) or {}
+    since = max(kept.get("final_before", start), start)
+    hours = {hour: n for hour, n in kept.get("hours", {}).items() if start <= hour < since}
+    hours.update(
+        Answer.objects.filter(item__project=project, created_at__gte=since)
+        .annotate(bucket=TruncHour("created_at"))
+        .values_list("bucket")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    cache.set(key, {"hours": hours, "final_before": current}, HOURS_TTL_S)
+    return hours
+
+
+def throughput(project, now=None):
+    """Answers per hour (last 48 h) and per day (last 30 days, UTC), cached for a minute."""
+
+    def compute():
+        at = now or timezone.now()
+        hours = answers_per_hour(project, now=at)
+        hour0 = at.replace(minute=0, second=0, microsecond=0) - timedelta(hours=47)
+        day0 = at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+        daily = {}
+        for hour, n in hours.items():
+            day = hour.replace(hour=0)
+            daily[day] = daily.get(day, 0) + n
+        hourly = [hour0 + timedelta(hours=i) for i in range(48)]
+        days = [day0 + timedelta(days=i) for i in range(30)]
+        return {
+            "hourly": [(h.strftime("%H:00"), h.strftime("%d %b %H:00 UTC"), hours.get(h, 0)) for h in hourly],
+            "daily": [(d.strftime("%d %b"), d.strftime("%a %d %b %Y"), daily.get(d, 0)) for d in days],
+        }
+
+    return _cached(_key("throughput", project.pk), ACTIVITY_TTL_S, compute)
+
+
+def label_breakdown(project):
+    """Where the pool's labels come from, overall and per class (a cached aggregate).
+
+    Sources: gold and settled (known labels), human consensus, verified pseudo-label
+    (humans confirmed an accepted pseudo-label), pseudo-label (accepted, not yet
+    verified), model (no other label, predicted by the active run), needs review, none.
+    Held-out items are counted apart: they are for measuring, not labeling.
+    """
+
+    def compute():
+        pool = Item.objects.filter(project=project, split=Split.POOL)
+        sources = dict.fromkeys(SOURCE_NAMES, 0)
+        holdout = 0
+        for split, status, known, n in (
+            Item.objects.filter(project=project)
+            .values_list("split", "status", "known_label__source")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            if split != Split.POOL:
+                holdout += n
+            elif known:
+                sources["gold" if known == KnownLabelSource.GOLD else "settled"] += n
+            elif status == ItemStatus.LABELED:
+                sources["consensus"] += n
+            elif status == ItemStatus.PSEUDO_LABELED:
+                sources["pseudo"] += n
+            elif status == ItemStatus.REVIEW:
+                sources["review"] += n
+            elif status == ItemStatus.UNLABELED:
+                sources["none"] += n
+        per_class = {}
+
+        def add(label_id, source, n):
+            per_class.setdefault(label_id, dict.fromkeys(LABEL_SOURCES, 0))[source] += n
+
+        for label_id, source, n in (
+            KnownLabel.objects.filter(item__in=pool)
+            .values_list("label_id", "source")
+            .annotate(n=Count("pk"))
+            .order_by()
+        ):
+            add(label_id, "gold" if source == KnownLabelSource.GOLD else "settled", n)
+        verified = Case(
+            When(item__pseudo_label__accepted=True, item__pseudo_label__label_id=F("label_id"), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+        for label_id, is_verified, n in (
+            Consensus.objects.filter(
+                item__in=pool, item__status=ItemStatus.LABELED, item__known_label__isnull=True, label__isnull=False
+            )
+            .annotate(verified=verified)
+            .values_list("label_id", "verified")
+            .annotate(n=Count("pk"))
+            .order_by()
+        ):
+            add(label_id, "verified" if is_verified else "consensus", n)
+            if is_verified:
+                sources["verified"] += n
+                sources["consensus"] -= n
+        for label_id, n in (
+            PseudoLabel.objects.filter(
+                item__in=pool, item__status=ItemStatus.PSEUDO_LABELED, item__known_label__isnull=True
+            )
+            .values_list("label_id")
+            .annotate(n=Count("pk"))
+            .order_by()
+        ):
+            add(label_id, "pseudo", n)
+        if project.active_run_id:
+            for label_id, n in (
+                Prediction.objects.filter(
+                    run_id=project.active_run_id,
+                    item__in=pool,
+                    item__status=ItemStatus.UNLABELED,
+                    item__known_label__isnull=True,
+                )
+                .values_list("label_id")
+                .annotate(n=Count("pk"))
+                .order_by()
+            ):
+                add(label_id, "model", n)
+                sources["model"] += n
+                sources["none"] -= n
+        return {
+            "sources": sources,
+            "per_class": per_class,
+            "pool_total": sum(sources.values()),
+            "holdout_total": holdout,
+            "computed_at": timezone.now().isoformat(),
+        }
+
+    return _cached(_key("labels", project.pk), AGGREGATE_TTL_S, compute)
+
+
+def agreement(project):
+    """Fleiss' kappa and Krippendorff's alpha over the counted answers (a cached
+    aggregate: one grouped query, then :mod:`ml.agreement`)."""
+
+    def compute():
+        positions, label_ids = bridge.label_positions(project)
+        rows = list(
+            bridge.counted_answers(project).values_list("item_id", "label_id").annotate(n=Count("id")).order_by()
+        )
+        per_item = {}
+        for item_id, _, n in rows:
+            per_item[item_id] = per_item.get(item_id, 0) + n
+        rated = [item for item, n in per_item.items() if n >= 2]
+        result = {
+            "items": len(rated),
+            "answers": sum(per_item[item] for item in rated),
+            "fleiss_kappa": None,
+            "krippendorff_alpha": None,
+            "computed_at": timezone.now().isoformat(),
+        }
+        if rated and label_ids:
+            table = ratings_table(
+                [r[0] for r in rows], [positions[r[1]] for r in rows], [r[2] for r in rows], n_categories=len(label_ids)
+            )
+            for name, measure in (("fleiss_kappa", fleiss_kappa), ("krippendorff_alpha", krippendorff_alpha)):
+                value = measure(table)
+                result[name] = None if math.isnan(value) else round(value, 4)
+        return result
+
+    return _cached(_key("agreement", project.pk), AGGREGATE_TTL_S, compute)
+
+
+def agreement_words(value):
+    """Landis and Koch's words for a kappa."""
+    if value is None:
+        return "not enough overlapping answers"
+    for bound, words in (
+        (0, "worse than chance"),
+        (0.2, "slight"),
+        (0.4, "fair"),
+        (0.6, "moderate"),
+        (0.8, "substantial"),
+    ):
+        if value < bound:
+            return words
+    return "almost perfect"
+
+
+def cluster_points(project):
+    """Up to :data:`MAP_MAX_POINTS` embedded items with their final label and source
+    (representatives first, the rest an even sample by id), cached until the next
+    clustering or model."""
+    latest = (
+        PipelineRun.objects.filter(project=project, kind=PipelineKind.CLUSTER, status=RunStatus.SUCCEEDED)
+        .order_by("-created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    key = _key("map", project.pk, latest or 0, project.active_run_id or 0)
+
+    def compute():
+        embeddings = ItemEmbedding.objects.filter(item__project=project)
+        total = embeddings.count()
+        if total > MAP_MAX_POINTS:
+            step = math.ceil(total / MAP_MAX_POINTS)
+            embeddings = embeddings.annotate(bucket=Mod("item_id", step)).filter(
+                Q(bucket=0) | Q(is_representative=True)
+            )
+        if project.active_run_id:
+            prediction = Prediction.objects.filter(item=OuterRef("item_id"), run_id=project.active_run_id)
+            predicted = Subquery(prediction.values("label_id")[:1])
+        else:
+            predicted = Value(None, output_field=IntegerField())
+        rows = (
+            embeddings.annotate(predicted=predicted)
+            .order_by("-is_representative", "item_id")
+            .values_list(
+                "item_id",
+                "x",
+                "y",
+                "cluster",
+                "is_representative",
+                "item__status",
+                "item__known_label__label_id",
+                "item__known_label__source",
+                "item__consensus__label_id",
+                "item__pseudo_label__label_id",
+                "predicted",
+            )[: int(MAP_MAX_POINTS * 1.2)]
+        )
+        points = []
+        for item_id, x, y, cluster, representative, status, known, known_source, consensus, pseudo, predicted in rows:
+            if known:
+                source, label = ("gold" if known_source == KnownLabelSource.GOLD else "settled"), known
+            elif status == ItemStatus.LABELED:
+                source, label = ("verified" if pseudo == consensus else "consensus"), consensus
+            elif status == ItemStatus.PSEUDO_LABELED:
+                source, label = "pseudo", pseudo
+            elif status == ItemStatus.REVIEW:
+                source, label = "review", consensus
+            elif predicted:
+                source, label = "model", predicted
+            else:
+                source, label = "none", None
+            points.append((item_id, x, y, cluster, representative, source, label))
+        return {"points": points, "total": total}
+
+    return _cached(key, AGGREGATE_TTL_S, compute)

@@ -1,0 +1,526 @@
+"""Dashboard reads: what one page shows, in a fixed number of queries.
+
+Pages never count a whole table per request. Item counts come from
+:class:`~labeling.models.ProjectStats` (kept fresh by
+:func:`labeling.dashboard.services.stats_refresh_if_stale`); what scans a whole project
+is in :mod:`labeling.dashboard.aggregates`, cached. List pages fetch one page of rows
+with ``select_related`` plus one query per extra column, never one per row, and show
+"next page" links instead of counting all matches.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Cast, RowNumber
+from django.http import Http404
+
+from labeling.dashboard.aggregates import SOURCE_NAMES, answers_last_hour
+from labeling.dashboard.charts import class_css, fmt_number
+from labeling.models import (
+    Answer,
+    Item,
+    ItemStatus,
+    KnownLabelSource,
+    PipelineRun,
+    Prediction,
+    ProjectMembership,
+    ProjectStats,
+    RunStatus,
+    Site,
+    TrainingRun,
+    Worker,
+    WorkerDecision,
+    WorkerKind,
+    WorkerSkill,
+    WorkerStatus,
+)
+
+PAGE_SIZE = 50
+SPEED_WINDOW = 200
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def label_classes(project):
+    """``[{"id", "name", "position", "css"}]`` in position order."""
+    return [
+        {"id": pk, "name": name, "position": position, "css": class_css(position)}
+        for pk, name, position in project.label_classes.order_by("position").values_list("id", "name", "position")
+    ]
+
+
+# --- Projects -----------------------------------------------------------------------------------
+
+
+def projects_for(user):
+    """The managed projects with their counters and active model, one query."""
+    from labeling.selectors import projects_managed_by
+
+    return (
+        projects_managed_by(user)
+        .select_related("stats", "active_run")
+        .defer("active_run__history", "active_run__config")
+        .order_by("name")
+    )
+
+
+def project_stats(project):
+    """The project's :class:`ProjectStats` row, or ``None`` before its first count."""
+    return related_or_none(project, "stats")
+
+
+def stats_summary(stats):
+    """Counts by status from a :class:`ProjectStats` row (or zeros without one)."""
+    by_status = (stats.items_by_status if stats else None) or {}
+    return {
+        "items_total": stats.items_total if stats else 0,
+        "labeled": by_status.get(ItemStatus.LABELED, 0),
+        "pseudo_labeled": by_status.get(ItemStatus.PSEUDO_LABELED, 0),
+        "review": by_status.get(ItemStatus.REVIEW, 0),
+        "unlabeled": by_status.get(ItemStatus.UNLABELED, 0),
+        "known_total": stats.known_total if stats else 0,
+        "answers_total": stats.answers_total if stats else 0,
+        "refreshed_at": stats.refreshed_at.isoformat() if stats else None,
+    }
+
+
+# --- The queue ----------------------------------------------------------------------------------
+
+
+def queue_preview(project, n=15):
+    """The next unknown items the project's selection strategy serves, with why."""
+    from labeling.services.selection import strategy_get
+
+    order = strategy_get(project.selection_strategy)(project)
+    return list(order.select_related("consensus__label")[:n])
+
+
+# --- Background runs ------------------------------------------------------------------------------
+
+
+def pipeline_runs(project, n=5):
+    return list(PipelineRun.objects.filter(project=project).defer("state").order_by("-created_at")[:n])
+
+
+def training_runs(project, n=50):
+    return list(TrainingRun.objects.filter(project=project).defer("history", "config").order_by("-created_at")[:n])
+
+
+def run_payload(run):
+    return {
+        "id": str(run.pk),
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "epoch": run.epoch,
+        "n_epochs": run.n_epochs,
+        "accuracy": (run.metrics or {}).get("accuracy"),
+        "error": run.error[:300],
+    }
+
+
+def live_state(project, now=None):
+    """What the live parts of the pages poll: counts, active and recent runs."""
+    stats = ProjectStats.objects.filter(project=project).first()
+    pipelines = pipeline_runs(project)
+    runs = list(
+        TrainingRun.objects.filter(project=project)
+        .only("id", "status", "epoch", "n_epochs", "metrics", "error", "created_at")
+        .order_by("-created_at")[:5]
+    )
+    summary = stats_summary(stats)
+    summary["answers_last_hour"] = answers_last_hour([project.pk], now=now)[project.pk]
+    return {
+        "stats": summary,
+        "pipeline": [
+            {
+                "id": run.pk,
+                "kind": run.kind,
+                "kind_display": run.get_kind_display(),
+                "status": run.status,
+                "status_display": run.get_status_display(),
+                "progress": round(run.progress, 4),
+                "message": run.message,
+                "error": run.error[:300],
+            }
+            for run in pipelines
+        ],
+        "training": [run_payload(run) for run in runs],
+        "active": any(run.status in ACTIVE for run in pipelines) or any(run.status in ACTIVE for run in runs),
+    }
+
+
+def learning_curve(project):
+    """One point per succeeded run: ``(human answers spent, accuracy, eval accuracy)``."""
+    points = []
+    for created, metrics in (
+        TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+        .order_by("created_at")
+        .values_list("created_at", "metrics")
+    ):
+        metrics = metrics or {}
+        if metrics.get("human_answers") is None:
+            continue
+        points.append((metrics["human_answers"], metrics.get("accuracy"), metrics.get("eval_accuracy"), created))
+    return sorted(points, key=lambda p: (p[0], p[3]))
+
+
+def training_run_get(project, run_id):
+    run = TrainingRun.objects.filter(project=project, pk=run_id).first()
+    if run is None:
+        raise Http404("No such training run")
+    return run
+
+
+# --- Workers ------------------------------------------------------------------------------------
+
+
+def wilson_interval(correct, total, z=1.96):
+    """95 % Wilson score interval of a proportion, ``(low, high)``; ``None`` for no trials."""
+    if not total:
+        return None
+    p = correct / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+WORKER_SORTS = {
+    "answers": "answer_total",
+    "accuracy": "control_accuracy",
+    "skill": "project_skill",
+    "seen": "last_seen_at",
+    "id": "id",
+}
+
+
+@dataclass
+class WorkerFilters:
+    status: str = ""
+    kind: str = ""
+    q: str = ""
+    min_controls: int = 0
+    sort: str = "-answers"
+    page: int = 1
+
+
+def _worked_on(project):
+    return Q(Exists(Answer.objects.filter(worker=OuterRef("pk"), item__project=project))) | Q(
+        Exists(ProjectMembership.objects.filter(worker=OuterRef("pk"), project=project))
+    )
+
+
+def project_workers(project):
+    """Workers who answered in (or were admitted to) ``project``, annotated with their
+    control accuracy and their estimated skill here."""
+    skill = WorkerSkill.objects.filter(worker=OuterRef("pk"), project=project)
+    return (
+        Worker.objects.filter(_worked_on(project))
+        .select_related("user")
+        .annotate(
+            control_accuracy=Case(
+                When(control_total=0, then=Value(None, output_field=FloatField())),
+                default=Cast(F("control_correct"), FloatField()) / Cast(F("control_total"), FloatField()),
+                output_field=FloatField(),
+            ),
+            project_skill=Subquery(skill.values("accuracy")[:1], output_field=FloatField()),
+        )
+    )
+
+
+def workers_page(project, filters):
+    """One page of the workers table and whether there is a next one."""
+    workers = project_workers(project)
+    if filters.status:
+        workers = workers.filter(status=filters.status)
+    if filters.kind:
+        workers = workers.filter(kind=filters.kind)
+    if filters.min_controls:
+        workers = workers.filter(control_total__gte=filters.min_controls)
+    if filters.q:
+        term = filters.q.strip().lstrip("#")
+        workers = workers.filter(Q(user__username__icontains=term) | (Q(pk=int(term)) if term.isdigit() else Q()))
+    field = WORKER_SORTS.get(filters.sort.lstrip("-"), "answer_total")
+    descending = filters.sort.startswith("-")
+    order = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+    start = (max(filters.page, 1) - 1) * PAGE_SIZE
+    rows = list(workers.order_by(order, "id")[start : start + PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    _workers_decorate(project, rows)
+    return rows, more
+
+
+def _workers_decorate(project, workers):
+    """Per-page columns in two queries: answers here and median answer time."""
+    ids = [worker.pk for worker in workers]
+    here = dict(
+        Answer.objects.filter(worker_id__in=ids, item__project=project)
+        .values_list("worker_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    speeds = worker_speeds(project, ids)
+    for worker in workers:
+        worker.answers_here = here.get(worker.pk, 0)
+        worker.median_ms = speeds.get(worker.pk)
+        worker.control_interval = interval = wilson_interval(worker.control_correct, worker.control_total)
+        worker.display_name = worker_name(worker)
+        worker.accuracy_text = fmt_number(worker.control_accuracy, percent=True)
+        worker.interval_text = f"{fmt_number(interval[0], True)}–{fmt_number(interval[1], True)}" if interval else ""
+        worker.skill_text = fmt_number(worker.project_skill, percent=True)
+        worker.median_text = "–" if worker.median_ms is None else f"{worker.median_ms / 1000:.1f} s"
+
+
+def worker_name(worker):
+    if worker.user_id:
+        return worker.user.username
+    return f"visitor #{worker.pk}"
+
+
+def worker_speeds(project, worker_ids):
+    """Median ``time_taken_ms`` of each worker's last answers here, in one query."""
+    if not worker_ids:
+        return {}
+    rows = (
+        Answer.objects.filter(worker_id__in=worker_ids, item__project=project, time_taken_ms__isnull=False)
+        .annotate(recent=Window(RowNumber(), partition_by=[F("worker_id")], order_by=F("id").desc()))
+        .filter(recent__lte=SPEED_WINDOW)
+        .values_list("worker_id", "time_taken_ms")
+    )
+    times = {}
+    for worker_id, ms in rows:
+        times.setdefault(worker_id, []).append(ms)
+    return {worker_id: int(statistics.median(values)) for worker_id, values in times.items()}
+
+
+def worker_get(project, worker_id):
+    worker = project_workers(project).filter(pk=worker_id).first()
+    if worker is None:
+        raise Http404("No such worker in this project")
+    _workers_decorate(project, [worker])
+    return worker
+
+
+def worker_detail(project, worker):
+    skill = WorkerSkill.objects.filter(worker=worker, project=project).first()
+    here = Answer.objects.filter(worker=worker, item__project=project).aggregate(
+        controls=Count("id", filter=Q(correct__isnull=False)), correct=Count("id", filter=Q(correct=True))
+    )
+    return {
+        "skill": skill,
+        "controls_here": here["controls"],
+        "correct_here": here["correct"],
+        "interval_here": wilson_interval(here["correct"], here["controls"]),
+        "decisions": list(worker.decisions.select_related("decided_by", "project").order_by("-created_at")[:50]),
+        "answers": list(
+            Answer.objects.filter(worker=worker, item__project=project)
+            .select_related("item", "label")
+            .order_by("-created_at")[:30]
+        ),
+    }
+
+
+def decisions_log(project, *, automatic=None, n=50):
+    decisions = WorkerDecision.objects.filter(project=project).select_related("worker__user", "decided_by")
+    if automatic is not None:
+        decisions = decisions.filter(automatic=automatic)
+    return list(decisions.order_by("-created_at")[:n])
+
+
+def decision_get(project, decision_id):
+    """A decision about a worker of ``project`` (made here or in another project)."""
+    decision = (
+        WorkerDecision.objects.filter(pk=decision_id, worker__in=Worker.objects.filter(_worked_on(project)))
+        .select_related("worker")
+        .first()
+    )
+    if decision is None:
+        raise Http404("No such decision")
+    return decision
+
+
+def suspected_bots(project, n=50):
+    """Widget visitors here that are banned or miss most control items."""
+    return list(
+        project_workers(project)
+        .filter(kind=WorkerKind.VISITOR)
+        .filter(Q(status=WorkerStatus.BANNED) | Q(control_total__gte=3, control_correct__lt=F("control_total") * 0.5))
+        .order_by("control_accuracy", "-answer_total")[:n]
+    )
+
+
+# --- Items --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemFilters:
+    status: str = ""
+    source: str = ""
+    split: str = ""
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    disputed: bool = False
+    q: str = ""
+    sort: str = "id"
+    page: int = 1
+
+
+ITEM_SORTS = {
+    "id": ("id",),
+    "-answers": ("-answer_count", "id"),
+    "uncertain": ("consensus__confidence", "id"),
+    "-priority": ("-priority", "id"),
+    "-id": ("-id",),
+}
+
+
+def _source_filter(project, source):
+    known_null = Q(known_label__isnull=True)
+    if project.active_run_id:
+        predicted = Q(Exists(Prediction.objects.filter(item=OuterRef("pk"), run_id=project.active_run_id)))
+    else:
+        predicted = Q(pk__in=[])
+    verified = Q(pseudo_label__accepted=True, pseudo_label__label_id=F("consensus__label_id"))
+    return {
+        "gold": Q(known_label__source=KnownLabelSource.GOLD),
+        "settled": Q(known_label__source=KnownLabelSource.SETTLED),
+        "consensus": known_null & Q(status=ItemStatus.LABELED) & ~verified,
+        "verified": known_null & Q(status=ItemStatus.LABELED) & verified,
+        "pseudo": known_null & Q(status=ItemStatus.PSEUDO_LABELED),
+        "model": known_null & Q(status=ItemStatus.UNLABELED) & predicted,
+        "review": known_null & Q(status=ItemStatus.REVIEW),
+        "none": known_null & Q(status=ItemStatus.UNLABELED) & ~predicted,
+    }.get(source)
+
+
+def items_page(project, filters):
+    items = Item.objects.filter(project=project).select_related(
+        "consensus__label", "known_label__label", "pseudo_label__label"
+    )
+    if filters.status:
+        items = items.filter(status=filters.status)
+    if filters.split:
+        items = items.filter(split=filters.split)
+    condition = _source_filter(project, filters.source)
+    if condition is not None:
+        items = items.filter(condition)
+    if filters.min_confidence is not None:
+        items = items.filter(consensus__confidence__gte=filters.min_confidence)
+    if filters.max_confidence is not None:
+        items = items.filter(consensus__confidence__lte=filters.max_confidence)
+    if filters.disputed:
+        items = items.filter(consensus__n_answers__gte=2, consensus__confidence__lt=project.consensus_threshold)
+    if filters.q:
+        term = filters.q.strip()
+        items = items.filter(
+            Q(text__icontains=term)
+            | Q(source_name__icontains=term)
+            | (Q(pk=int(term)) if term.isdigit() else Q(pk__in=[]))
+        )
+    start = (max(filters.page, 1) - 1) * PAGE_SIZE
+    rows = list(items.order_by(*ITEM_SORTS.get(filters.sort, ("id",)))[start : start + PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    predictions = {}
+    if project.active_run_id and rows:
+        predictions = {
+            p.item_id: p
+            for p in Prediction.objects.filter(
+                run_id=project.active_run_id, item_id__in=[i.pk for i in rows]
+            ).select_related("label")
+        }
+    for item in rows:
+        item.prediction = predictions.get(item.pk)
+        item.label_info = item_label(item, item.prediction)
+    return rows, more
+
+
+def related_or_none(obj, name):
+    """A reverse one-to-one (``obj.consensus``), or ``None`` when there is no row."""
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def item_label(item, prediction=None):
+    """The final label of an item as ``{"source", "source_name", "label", "confidence"}``."""
+    known = related_or_none(item, "known_label")
+    consensus = related_or_none(item, "consensus")
+    pseudo = related_or_none(item, "pseudo_label")
+    if known is not None:
+        source = "gold" if known.source == KnownLabelSource.GOLD else "settled"
+        label, confidence = known.label, 1.0
+    elif item.status == ItemStatus.LABELED and consensus is not None:
+        verified = pseudo is not None and pseudo.accepted and pseudo.label_id == consensus.label_id
+        source, label, confidence = ("verified" if verified else "consensus"), consensus.label, consensus.confidence
+    elif item.status == ItemStatus.PSEUDO_LABELED and pseudo is not None:
+        source, label, confidence = "pseudo", pseudo.label, pseudo.confidence
+    elif item.status == ItemStatus.REVIEW:
+        source, label, confidence = (
+            "review",
+            consensus.label if consensus else None,
+            consensus.confidence if consensus else None,
+        )
+    elif prediction is not None:
+        source, label, confidence = "model", prediction.label, prediction.confidence
+    else:
+        source, label, confidence = "none", None, None
+    disagreement = None if consensus is None or consensus.n_answers < 2 else 1 - consensus.confidence
+    return {
+        "source": source,
+        "source_name": SOURCE_NAMES[source],
+        "label": label,
+        "css": class_css(label.position) if label is not None else "",
+        "confidence": confidence,
+        "confidence_text": fmt_number(confidence, percent=True),
+        "disagreement": disagreement,
+        "disagreement_text": fmt_number(disagreement, percent=True),
+    }
+
+
+def item_get(project, item_id):
+    item = (
+        Item.objects.filter(project=project, pk=item_id)
+        .select_related(
+            "project", "consensus__label", "known_label__label", "known_label__created_by", "pseudo_label__label"
+        )
+        .first()
+    )
+    if item is None:
+        raise Http404("No such item")
+    return item
+
+
+def item_detail(project, item):
+    predictions = list(
+        Prediction.objects.filter(item=item).select_related("label", "run").order_by("-run__created_at")[:20]
+    )
+    active = next((p for p in predictions if p.run_id == project.active_run_id), None)
+    return {
+        "answers": list(item.answers.select_related("worker__user", "label").order_by("created_at")[:200]),
+        "predictions": predictions,
+        "label_info": item_label(item, active),
+    }
+
+
+# --- Sites --------------------------------------------------------------------------------------
+
+
+def project_sites(project):
+    return list(Site.objects.filter(projects=project).order_by("name"))

@@ -1,0 +1,26 @@
+from django.urls import path
+
+from labeling.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.project_list, name="projects"),
+    path("<slug:slug>/", views.overview, name="overview"),
+    path("<slug:slug>/live.json", views.live, name="live"),
+    path("<slug:slug>/workers/", views.workers, name="workers"),
+    path("<slug:slug>/workers/<int:worker_id>/", views.worker_detail, name="worker"),
+    path("<slug:slug>/workers/<int:worker_id>/status", views.worker_status, name="worker-status"),
+    path("<slug:slug>/decisions/<int:decision_id>/undo", views.decision_undo, name="decision-undo"),
+    path("<slug:slug>/items/", views.items, name="items"),
+    path("<slug:slug>/items/<int:item_id>/", views.item_detail, name="item"),
+    path("<slug:slug>/items/<int:item_id>/settle", views.item_settle, name="item-settle"),
+    path("<slug:slug>/items/<int:item_id>/gold", views.item_gold, name="item-gold"),
+    path("<slug:slug>/clusters/", views.clusters, name="clusters"),
+    path("<slug:slug>/clusters/start", views.clustering_start, name="clustering-start"),
+    path("<slug:slug>/training/", views.training, name="training"),
+    path("<slug:slug>/training/start", views.training_start, name="training-start"),
+    path("<slug:slug>/training/<uuid:run_id>/panel", views.training_panel, name="training-panel"),
+    path("<slug:slug>/sites/", views.sites, name="sites"),
+    path("<slug:slug>/sites/<int:site_id>/rotate", views.site_rotate, name="site-rotate"),
+]

@@ -1,0 +1,535 @@
+"""The admin dashboard: project owners and staff see the whole loop.
+
+Views validate input, call a selector or one service, render. Pages are server-rendered
+(charts are SVG from :mod:`labeling.dashboard.charts`); the live parts poll
+``live.json`` from ``static/dashboard/dashboard.js``.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from labeling import selectors as core_selectors
+from labeling.dashboard import aggregates, charts, figures, forms, selectors, services
+from labeling.models import Split
+
+
+def _project(request, slug):
+    return core_selectors.project_get_managed(request.user, slug)
+
+
+def _page(request):
+    try:
+        return max(int(request.GET.get("page", 1)), 1)
+    except ValueError:
+        return 1
+
+
+def _query(request, **changes):
+    """The current query string with ``changes`` applied (``None`` drops a key)."""
+    params = {key: value for key, value in request.GET.items() if value != ""}
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return "?" + urlencode(params) if params else "?"
+
+
+def _context(request, project, tab, **extra):
+    return {"project": project, "tab": tab, "live_url": reverse("dashboard:live", args=[project.slug]), **extra}
+
+
+# --- Projects -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def project_list(request):
+    projects = list(selectors.projects_for(request.user))
+    services.stats_refresh_if_stale(projects)
+    last_hour = aggregates.answers_last_hour([p.pk for p in projects])
+    rows = []
+    for project in projects:
+        stats = selectors.project_stats(project)
+        summary = selectors.stats_summary(stats)
+        run = project.active_run
+        rows.append(
+            {
+                "project": project,
+                "summary": summary,
+                "bar": charts.stack_bar(_status_segments(summary), label=f"Progress of {project.name}"),
+                "last_hour": last_hour.get(project.pk, 0),
+                "accuracy": (run.metrics or {}).get("accuracy") if run else None,
+                "eval_accuracy": (run.metrics or {}).get("eval_accuracy") if run else None,
+            }
+        )
+    return render(request, "dashboard/projects.html", {"rows": rows, "legend": STATUS_LEGEND})
+
+
+STATUS_LEGEND = [
+    ("Labeled", "src-consensus"),
+    ("Pseudo-labeled", "src-pseudo"),
+    ("Needs review", "src-review"),
+    ("Unlabeled", "src-none"),
+]
+
+
+def _status_segments(summary):
+    return [
+        ("labeled", summary["labeled"], "src-consensus"),
+        ("pseudo-labeled", summary["pseudo_labeled"], "src-pseudo"),
+        ("needs review", summary["review"], "src-review"),
+        ("unlabeled", summary["unlabeled"], "src-none"),
+    ]
+
+
+# --- Overview -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def overview(request, slug):
+    project = _project(request, slug)
+    services.stats_refresh_if_stale([project])
+    stats = selectors.project_stats(project)
+    summary = selectors.stats_summary(stats)
+    summary["answers_last_hour"] = aggregates.answers_last_hour([project.pk])[project.pk]
+    classes = selectors.label_classes(project)
+    breakdown = aggregates.label_breakdown(project)
+    sources = breakdown["sources"]
+    human_labels = sources["consensus"] + sources["verified"] + sources["settled"]
+    agreement = aggregates.agreement(project)
+    try:
+        queue, queue_error = selectors.queue_preview(project), ""
+    except ValueError as exc:
+        queue, queue_error = [], str(exc)
+    source_rows, sources_bar = figures.label_sources(breakdown)
+    hourly, daily = figures.throughput(aggregates.throughput(project))
+    run = project.active_run
+    return render(
+        request,
+        "dashboard/overview.html",
+        _context(
+            request,
+            project,
+            "overview",
+            summary=summary,
+            classes=classes,
+            breakdown=breakdown,
+            source_rows=source_rows,
+            sources_bar=sources_bar,
+            answers_per_label=(summary["answers_total"] / human_labels) if human_labels else None,
+            answers_per_any_label=(
+                summary["answers_total"] / (breakdown["pool_total"] - sources["none"] - sources["review"])
+                if breakdown["pool_total"] - sources["none"] - sources["review"] > 0
+                else None
+            ),
+            agreement=agreement,
+            kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
+            hourly=hourly,
+            daily=daily,
+            distribution=figures.label_distribution(classes, breakdown),
+            queue=queue,
+            queue_error=queue_error,
+            pipeline=selectors.pipeline_runs(project),
+            training=selectors.training_runs(project, n=3),
+            run=run,
+            training_form=forms.TrainingForm(),
+        ),
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def live(request, slug):
+    project = _project(request, slug)
+    services.stats_refresh_if_stale([project])
+    return JsonResponse(selectors.live_state(project))
+
+
+# --- Workers --------------------------------------------------------------------------------------
+
+
+WORKER_COLUMNS = [
+    ("id", "Worker"),
+    ("answers", "Answers (all)"),
+    ("accuracy", "Control accuracy"),
+    ("skill", "Skill here"),
+    ("seen", "Last seen"),
+]
+
+
+@login_required
+@require_GET
+def workers(request, slug):
+    project = _project(request, slug)
+    form = forms.WorkerFilterForm(request.GET)
+    data = form.cleaned_data if form.is_valid() else {}
+    filters = selectors.WorkerFilters(
+        status=data.get("status") or "",
+        kind=data.get("kind") or "",
+        q=data.get("q") or "",
+        min_controls=data.get("min_controls") or 0,
+        sort=data.get("sort") or "-answers",
+        page=_page(request),
+    )
+    rows, more = selectors.workers_page(project, filters)
+    columns = []
+    for key, title in WORKER_COLUMNS:
+        current = filters.sort.lstrip("-") == key
+        descending = filters.sort.startswith("-")
+        next_sort = (key if descending else f"-{key}") if current else f"-{key}"
+        columns.append(
+            {
+                "title": title,
+                "url": _query(request, sort=next_sort, page=None),
+                "current": current,
+                "arrow": ("↓" if descending else "↑") if current else "",
+            }
+        )
+    automatic = request.GET.get("log")
+    return render(
+        request,
+        "dashboard/workers.html",
+        _context(
+            request,
+            project,
+            "workers",
+            form=form,
+            rows=rows,
+            columns=columns,
+            next_url=_query(request, page=filters.page + 1) if more else None,
+            prev_url=_query(request, page=filters.page - 1) if filters.page > 1 else None,
+            decisions=selectors.decisions_log(project, automatic={"auto": True, "manual": False}.get(automatic)),
+            log_filter=automatic or "",
+            log_urls={key: _query(request, log=key or None) for key in ("", "auto", "manual")},
+        ),
+    )
+
+
+@login_required
+@require_GET
+def worker_detail(request, slug, worker_id):
+    project = _project(request, slug)
+    worker = selectors.worker_get(project, worker_id)
+    detail = selectors.worker_detail(project, worker)
+    classes = selectors.label_classes(project)
+    confusion = figures.worker_confusion(detail["skill"], classes, worker.display_name)
+    return render(
+        request,
+        "dashboard/worker_detail.html",
+        _context(
+            request,
+            project,
+            "workers",
+            worker=worker,
+            confusion=confusion,
+            status_form=forms.WorkerStatusForm(),
+            here_text=charts.fmt_number(detail["correct_here"] / detail["controls_here"], True)
+            if detail["controls_here"]
+            else "–",
+            **detail,
+        ),
+    )
+
+
+@login_required
+@require_POST
+def worker_status(request, slug, worker_id):
+    project = _project(request, slug)
+    worker = selectors.worker_get(project, worker_id)
+    form = forms.WorkerStatusForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a status and give a reason.")
+    else:
+        decision = services.worker_status_set(
+            worker, form.cleaned_data["status"], reason=form.cleaned_data["reason"], user=request.user, project=project
+        )
+        if decision is None:
+            messages.info(request, f"{worker.display_name} is already {form.cleaned_data['status']}.")
+        else:
+            messages.success(request, f"{worker.display_name} is now {decision.get_new_status_display().lower()}.")
+    return redirect("dashboard:worker", slug=project.slug, worker_id=worker.pk)
+
+
+@login_required
+@require_POST
+def decision_undo(request, slug, decision_id):
+    from labeling.services.workers import DecisionError
+
+    project = _project(request, slug)
+    decision = selectors.decision_get(project, decision_id)
+    try:
+        services.worker_decision_undo(decision, user=request.user, project=project)
+    except DecisionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"Decision reversed: the worker is {decision.get_previous_status_display().lower()} again."
+        )
+    return redirect("dashboard:worker", slug=project.slug, worker_id=decision.worker_id)
+
+
+# --- Items ----------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def items(request, slug):
+    project = _project(request, slug)
+    form = forms.ItemFilterForm(request.GET)
+    data = form.cleaned_data if form.is_valid() else {}
+    filters = selectors.ItemFilters(
+        status=data.get("status") or "",
+        source=data.get("source") or "",
+        split=data.get("split") or "",
+        min_confidence=data.get("min_confidence"),
+        max_confidence=data.get("max_confidence"),
+        disputed=bool(data.get("disputed")),
+        q=(data.get("q") or "").lstrip("#"),
+        sort=data.get("sort") or "id",
+        page=_page(request),
+    )
+    rows, more = selectors.items_page(project, filters)
+    return render(
+        request,
+        "dashboard/items.html",
+        _context(
+            request,
+            project,
+            "items",
+            form=form,
+            rows=rows,
+            next_url=_query(request, page=filters.page + 1) if more else None,
+            prev_url=_query(request, page=filters.page - 1) if filters.page > 1 else None,
+        ),
+    )
+
+
+@login_required
+@require_GET
+def item_detail(request, slug, item_id):
+    from labeling.services.consensus import item_explain
+
+    project = _project(request, slug)
+    item = selectors.item_get(project, item_id)
+    detail = selectors.item_detail(project, item)
+    classes = selectors.label_classes(project)
+    consensus = selectors.related_or_none(item, "consensus")
+    posterior = figures.posterior(consensus, classes, project.consensus_threshold)
+    known = selectors.related_or_none(item, "known_label")
+    initial = {"label": (known.label_id if known else consensus.label_id if consensus and consensus.label_id else None)}
+    return render(
+        request,
+        "dashboard/item_detail.html",
+        _context(
+            request,
+            project,
+            "items",
+            item=item,
+            consensus=consensus,
+            known=known,
+            pseudo=selectors.related_or_none(item, "pseudo_label"),
+            posterior=posterior,
+            explain=item_explain(item),
+            settle_form=forms.LabelForm(project, initial=initial),
+            can_settle=item.split == Split.POOL,
+            **detail,
+        ),
+    )
+
+
+@login_required
+@require_POST
+def item_settle(request, slug, item_id):
+    return _item_label_set(request, slug, item_id, services.item_settle_by_hand, "settled as")
+
+
+@login_required
+@require_POST
+def item_gold(request, slug, item_id):
+    return _item_label_set(request, slug, item_id, services.item_mark_gold, "now a gold item labeled")
+
+
+def _item_label_set(request, slug, item_id, service, done):
+    project = _project(request, slug)
+    item = selectors.item_get(project, item_id)
+    form = forms.LabelForm(project, request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose one of the project's labels.")
+    else:
+        label = form.cleaned_data["label"]
+        try:
+            service(item, label, user=request.user)
+        except ValueError as exc:
+            messages.error(request, f"Not changed: {exc}.")
+        else:
+            messages.success(request, f"Item #{item.pk} is {done} “{label.name}”.")
+    return redirect("dashboard:item", slug=project.slug, item_id=item.pk)
+
+
+# --- Clusters -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def clusters(request, slug):
+    project = _project(request, slug)
+    by = "source" if request.GET.get("by") == "source" else "label"
+    data = aggregates.cluster_points(project)
+    chart = figures.cluster_map(project, selectors.label_classes(project), data["points"], by)
+    return render(
+        request,
+        "dashboard/clusters.html",
+        _context(
+            request,
+            project,
+            "clusters",
+            chart=chart,
+            by=by,
+            shown=len(data["points"]),
+            total=data["total"],
+            pipeline=selectors.pipeline_runs(project),
+        ),
+    )
+
+
+# --- Training -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def training(request, slug):
+    project = _project(request, slug)
+    runs = selectors.training_runs(project)
+    selected = None
+    run_id = request.GET.get("run")
+    if run_id:
+        try:
+            selected = selectors.training_run_get(project, run_id)
+        except ValidationError:
+            selected = None
+    elif runs:
+        selected = selectors.training_run_get(project, runs[0].pk)
+    return render(
+        request,
+        "dashboard/training.html",
+        _context(
+            request,
+            project,
+            "training",
+            runs=runs,
+            panel=figures.run_panel(project, selected) if selected else None,
+            learning=figures.learning_curve(selectors.learning_curve(project)),
+            form=forms.TrainingForm(),
+        ),
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def training_panel(request, slug, run_id):
+    project = _project(request, slug)
+    run = selectors.training_run_get(project, run_id)
+    return render(request, "dashboard/_run_panel.html", {"project": project, **figures.run_panel(project, run)})
+
+
+@login_required
+@require_POST
+def training_start(request, slug):
+    from labeling.services.training import TrainingRefused, training_run_create
+
+    project = _project(request, slug)
+    form = forms.TrainingForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Epochs must be a whole number from 1 to 500.")
+        return redirect("dashboard:training", slug=project.slug)
+    config = {"epochs": form.cleaned_data["epochs"]} if form.cleaned_data.get("epochs") else None
+    try:
+        run = training_run_create(project, config=config, user=request.user)
+    except TrainingRefused as exc:
+        messages.error(request, f"Training not started: {exc}")
+        return redirect("dashboard:training", slug=project.slug)
+    if run.status in selectors.ACTIVE:
+        messages.success(request, "Training run queued; its progress shows below.")
+    return redirect(reverse("dashboard:training", args=[project.slug]) + f"?run={run.pk}")
+
+
+@login_required
+@require_POST
+def clustering_start(request, slug):
+    project = _project(request, slug)
+    try:
+        from labeling.services.semisupervised import pipeline_start
+    except ImportError:
+        messages.error(request, "Clustering is not available in this installation yet.")
+        return redirect("dashboard:overview", slug=project.slug)
+    pipeline_start(project)
+    messages.success(
+        request,
+        "Clustering and pseudo-labeling requested; it starts when no other round of this project runs. "
+        "Progress shows under Background runs.",
+    )
+    return redirect(reverse("dashboard:overview", args=[project.slug]) + "#pipeline")
+
+
+# --- Sites ----------------------------------------------------------------------------------------
+
+
+@login_required
+def sites(request, slug):
+    project = _project(request, slug)
+    site_rows = selectors.project_sites(project)
+    for site in site_rows:
+        site.pass_rate = site.challenges_passed / site.challenges_issued if site.challenges_issued else None
+        site.may_rotate = _may_rotate(request.user, site)
+    bots = selectors.suspected_bots(project)
+    for worker in bots:
+        worker.display_name = selectors.worker_name(worker)
+    return render(
+        request,
+        "dashboard/sites.html",
+        _context(request, project, "sites", sites=site_rows, bots=bots, can_rotate=_rotate_function() is not None),
+    )
+
+
+def _may_rotate(user, site):
+    return user.is_staff or site.owner_id == user.pk
+
+
+def _rotate_function():
+    try:
+        from labeling.services.sites import site_secret_rotate
+    except ImportError:
+        return None
+    return site_secret_rotate
+
+
+@login_required
+@require_POST
+@never_cache
+def site_rotate(request, slug, site_id):
+    project = _project(request, slug)
+    site = next((s for s in selectors.project_sites(project) if s.pk == site_id), None)
+    rotate = _rotate_function()
+    if site is None or rotate is None or not _may_rotate(request.user, site):
+        messages.error(request, "Only the site's owner or staff can rotate its secret.")
+        return redirect("dashboard:sites", slug=project.slug)
+    secret = rotate(site)
+    # The secret is shown once, in this response, and never stored in a cookie or session.
+    response = render(
+        request,
+        "dashboard/site_secret.html",
+        _context(request, project, "sites", site=site, secret=secret),
+    )
+    response["Cache-Control"] = "no-store"
+    return response

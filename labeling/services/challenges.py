@@ -1,0 +1,523 @@
+"""CAPTCHA-style challenges: issue one to a visitor, judge the answer, verify the token.
+
+A challenge mixes control items (gold, or certain consensus) with unknown items leased
+through :mod:`labeling.services.selection`, the same mechanism as the worker UI. Which
+tiles are control is random per challenge, and a client sees only opaque tile ids,
+signed image URLs and texts. Answers on unknown items become :class:`Answer` rows only
+when the control items were answered right and not faster than a human can; a failed
+challenge keeps what was answered as evidence on its tiles and nothing else.
+
+Test keys (``SiteMode.TEST_PASS`` / ``TEST_FAIL``) never touch items: their challenge
+is a signed id with no tiles, and their tokens are fixed dummies.
+"""
+import math
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labeling.models import (
+    Challenge,
+    ChallengeItem,
+    ChallengeKind,
+    ChallengeStatus,
+    DataKind,
+    ItemStatus,
+    LabelClass,
+    Lease,
+    PseudoLabel,
+    Site,
+    SiteMode,
+    Worker,
+    WorkerKind,
+    WorkerStatus,
+)
+from labeling.services import selection
+from labeling.services.answers import AnswerInput, answers_record
+from labeling.services.ratelimit import ratelimit_enforce
+from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
+from labeling.services.tokens import challenge_token_generator, visitor_key
+
+GRID_TILES = 9
+CHOICE_UNKNOWN = 2
+VERIFY_UNKNOWN = 3
+MIN_GRID_TILES = 4
+MAX_EXTRA_CONTROLS = 4
+MAX_RESPONSE_ENTRIES = 64
+TEST_CHALLENGE_SALT = "crowdloop.services.challenges.test-challenge"
+TEST_TOKENS = {
+    SiteMode.TEST_PASS: "10000000-aaaa-bbbb-cccc-000000000001",
+    SiteMode.TEST_FAIL: "20000000-aaaa-bbbb-cccc-000000000002",
+}
+
+
+class ChallengeRefused(Exception):
+    """The request cannot be served; ``code`` is for machines, the message for people."""
+
+    def __init__(self, code, message, status=400):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the widget endpoints know of a visitor: no cookie, no account."""
+
+    ip: str
+    user_agent: str = ""
+    hostname: str = ""
+
+
+@dataclass
+class TestChallenge:
+    """The challenge of a test key: nothing to solve, nothing stored."""
+
+    id: str
+    site: Site
+    expires_at: object
+    kind: str = "test"
+    tiles: list = field(default_factory=list)
+
+
+@dataclass
+class AnswerOutcome:
+    passed: bool
+    token: str | None
+    challenge: object
+    reason: str = ""
+
+
+def _now():
+    return timezone.now()
+
+
+# --- Visitors ---------------------------------------------------------------------------------
+
+
+def visitor_get(site, client):
+    """The visitor worker for this client on this site (created on first sight)."""
+    key = visitor_key(ip=client.ip, user_agent=client.user_agent, site_id=site.pk)
+    worker, _ = Worker.objects.get_or_create(visitor_key=key, defaults={"kind": WorkerKind.VISITOR})
+    return worker
+
+
+def visitor_strikes(worker, *, now):
+    """Failed challenges since the visitor's last pass (within the strike window); a
+    failure faster than the site's minimum solve time counts twice."""
+    since = now - timedelta(seconds=settings.CROWDLOOP_VISITOR_STRIKE_WINDOW_S)
+    last_pass = (
+        Challenge.objects.filter(worker=worker, status=ChallengeStatus.PASSED, answered_at__gte=since)
+        .order_by("-answered_at")
+        .values_list("answered_at", flat=True)
+        .first()
+    )
+    failed = Challenge.objects.filter(
+        worker=worker, status=ChallengeStatus.FAILED, answered_at__gte=last_pass or since
+    ).values_list("issued_at", "answered_at", "site__min_solve_ms")[:50]
+    strikes = 0
+    for issued_at, answered_at, min_solve_ms in failed:
+        fast = (answered_at - issued_at).total_seconds() * 1000 < (min_solve_ms or 0)
+        strikes += 2 if fast else 1
+    return strikes
+
+
+def _visitor_admit(worker, *, now):
+    """Extra control items this visitor gets; refuses blocked and banned visitors."""
+    if worker.status != WorkerStatus.ACTIVE:
+        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
+    strikes = visitor_strikes(worker, now=now)
+    if strikes >= settings.CROWDLOOP_VISITOR_MAX_STRIKES:
+        raise ChallengeRefused(
+            "visitor-blocked", "Too many failed challenges from this visitor; try again later.", 403
+        )
+    return min(strikes, MAX_EXTRA_CONTROLS)
+
+
+# --- Issuing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    kind: str
+    target_label_id: int | None
+    tiles: list  # (item, is_control, proposed_label_id, public_id or None)
+
+
+def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
+    """A new challenge for ``client`` on the site with ``sitekey``.
+
+    Raises :class:`ChallengeRefused` for an unknown key, a hostname the site does not
+    allow, a blocked visitor or a site with nothing to ask, and
+    :class:`~labeling.services.ratelimit.RateLimited` past the limits.
+    """
+    now = now or _now()
+    rng = rng or random.SystemRandom()
+    ratelimit_enforce([("challenge-issue:ip", client.ip), ("challenge-issue:site", str(sitekey)[:100])])
+    site = site_get_by_sitekey(sitekey)
+    if site is None:
+        raise ChallengeRefused("invalid-sitekey", "Unknown site key.", 400)
+    if client.hostname and not site_hostname_allowed(site, client.hostname):
+        raise ChallengeRefused(
+            "hostname-not-allowed", f"This site key is not allowed on {client.hostname}.", 403
+        )
+    expires_at = now + timedelta(seconds=settings.CROWDLOOP_CHALLENGE_TTL_S)
+    if site.mode != SiteMode.NORMAL:
+        return TestChallenge(
+            id=signing.dumps({"s": site.pk}, salt=TEST_CHALLENGE_SALT), site=site, expires_at=expires_at
+        )
+    worker = visitor_get(site, client)
+    extra = _visitor_admit(worker, now=now)
+    projects = list(site.projects.all())
+    rng.shuffle(projects)
+    n_control = site.control_items + extra
+    for project in projects:
+        with transaction.atomic():
+            plan = _plan(project, worker, max(n_control, 1), now, rng, kind)
+            if plan is None:
+                continue
+            challenge = _challenge_save(site, project, worker, plan, now, expires_at, rng)
+        # After the commit: updating the hot site row while holding item locks deadlocks
+        # against an answer (site row, then items) on PostgreSQL.
+        Site.objects.filter(pk=site.pk).update(challenges_issued=F("challenges_issued") + 1)
+        return challenge
+    raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.", 503)
+
+
+def _plan(project, worker, n_control, now, rng, kind):
+    kinds = [kind] if kind else _kinds_in_order(rng)
+    for candidate in kinds:
+        plan = {
+            ChallengeKind.GRID: _plan_grid,
+            ChallengeKind.CHOICE: _plan_choice,
+            ChallengeKind.VERIFY: _plan_verify,
+        }[candidate](project, worker, n_control, now, rng)
+        if plan is not None:
+            return plan
+    return None
+
+
+def _kinds_in_order(rng):
+    """Verify first half of the time (it checks pseudo-labels when there are any), then
+    grid or choice."""
+    rest = [ChallengeKind.GRID, ChallengeKind.CHOICE]
+    if rng.random() >= 0.7:
+        rest.reverse()
+    if rng.random() < 0.5:
+        return [ChallengeKind.VERIFY, *rest]
+    return [*rest, ChallengeKind.VERIFY]
+
+
+def _controls(project, worker, n, rng, exclude_ids=()):
+    items = selection.control_items_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng)
+    labels = selection.control_label_of(items)
+    return [(item, labels[item.pk]) for item in items if item.pk in labels]
+
+
+def _lease(project, worker, items, now):
+    leases = selection.leases_grant(
+        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now
+    )
+    return [(lease.item, lease.public_id) for lease in leases]
+
+
+def _plan_grid(project, worker, n_control, now, rng):
+    """Nine tiles; the target is the label of one control tile, so a right answer
+    always selects at least one tile."""
+    controls = _controls(project, worker, min(n_control, GRID_TILES - 1), rng)
+    if not controls:
+        return None
+    target = rng.choice(controls)[1]
+    unknown = selection.unknown_items_pick(
+        project, worker=worker, n=GRID_TILES - len(controls), exclude_ids=[i.pk for i, _ in controls],
+        now=now, for_update=True,
+    )
+    if len(controls) + len(unknown) < GRID_TILES:
+        controls += _controls(
+            project, worker, GRID_TILES - len(controls) - len(unknown), rng,
+            exclude_ids=[i.pk for i, _ in controls] + [i.pk for i in unknown],
+        )
+    if len(controls) + len(unknown) < MIN_GRID_TILES:
+        return None
+    tiles = [(item, True, None, None) for item, _ in controls]
+    tiles += [(item, False, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    return _Plan(ChallengeKind.GRID, target, tiles)
+
+
+def _plan_choice(project, worker, n_control, now, rng):
+    controls = _controls(project, worker, n_control, rng)
+    if not controls:
+        return None
+    unknown = selection.unknown_items_pick(
+        project, worker=worker, n=CHOICE_UNKNOWN, exclude_ids=[i.pk for i, _ in controls], now=now, for_update=True
+    )
+    tiles = [(item, True, None, None) for item, _ in controls]
+    tiles += [(item, False, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    return _Plan(ChallengeKind.CHOICE, None, tiles)
+
+
+def _plan_verify(project, worker, n_control, now, rng):
+    """Yes/no on one proposed label: unknown tiles are pseudo-labeled items carrying it
+    (ordered by the project's selection strategy); one control tile carries it too when
+    possible, so that answering "no" everywhere fails."""
+    pool = _controls(project, worker, 4 * n_control + 8, rng)
+    if not pool:
+        return None
+    candidates = selection.unknown_items_pick(
+        project, worker=worker, n=8 * VERIFY_UNKNOWN, exclude_ids=[i.pk for i, _ in pool], now=now, for_update=True
+    )
+    pseudo_ids = [item.pk for item in candidates if item.status == ItemStatus.PSEUDO_LABELED]
+    proposed = dict(PseudoLabel.objects.filter(item_id__in=pseudo_ids).values_list("item_id", "label_id"))
+    if not proposed:
+        return None
+    by_label = {}
+    for item in candidates:
+        if item.pk in proposed:
+            by_label.setdefault(proposed[item.pk], []).append(item)
+    control_labels = {label for _, label in pool}
+    labels = sorted(by_label, key=lambda label: (label not in control_labels, -len(by_label[label]), rng.random()))
+    target = labels[0]
+    unknown = by_label[target][:VERIFY_UNKNOWN]
+    positive = [entry for entry in pool if entry[1] == target][:1]
+    rest = [entry for entry in pool if entry not in positive]
+    controls = positive + rest[: max(n_control - len(positive), 0)]
+    tiles = [(item, True, target, None) for item, _ in controls]
+    tiles += [(item, False, target, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    return _Plan(ChallengeKind.VERIFY, target, tiles)
+
+
+def _challenge_save(site, project, worker, plan, now, expires_at, rng):
+    challenge = Challenge.objects.create(
+        site=site, project=project, worker=worker, kind=plan.kind, target_label_id=plan.target_label_id,
+        issued_at=now, expires_at=expires_at,
+    )
+    tiles = list(plan.tiles)
+    rng.shuffle(tiles)
+    ChallengeItem.objects.bulk_create(
+        [
+            ChallengeItem(
+                challenge=challenge, item=item, public_id=public_id or selection.public_id_new(), position=position,
+                is_control=is_control, proposed_label_id=proposed,
+            )
+            for position, (item, is_control, proposed, public_id) in enumerate(tiles)
+        ]
+    )
+    return challenge
+
+
+# --- What the client sees -------------------------------------------------------------------------
+
+
+def challenge_payload(challenge, *, image_url):
+    """The JSON a widget gets: opaque tile ids, signed image URLs or inline texts, and
+    never a label of an item, a control flag, a database id or a file name.
+    ``image_url(challenge_id, public_id)`` builds an absolute, signed URL."""
+    expires_at = challenge.expires_at.isoformat().replace("+00:00", "Z")
+    if isinstance(challenge, TestChallenge):
+        return {
+            "id": challenge.id, "kind": "test", "items": [], "expires_at": expires_at,
+            "prompt": "Test key: no challenge to solve.",
+        }
+    project = challenge.project
+    labels = [label.name for label in project.label_classes.all()]
+    target = LabelClass.objects.get(pk=challenge.target_label_id).name if challenge.target_label_id else None
+    is_text = project.data_kind == DataKind.TEXT
+    noun = "text" if is_text else "image"
+    prompt = {
+        ChallengeKind.GRID: f"Select every {noun} of “{target}”",
+        ChallengeKind.CHOICE: "Which label fits this text?" if is_text else "What does this image show?",
+        ChallengeKind.VERIFY: f"Is this “{target}”?",
+    }[challenge.kind]
+    items = []
+    for tile in challenge.tiles.select_related("item").order_by("position"):
+        if is_text:
+            items.append({"id": tile.public_id, "text": tile.item.text})
+        else:
+            items.append({"id": tile.public_id, "image": image_url(challenge.pk, tile.public_id)})
+    payload = {
+        "id": str(challenge.pk), "kind": challenge.kind, "prompt": prompt, "items": items, "expires_at": expires_at,
+    }
+    if challenge.kind == ChallengeKind.CHOICE:
+        payload["labels"] = labels
+    return payload
+
+
+def challenge_image(*, challenge_id, public_id, now=None):
+    """The normalised image file of a tile, while its challenge has not expired."""
+    now = now or _now()
+    tile = (
+        ChallengeItem.objects.filter(challenge_id=challenge_id, public_id=public_id, challenge__expires_at__gt=now)
+        .select_related("item")
+        .first()
+    )
+    if tile is None or not tile.item.image:
+        raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
+    return tile.item.image
+
+
+# --- Answering --------------------------------------------------------------------------------
+
+
+def challenge_answer(*, challenge_id, data, client, now=None):
+    """Judge the answer ``data`` to a challenge, once. Returns an :class:`AnswerOutcome`.
+
+    Passing needs the site's share of control tiles right, no faster than its minimum
+    solve time. Only then do the answers become :class:`Answer` rows (unknown tiles as
+    label evidence, control tiles as the visitor's control record). A second answer to
+    the same challenge is refused and changes nothing.
+    """
+    now = now or _now()
+    ratelimit_enforce([("challenge-answer:ip", client.ip), ("challenge-answer:challenge", str(challenge_id)[:200])])
+    challenge_pk = _uuid_or_none(challenge_id)
+    if challenge_pk is None:
+        return _test_answer(challenge_id)
+    challenge = Challenge.objects.select_related("site", "project").filter(pk=challenge_pk).first()
+    if challenge is None:
+        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
+    if challenge.site_id:
+        ratelimit_enforce([("challenge-answer:site", challenge.site_id)])
+    if challenge.status != ChallengeStatus.ISSUED:
+        raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+    if challenge.expires_at <= now:
+        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.", 410)
+    tiles = list(challenge.tiles.select_related("item"))
+    responses = _responses_parse(challenge, tiles, data)
+
+    with transaction.atomic():
+        claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
+            status=ChallengeStatus.FAILED, answered_at=now, hostname=client.hostname[:255]
+        )
+        if not claimed:
+            raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+        challenge.answered_at, challenge.hostname = now, client.hostname[:255]
+        known = selection.control_label_of([tile.item for tile in tiles if tile.is_control])
+        elapsed_ms = int((now - challenge.issued_at).total_seconds() * 1000)
+        graded = [_grade(challenge, tile, responses.get(tile.public_id), known) for tile in tiles]
+        for tile, (response, _) in zip(tiles, graded, strict=True):
+            tile.response = response
+        ChallengeItem.objects.bulk_update(tiles, ["response"])
+        controls = [
+            correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
+        ]
+        needed = math.ceil(challenge.site.pass_share * len(controls) - 1e-9) if challenge.site else len(controls)
+        too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
+        passed = bool(controls) and sum(controls) >= needed and not too_fast
+        Lease.objects.filter(
+            worker_id=challenge.worker_id, item_id__in=[tile.item_id for tile in tiles if not tile.is_control]
+        ).update(expires_at=now)
+        if not passed:
+            reason = "too-fast" if too_fast else "control-items-wrong"
+            return AnswerOutcome(False, None, challenge, reason)
+        challenge.status = ChallengeStatus.PASSED
+        Challenge.objects.filter(pk=challenge.pk).update(status=ChallengeStatus.PASSED)
+        if challenge.site_id:
+            Site.objects.filter(pk=challenge.site_id).update(challenges_passed=F("challenges_passed") + 1)
+        inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
+        answers_record(worker=challenge.worker, inputs=inputs, source="widget", now=now)
+    return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
+
+
+def _uuid_or_none(value):
+    try:
+        return uuid.UUID(str(value)[:64])
+    except ValueError:
+        return None
+
+
+def _test_answer(challenge_id):
+    try:
+        site_id = signing.loads(
+            str(challenge_id)[:500], salt=TEST_CHALLENGE_SALT, max_age=settings.CROWDLOOP_CHALLENGE_TTL_S
+        )["s"]
+    except (signing.BadSignature, KeyError, TypeError):
+        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404) from None
+    site = Site.objects.filter(pk=site_id).exclude(mode=SiteMode.NORMAL).first()
+    if site is None:
+        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
+    return AnswerOutcome(True, TEST_TOKENS[site.mode], TestChallenge(id=str(challenge_id), site=site, expires_at=None))
+
+
+def _responses_parse(challenge, tiles, data):
+    """``{public_id: response}`` from the client's JSON; refuses malformed input with
+    ``bad-request`` before anything is stored."""
+    bad = ChallengeRefused("bad-request", "Malformed answer.", 400)
+    if not isinstance(data, dict):
+        raise bad
+    ids = {tile.public_id for tile in tiles}
+    if challenge.kind == ChallengeKind.GRID:
+        selected = data.get("selected", [])
+        if not isinstance(selected, list) or len(selected) > MAX_RESPONSE_ENTRIES:
+            raise bad
+        if any(not isinstance(value, str) or value not in ids for value in selected):
+            raise bad
+        return {public_id: public_id in selected for public_id in ids}
+    answers = data.get("answers", {})
+    if not isinstance(answers, dict) or len(answers) > MAX_RESPONSE_ENTRIES:
+        raise bad
+    if any(key not in ids for key in answers):
+        raise bad
+    if challenge.kind == ChallengeKind.VERIFY:
+        if any(not isinstance(value, bool) for value in answers.values()):
+            raise bad
+        return dict(answers)
+    names = set(challenge.project.label_classes.values_list("name", flat=True))
+    if any(not isinstance(value, str) or value not in names for value in answers.values()):
+        raise bad
+    return dict(answers)
+
+
+def _grade(challenge, tile, response, known):
+    """``(response to keep, correct)``; ``correct`` is ``None`` for unknown tiles and
+    for control tiles whose label is no longer known."""
+    if challenge.kind == ChallengeKind.GRID:
+        response = bool(response)
+    expected = known.get(tile.item_id) if tile.is_control else None
+    if expected is None:
+        return response, None
+    if response is None:
+        return response, False
+    if challenge.kind == ChallengeKind.GRID:
+        return response, response == (expected == challenge.target_label_id)
+    if challenge.kind == ChallengeKind.VERIFY:
+        return response, response == (expected == tile.proposed_label_id)
+    return response, _label_id(challenge, response) == expected
+
+
+def _label_id(challenge, name):
+    if not hasattr(challenge, "_label_ids"):
+        challenge._label_ids = dict(challenge.project.label_classes.values_list("name", "id"))
+    return challenge._label_ids.get(name)
+
+
+def _answer_inputs(challenge, tiles, graded, elapsed_ms):
+    """Answers of a passed challenge. Grid: a selected tile confirms the target label, an
+    unselected one rejects it. Verify: yes/no on the proposed label. Choice: the label."""
+    inputs = []
+    per_tile_ms = elapsed_ms // max(len(tiles), 1)
+    ref = str(challenge.pk)
+    for tile, (response, correct) in zip(tiles, graded, strict=True):
+        if tile.is_control and correct is None:
+            continue
+        if challenge.kind == ChallengeKind.GRID:
+            label_id, verdict = challenge.target_label_id, bool(response)
+        elif challenge.kind == ChallengeKind.VERIFY:
+            if response is None:
+                continue
+            label_id, verdict = tile.proposed_label_id, bool(response)
+        else:
+            label_id, verdict = _label_id(challenge, response) if response is not None else None, None
+            if label_id is None:
+                continue
+        inputs.append(
+            AnswerInput(
+                item=tile.item, label_id=label_id, task_ref=ref, verdict=verdict, is_control=tile.is_control,
+                correct=correct, time_taken_ms=per_tile_ms,
+            )
+        )
+    return inputs

@@ -1,0 +1,248 @@
+"""Consensus: from answers to one label per item with an honest confidence.
+
+Two paths. The cheap path (:func:`items_consensus_update`) runs after every answer and
+recomputes only the touched items' posteriors, with worker parameters fixed. The full
+path (:func:`project_aggregate`) re-runs truth inference (EM) for the whole project on a
+worker, periodically and after every ``CROWDLOOP_AGGREGATE_EVERY`` new answers; it is
+idempotent (same answers, same result) and runs one at a time per project.
+
+An item is *labeled* when its top posterior reaches the project's consensus threshold
+with at least the minimum answers; it stays served while uncertain, up to the answer
+cap, where it is flagged for review (dynamic overlap).
+"""
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from labeling import bridge
+from labeling.models import (
+    Answer,
+    Consensus,
+    Item,
+    ItemStatus,
+    KnownLabel,
+    KnownLabelSource,
+    PipelineKind,
+    Project,
+    PseudoLabel,
+    Worker,
+    WorkerSkill,
+    WorkerStatus,
+)
+from labeling.services.pipeline import (
+    pipeline_run_fail,
+    pipeline_run_finish,
+    pipeline_run_latest,
+    pipeline_run_progress,
+    pipeline_run_start,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def item_status_for(project, *, confidence, n_answers, known, current):
+    if known:
+        return ItemStatus.LABELED
+    if n_answers >= project.answers_per_item and confidence >= project.consensus_threshold:
+        return ItemStatus.LABELED
+    if n_answers >= project.max_answers_per_item:
+        return ItemStatus.REVIEW
+    if current == ItemStatus.PSEUDO_LABELED:
+        return ItemStatus.PSEUDO_LABELED
+    return ItemStatus.UNLABELED
+
+
+def item_explain(item):
+    """Why an item is (not) labeled, in words, for the admin and the dashboard."""
+    project = item.project
+    consensus = Consensus.objects.filter(item=item).first()
+    if KnownLabel.objects.filter(item=item).exists():
+        return "known label (gold or settled by hand)"
+    if consensus is None or consensus.n_answers == 0:
+        return "no answers yet"
+    parts = [f"top posterior {consensus.confidence:.3f} (threshold {project.consensus_threshold:.2f})",
+             f"{consensus.n_answers} answers (minimum {project.answers_per_item}, cap {project.max_answers_per_item})"]
+    if item.status == ItemStatus.LABELED:
+        return "labeled: " + ", ".join(parts)
+    if item.status == ItemStatus.REVIEW:
+        return "needs review: still uncertain at the answer cap; " + ", ".join(parts)
+    return "still uncertain, served again: " + ", ".join(parts)
+
+
+# --- Cheap path -------------------------------------------------------------------------------
+
+
+def _worker_skills(project, worker_ids):
+    skills = {
+        worker: confusion or accuracy
+        for worker, confusion, accuracy in WorkerSkill.objects.filter(
+            project=project, worker_id__in=worker_ids
+        ).values_list("worker_id", "confusion", "accuracy")
+    }
+    for worker, correct, total in Worker.objects.filter(pk__in=set(worker_ids) - set(skills)).values_list(
+        "pk", "control_correct", "control_total"
+    ):
+        skills[worker] = bridge.smoothed_accuracy(correct, total)
+    return skills
+
+
+def items_consensus_update(item_ids):
+    """Recompute the consensus of ``item_ids`` from their answers (the cheap path)."""
+    pseudo = _pseudo_labels_checked(set(item_ids))
+    items = list(Item.objects.filter(pk__in=set(item_ids)).select_related("project"))
+    by_project = {}
+    for item in items:
+        by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
+    for project, project_items in by_project.values():
+        ids = [item.pk for item in project_items]
+        workers = bridge.counted_answers(project, ids).values_list("worker_id", flat=True).distinct()
+        latest = pipeline_run_latest(project, PipelineKind.AGGREGATE)
+        priors = (latest.state or {}).get("class_priors") if latest else None
+        posteriors, label_ids = bridge.items_posteriors(
+            project, ids, _worker_skills(project, list(workers)), priors, pseudo=pseudo
+        )
+        _consensus_save(project, label_ids, posteriors, "incremental", project_items)
+
+
+def _pseudo_labels_checked(item_ids):
+    """Pseudo-labels of ``item_ids`` still standing: a rejection in a verify challenge
+    (an answer saying "no" to that label) demotes the pseudo-label and sends the item
+    back to plain choice questions. Returns ``{item_id: label_id}`` of the rest."""
+    pseudo = dict(
+        PseudoLabel.objects.filter(item_id__in=item_ids, accepted=True).values_list("item_id", "label_id")
+    )
+    rejected = set(
+        Answer.objects.filter(item_id__in=list(pseudo), verdict=False)
+        .exclude(worker__status=WorkerStatus.BANNED)
+        .values_list("item_id", "label_id")
+    )
+    demoted = [item_id for item_id, label_id in pseudo.items() if (item_id, label_id) in rejected]
+    if demoted:
+        PseudoLabel.objects.filter(item_id__in=demoted).update(accepted=False)
+        Item.objects.filter(pk__in=demoted, status=ItemStatus.PSEUDO_LABELED).update(status=ItemStatus.UNLABELED)
+    return {item_id: label_id for item_id, label_id in pseudo.items() if item_id not in demoted}
+
+
+def _consensus_save(project, label_ids, posteriors, method, items=None):
+    """Upsert consensus rows and move item statuses. ``posteriors`` maps item id to
+    ``(posterior, n_answers)``."""
+    ids = list(posteriors)
+    if items is None:
+        items = Item.objects.filter(pk__in=ids).only("id", "status", "project_id")
+    current = {item.pk: item.status for item in items}
+    known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
+    existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
+    rows, moves = [], {}
+    for item_id, (posterior, n_answers) in posteriors.items():
+        top = max(range(len(posterior)), key=posterior.__getitem__)
+        confidence = min(max(float(posterior[top]), 0.0), 1.0)
+        label_id = label_ids[top] if n_answers or item_id in known else None
+        rows.append(
+            Consensus(
+                item_id=item_id, label_id=label_id, confidence=confidence,
+                posterior=[round(float(p), 6) for p in posterior], n_answers=n_answers, method=method,
+            )
+        )
+        status = item_status_for(
+            project, confidence=confidence, n_answers=n_answers, known=item_id in known, current=current.get(item_id)
+        )
+        if status != current.get(item_id):
+            moves.setdefault(status, []).append(item_id)
+    fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
+    now = timezone.now()
+    for row in rows:
+        row.updated_at = now
+    with transaction.atomic():
+        Consensus.objects.bulk_update([r for r in rows if r.item_id in existing], fields, batch_size=1000)
+        Consensus.objects.bulk_create([r for r in rows if r.item_id not in existing], batch_size=1000)
+        for status, moved in moves.items():
+            Item.objects.filter(pk__in=moved).update(status=status)
+
+
+# --- Full path --------------------------------------------------------------------------------
+
+
+def aggregate_maybe_schedule(project_id, n_new):
+    """Count new answers; every ``CROWDLOOP_AGGREGATE_EVERY`` of them, queue a full run."""
+    key = f"crowdloop:answers-since-aggregate:{project_id}"
+    every = settings.CROWDLOOP_AGGREGATE_EVERY
+    cache.add(key, 0, timeout=None)
+    try:
+        count = cache.incr(key, n_new)
+    except ValueError:
+        cache.set(key, n_new, timeout=None)
+        count = n_new
+    if count >= every:
+        cache.set(key, 0, timeout=None)
+        from labeling.tasks import cpu_project_aggregate_task
+
+        transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
+        return True
+    return False
+
+
+def project_aggregate(project):
+    """Re-run truth inference for ``project``; returns the run, or ``None`` when another
+    run is in progress. Same answers give the same consensus rows."""
+    run = pipeline_run_start(project, PipelineKind.AGGREGATE)
+    if run is None:
+        return None
+    try:
+        pipeline_run_progress(run, 0.05, "loading answers")
+        fit = bridge.aggregate_fit(project, project.aggregation_method)
+        pipeline_run_progress(run, 0.6, f"{fit['method']} converged in {fit['n_iter']} iterations; saving")
+        posteriors = {
+            item_id: (fit["posteriors"][i].tolist(), fit["n_answers"][i]) for i, item_id in enumerate(fit["item_ids"])
+        }
+        _consensus_save(project, fit["label_ids"], posteriors, fit["method"])
+        _worker_skills_save(project, fit)
+        n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
+        return pipeline_run_finish(
+            run,
+            result={
+                "method": fit["method"], "n_iter": fit["n_iter"], "items": len(fit["item_ids"]),
+                "workers": len(fit["worker_ids"]), "labeled": n_labeled,
+            },
+            state={"class_priors": fit["class_priors"]},
+        )
+    except Exception as exc:
+        pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _worker_skills_save(project, fit):
+    existing = dict(WorkerSkill.objects.filter(project=project).values_list("worker_id", "id"))
+    rows = [
+        WorkerSkill(
+            id=existing.get(worker_id), worker_id=worker_id, project=project,
+            accuracy=min(max(fit["skills"][i], 0.0), 1.0),
+            confusion=[[round(v, 6) for v in row] for row in fit["confusions"][i]],
+            n_answers=fit["worker_answers"][i],
+        )
+        for i, worker_id in enumerate(fit["worker_ids"])
+    ]
+    with transaction.atomic():
+        WorkerSkill.objects.bulk_update([r for r in rows if r.id], ["accuracy", "confusion", "n_answers"], batch_size=500)
+        WorkerSkill.objects.bulk_create([r for r in rows if not r.id], batch_size=500)
+        for row in rows:
+            Worker.objects.filter(pk=row.worker_id).update(skill=row.accuracy)
+
+
+def item_settle(item, label, *, user=None):
+    """Settle an item by hand: its label becomes known (clamped in truth inference)."""
+    with transaction.atomic():
+        KnownLabel.objects.update_or_create(
+            item=item, defaults={"label": label, "source": KnownLabelSource.SETTLED, "created_by": user}
+        )
+    items_consensus_update([item.pk])
+
+
+def projects_aggregate_all():
+    """For the periodic schedule: queue a full run for every project with answers."""
+    from labeling.tasks import cpu_project_aggregate_task
+
+    for project_id in Project.objects.filter(items__answers__isnull=False).values_list("pk", flat=True).distinct():
+        cpu_project_aggregate_task.delay(project_id)

@@ -1,0 +1,181 @@
+"""Which items a person sees next: one service for both front doors.
+
+Unknown items come from a named strategy (like Django's password validators, chosen by
+``Project.selection_strategy``); control items are gold or already certain consensus.
+Items are handed out under a :class:`~labeling.models.Lease` with a TTL, so that two
+people don't both take the last answer an item needs, and an abandoned lease returns
+the item when it expires.
+
+Dynamic overlap: an item is served while it is uncertain (status ``unlabeled`` or
+``pseudo_labeled``) and below the project's answer cap. Up to the minimum answers it may
+be out with several people at once; past it, with one at a time.
+"""
+import random
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+
+from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Skip, Split
+
+SERVABLE = (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED)
+WINDOW = 64
+
+
+def _now():
+    return timezone.now()
+
+
+# --- Strategies: ordered querysets of candidate unknown items -------------------------------
+
+
+def least_answered(project):
+    """Items still needing answers, least answered first."""
+    return _servable(project).order_by("answer_count", "id")
+
+
+def by_priority(project):
+    """Highest selection score first (set by the semi-supervised pipeline: coverage,
+    uncertainty, disagreement), then least answered."""
+    return _servable(project).order_by("-priority", "answer_count", "id")
+
+
+STRATEGIES = {"least_answered": least_answered, "priority": by_priority}
+
+
+def strategy_get(name):
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown selection strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
+
+
+def _servable(project):
+    return Item.objects.filter(
+        project=project,
+        status__in=SERVABLE,
+        split=Split.POOL,
+        answer_count__lt=project.max_answers_per_item,
+    ).exclude(known_label__isnull=False)
+
+
+# --- Picking ----------------------------------------------------------------------------------
+
+
+def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_update=False):
+    """Up to ``n`` unknown items this worker has neither answered, skipped nor leased,
+    whose open leases leave room for one more answer. Call inside a transaction when
+    ``for_update`` is set: only the rows about to be picked are locked, with
+    ``skip_locked`` (a concurrent picker takes the next ones instead of waiting, or of
+    finding a whole window locked), and their room is checked again once locked."""
+    now = now or _now()
+    order = strategy_get(project.selection_strategy)(project)
+    lock = for_update and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    fields = ("id", "answer_count", "status", "project_id")
+    picked, seen, offset = [], set(exclude_ids), 0
+    while len(picked) < n and offset < 50 * WINDOW:
+        window = list(order.only(*fields)[offset : offset + WINDOW])
+        if not window:
+            break
+        offset += WINDOW
+        fresh = [item for item in window if item.pk not in seen]
+        taken = _taken_by(worker, [item.pk for item in fresh])
+        candidates = _with_room(project, [item for item in fresh if item.pk not in taken], now)
+        start = 0
+        while start < len(candidates) and len(picked) < n:
+            chunk = candidates[start : start + n - len(picked)]
+            start += len(chunk)
+            if lock:
+                rows = Item.objects.select_for_update(skip_locked=True, of=("self",)).only(*fields)
+                locked = {item.pk: item for item in rows.filter(pk__in=[item.pk for item in chunk])}
+                chunk = _with_room(project, [locked[item.pk] for item in chunk if item.pk in locked], now)
+            for item in chunk:
+                picked.append(item)
+                seen.add(item.pk)
+    return picked
+
+
+def _with_room(project, items, now):
+    """The servable ``items`` whose open leases leave room for one more answer: up to the
+    minimum answers several at once, past it one at a time."""
+    items = [i for i in items if i.status in SERVABLE and i.answer_count < project.max_answers_per_item]
+    leased = dict(
+        Lease.objects.filter(item_id__in=[item.pk for item in items], expires_at__gt=now)
+        .values_list("item_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [i for i in items if leased.get(i.pk, 0) < max(project.answers_per_item - i.answer_count, 1)]
+
+
+def _taken_by(worker, ids):
+    if worker is None or not ids:
+        return set()
+    answered = Answer.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
+    skipped = Skip.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
+    leased = Lease.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
+    return set(answered) | set(skipped) | set(leased)
+
+
+def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None):
+    """Up to ``n`` control items: gold, or items whose consensus is certain (above the
+    threshold with at least the minimum answers). Random, never one the worker has seen."""
+    rng = rng or random.SystemRandom()
+    gold = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
+    certain = list(
+        Consensus.objects.filter(
+            item__project=project,
+            item__status=ItemStatus.LABELED,
+            confidence__gte=max(project.consensus_threshold, 0.99),
+            n_answers__gte=project.answers_per_item,
+            item__known_label__isnull=True,
+        ).values_list("item_id", flat=True)[:5000]
+    )
+    excluded = set(exclude_ids)
+    candidates = [i for i in dict.fromkeys(gold + certain) if i not in excluded]
+    rng.shuffle(candidates)
+    if worker is not None and candidates:
+        seen = set(
+            Answer.objects.filter(worker=worker, item_id__in=candidates[: 8 * n + 32]).values_list("item_id", flat=True)
+        )
+        fresh = [i for i in candidates if i not in seen]
+        candidates = fresh if len(fresh) >= n else fresh + [i for i in candidates if i in seen]
+    chosen = candidates[:n]
+    return list(Item.objects.filter(pk__in=chosen))
+
+
+def control_label_of(items):
+    """The known (gold) or certain-consensus label id of each control item."""
+    ids = [item.pk for item in items]
+    labels = dict(
+        Consensus.objects.filter(item_id__in=ids, label__isnull=False).values_list("item_id", "label_id")
+    )
+    labels.update(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", "label_id"))
+    return labels
+
+
+# --- Leases -----------------------------------------------------------------------------------
+
+
+def public_id_new():
+    """An opaque id for an item in one challenge or lease: reveals nothing."""
+    return secrets.token_urlsafe(12)
+
+
+def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
+    """Lease ``items`` to ``worker`` and return the leases with their opaque public ids.
+
+    Call inside the transaction that picked the items. A worker holds at most one lease
+    per item, ever: an item they were handed once is not handed to them again.
+    """
+    now = now or _now()
+    expires = now + timedelta(seconds=ttl_seconds)
+    control_ids = set(control_ids)
+    leases = [
+        Lease(item=item, worker=worker, public_id=public_id_new(), is_control=item.pk in control_ids, expires_at=expires)
+        for item in items
+    ]
+    Lease.objects.bulk_create(leases, ignore_conflicts=True)
+    return list(Lease.objects.filter(public_id__in=[lease.public_id for lease in leases]).select_related("item"))

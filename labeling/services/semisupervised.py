@@ -1,0 +1,267 @@
+"""The semi-supervised round: features, clusters, calibrated pseudo-labels, selection.
+
+Runs on the ``cpu`` queue, one at a time per project (a :class:`PipelineRun` of kind
+``cluster``), after every ``CROWDLOOP_PIPELINE_EVERY_LABELS`` new human labels and on a
+schedule. Idempotent: the same labels and items give the same rows.
+
+1. Features of every item (normalised pixels, and the active model's penultimate layer
+   once a model exists); the representation is chosen by measuring it on the human
+   labels (kNN accuracy and cluster purity), not by assumption.
+2. PCA, MiniBatchKMeans with many more clusters than classes, a 2-D map.
+3. Label spreading from gold + consensus labels, calibrated on held-out human labels so
+   that accepted pseudo-labels meet the project's precision target per class.
+4. Selection scores for every servable item: uncovered clusters first (their most
+   representative member), then uncertainty and model disagreement. The widget and the
+   worker UI serve by these scores (``Item.priority``).
+
+Accepted pseudo-labels put their item in ``pseudo_labeled``: it is then served as a
+cheap ``verify`` challenge, whose confirmations count as human votes (through truth
+inference) and whose rejections send the item back to ``choice``.
+"""
+import logging
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from labeling import bridge
+from labeling.models import (
+    Consensus,
+    DataKind,
+    Item,
+    ItemEmbedding,
+    ItemStatus,
+    KnownLabel,
+    PipelineKind,
+    Prediction,
+    PseudoLabel,
+    PseudoLabelSource,
+    Split,
+)
+from labeling.services.pipeline import (
+    pipeline_run_fail,
+    pipeline_run_finish,
+    pipeline_run_latest,
+    pipeline_run_progress,
+    pipeline_run_start,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def pipeline_start(project):
+    """Queue a semi-supervised round on the ``cpu`` queue; returns at once."""
+    from labeling.tasks import cpu_semisupervised_task
+
+    transaction.on_commit(lambda: cpu_semisupervised_task.delay(project.pk))
+
+
+def pipeline_maybe_start(project):
+    """Queue a round when enough human labels arrived since the last one."""
+    last = pipeline_run_latest(project, PipelineKind.CLUSTER)
+    labeled = _human_label_count(project)
+    if labeled - ((last.result or {}).get("human_labels", 0) if last else 0) >= settings.CROWDLOOP_PIPELINE_EVERY_LABELS:
+        pipeline_start(project)
+        return True
+    return False
+
+
+def _human_label_count(project):
+    return KnownLabel.objects.filter(item__project=project).count() + Consensus.objects.filter(
+        item__project=project, item__status=ItemStatus.LABELED, item__known_label__isnull=True
+    ).count()
+
+
+def _features(project, items, run):
+    """Candidate representations of ``items``; texts get TF-IDF + SVD."""
+    from ml.features import ImageFeatures, TextFeatures
+
+    if project.data_kind == DataKind.TEXT:
+        texts = [item.text for item in items]
+        n_components = max(2, min(64, len(items) - 1))
+        return {"tfidf_svd": TextFeatures(n_components=n_components, random_state=0).fit_transform(texts)}
+    pixels = bridge.image_arrays(items, project.image_size)
+    images = pixels.transpose(0, 2, 3, 1)  # (n, H, W, C) for ml.features
+    images = images[..., 0] if images.shape[-1] == 1 else images
+    candidates = {
+        "pixels": ImageFeatures(norm="l2").fit_transform(images),
+        "pixels_centered": ImageFeatures(norm="center").fit_transform(images),
+    }
+    if images[0].size > 64:
+        candidates["pixels_pca"] = ImageFeatures(norm="center", n_components=64, random_state=0).fit_transform(images)
+    run_model = project.active_run
+    if run_model is not None and run_model.artifact:
+        from ml.inference import embed, load_model
+
+        pipeline_run_progress(run, 0.15, "embedding with the active model")
+        with run_model.artifact.open("rb") as handle:
+            loaded = load_model(handle.read(), device="cpu")
+        candidates["model"] = embed(loaded.model, pixels)
+    return candidates
+
+
+def project_semisupervised(project):
+    """Run one round for ``project``; returns the run or ``None`` if one is running."""
+    run = pipeline_run_start(project, PipelineKind.CLUSTER)
+    if run is None:
+        return None
+    try:
+        return _round(project, run)
+    except Exception as exc:
+        pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _round(project, run):
+    from ml.active import select
+    from ml.cluster import default_n_clusters, fit_clusters, nearest_to_centroids, project_2d, reduce_dimensions
+    from ml.features import choose_representation
+    from ml.propagation import PseudoLabeler
+
+    pipeline_run_progress(run, 0.05, "loading items")
+    items = list(Item.objects.filter(project=project, split=Split.POOL).order_by("id").only("id", "image", "text", "status"))
+    positions, label_ids = bridge.label_positions(project)
+    index = {item.pk: i for i, item in enumerate(items)}
+    y = np.full(len(items), -1, dtype=np.int64)
+    human = dict(
+        Consensus.objects.filter(item__project=project, item__status=ItemStatus.LABELED, label__isnull=False)
+        .values_list("item_id", "label_id")
+    )
+    human.update(KnownLabel.objects.filter(item__project=project).values_list("item_id", "label_id"))
+    for item_id, label_id in human.items():
+        if item_id in index:
+            y[index[item_id]] = positions[label_id]
+    n_classes = len(label_ids)
+    if len(set(y[y >= 0].tolist())) < 2 or (y < 0).sum() == 0:
+        reason = "every item has a human label" if (y < 0).sum() == 0 else "fewer than two classes have human labels"
+        return pipeline_run_finish(run, result={"skipped": reason, "human_labels": int((y >= 0).sum())})
+
+    candidates = _features(project, items, run)
+    pipeline_run_progress(run, 0.25, "choosing the representation")
+    counts = np.bincount(y[y >= 0], minlength=n_classes)
+    if len(candidates) > 1 and counts[counts > 0].min() >= 2:
+        chosen, scores = choose_representation(candidates, y, random_state=0)
+    else:
+        chosen, scores = next(iter(candidates)), {}
+    X = candidates[chosen]
+    if X.shape[1] > 32:
+        X = reduce_dimensions(X, n_components=32, random_state=0)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+
+    pipeline_run_progress(run, 0.4, f"clustering {len(items)} items ({chosen})")
+    n_clusters = default_n_clusters(len(items), n_classes)
+    cluster_labels, kmeans = fit_clusters(X, n_clusters, random_state=0)
+    representatives = nearest_to_centroids(X, cluster_labels, kmeans.cluster_centers_)
+    coords = project_2d(X, random_state=0)
+
+    pipeline_run_progress(run, 0.6, "spreading labels")
+    labeler = PseudoLabeler(precision_target=project.pseudo_label_precision, random_state=0).fit(
+        X, y, cluster_labels=cluster_labels
+    )
+    model_proba = _model_probabilities(project, items, label_ids)
+
+    pipeline_run_progress(run, 0.8, "scoring items for human attention")
+    servable = np.array([item.status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) for item in items])
+    proba = np.zeros((len(items), n_classes))
+    proba[:, labeler.classes_] = labeler.label_distributions_  # classes without labels get 0
+    strategies = ("coverage", "margin") + (("disagreement",) if model_proba is not None else ())
+    selection = select(
+        int(servable.sum()), y=y, strategies=strategies, exclude=np.flatnonzero(~servable & (y < 0)),
+        X=X, cluster_labels=cluster_labels, centers=kmeans.cluster_centers_,
+        proba=proba, model_proba=model_proba, classes=np.arange(n_classes), random_state=0,
+    )
+    _save(project, items, label_ids, labeler, cluster_labels, representatives, coords, selection)
+    accepted = int((labeler.accepted_ & (y < 0)).sum())
+    return pipeline_run_finish(
+        run,
+        result={
+            "items": len(items),
+            "human_labels": int((y >= 0).sum()),
+            "representation": chosen,
+            "representation_scores": scores,
+            "clusters": int(n_clusters),
+            "pseudo_labels": int((y < 0).sum()),
+            "accepted": accepted,
+            "calibration": _jsonable(labeler.calibration_),
+        },
+    )
+
+
+def _model_probabilities(project, items, label_ids):
+    """The active model's class probabilities per item (from its Prediction rows)."""
+    if project.active_run_id is None:
+        return None
+    rows = dict(
+        Prediction.objects.filter(run_id=project.active_run_id, item_id__in=[i.pk for i in items]).values_list(
+            "item_id", "label_id"
+        )
+    )
+    if not rows:
+        return None
+    confidence = dict(
+        Prediction.objects.filter(run_id=project.active_run_id).values_list("item_id", "confidence")
+    )
+    position = {label_id: i for i, label_id in enumerate(label_ids)}
+    proba = np.full((len(items), len(label_ids)), 1.0 / len(label_ids))
+    for i, item in enumerate(items):
+        if item.pk in rows:
+            c = confidence[item.pk]
+            proba[i] = (1 - c) / max(len(label_ids) - 1, 1)
+            proba[i, position[rows[item.pk]]] = c
+    return proba
+
+
+def _save(project, items, label_ids, labeler, cluster_labels, representatives, coords, selection):
+    ids = [item.pk for item in items]
+    known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
+    labeled = {item.pk for item in items if item.status == ItemStatus.LABELED} | known
+    rep = set(int(i) for i in representatives if i >= 0)
+    embeddings = [
+        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
+        for i, item in enumerate(items)
+    ]
+    pseudo = [
+        PseudoLabel(
+            item_id=item.pk, label_id=label_ids[int(labeler.labels_[i])], confidence=float(np.clip(labeler.confidence_[i], 0, 1)),
+            source=PseudoLabelSource.PROPAGATION, accepted=bool(labeler.accepted_[i]),
+        )
+        for i, item in enumerate(items)
+        if item.pk not in labeled and labeler.labels_[i] >= 0
+    ]
+    accepted_ids = [p.item_id for p in pseudo if p.accepted]
+    priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
+    with transaction.atomic():
+        ItemEmbedding.objects.filter(item_id__in=ids).delete()
+        ItemEmbedding.objects.bulk_create(embeddings, batch_size=2000)
+        PseudoLabel.objects.filter(item_id__in=ids).delete()
+        PseudoLabel.objects.bulk_create(pseudo, batch_size=2000)
+        Item.objects.filter(pk__in=accepted_ids, status=ItemStatus.UNLABELED).update(status=ItemStatus.PSEUDO_LABELED)
+        Item.objects.filter(pk__in=ids, status=ItemStatus.PSEUDO_LABELED).exclude(pk__in=accepted_ids).update(
+            status=ItemStatus.UNLABELED
+        )
+        _priorities_save(ids, priority)
+
+
+def _priorities_save(ids, priority):
+    rows = Item.objects.filter(pk__in=ids).only("id", "priority", "priority_reason")
+    changed = []
+    for item in rows:
+        score, reason = priority.get(item.pk, (0.0, ""))
+        if item.priority != score or item.priority_reason != reason:
+            item.priority, item.priority_reason = score, reason
+            changed.append(item)
+    Item.objects.bulk_update(changed, ["priority", "priority_reason"], batch_size=2000)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

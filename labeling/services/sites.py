@@ -1,0 +1,156 @@
+"""Sites that embed the widget: keys, secrets, allowed hostnames and difficulty.
+
+The admin and (later) a project settings page both go through these functions. A
+secret is returned once, when it is made, and stored only as a hash.
+"""
+import hashlib
+import ipaddress
+import re
+import secrets
+import uuid
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import Site, SiteMode
+
+MAX_KEY_CHARS = 100
+_HOSTNAME_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def secret_hash(secret):
+    """The stored form of a site secret. Secrets are 256 random bits, so a plain
+    SHA-256 suffices (as for API tokens): a leaked database leaks no secret, a secret
+    can be looked up by its hash, and rotating ``SECRET_KEY`` does not break sites."""
+    return "sha256$" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def secret_new():
+    return "0x" + secrets.token_hex(32)
+
+
+def sitekey_new():
+    return str(uuid.uuid4())
+
+
+def hostname_normalise(value):
+    """``"Shop.Example.com."`` -> ``"shop.example.com"``; IPv6 literals lose brackets."""
+    value = (value or "").strip().lower().rstrip(".")
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    return value
+
+
+def hostnames_clean(values):
+    """Validate and normalise allowed hostnames: names, ``*.`` wildcards, IP literals."""
+    if isinstance(values, str):
+        values = re.split(r"[\s,]+", values)
+    cleaned = []
+    for raw in values:
+        name = hostname_normalise(raw)
+        if not name:
+            continue
+        if not _is_ipv6(name):
+            if "/" in name or ":" in name:
+                raise ValidationError(
+                    f"{raw!r} is not a hostname: give the name only (shop.example.com), no scheme or port"
+                )
+            if not _HOSTNAME_RE.match(name):
+                raise ValidationError(f"{raw!r} is not a valid hostname")
+        if name not in cleaned:
+            cleaned.append(name)
+    return cleaned
+
+
+def _is_ipv6(name):
+    try:
+        return ipaddress.ip_address(name).version == 6
+    except ValueError:
+        return False
+
+
+def hostname_from_headers(origin, referer):
+    """The hostname a browser request came from: its ``Origin``, else its ``Referer``."""
+    for value in (origin, referer):
+        if not value or value == "null" or len(value) > 2048:
+            continue
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            continue
+        if host:
+            return hostname_normalise(host)
+    return ""
+
+
+def site_hostname_allowed(site, hostname):
+    """Whether ``hostname`` is one of the site's allowed hostnames (``*.example.com``
+    matches its subdomains). Test keys work anywhere; no hostnames means none."""
+    if site.mode != SiteMode.NORMAL:
+        return True
+    hostname = hostname_normalise(hostname)
+    if not hostname:
+        return False
+    for allowed in site.allowed_hostnames or ():
+        allowed = hostname_normalise(str(allowed))
+        if allowed.startswith("*."):
+            if hostname.endswith(allowed[1:]) and len(hostname) > len(allowed) - 1:
+                return True
+        elif hostname == allowed:
+            return True
+    return False
+
+
+def site_create(*, name, projects=(), allowed_hostnames=(), owner=None, mode=SiteMode.NORMAL, sitekey=None,
+                secret=None, **difficulty):
+    """Create a site; returns ``(site, secret)``. The secret is not stored and cannot be
+    shown again. ``difficulty``: ``control_items``, ``pass_share``, ``min_solve_ms``."""
+    hostnames = hostnames_clean(allowed_hostnames)
+    if mode == SiteMode.NORMAL and not hostnames:
+        raise ValidationError("a site needs at least one allowed hostname")
+    secret = secret or secret_new()
+    with transaction.atomic():
+        site = Site(
+            name=name, owner=owner, mode=mode, sitekey=sitekey or sitekey_new(),
+            secret_hash=secret_hash(secret), allowed_hostnames=hostnames, **difficulty,
+        )
+        site.full_clean()
+        site.save()
+        if projects:
+            site.projects.set(projects)
+    return site, secret
+
+
+def site_update(site, *, allowed_hostnames=None, **fields):
+    """Change a site's settings (name, mode, difficulty, hostnames); keys stay."""
+    if allowed_hostnames is not None:
+        site.allowed_hostnames = hostnames_clean(allowed_hostnames)
+    for field, value in fields.items():
+        if field in {"sitekey", "secret_hash"}:
+            raise ValueError(f"{field} cannot be set; rotate the secret instead")
+        setattr(site, field, value)
+    site.full_clean()
+    site.save()
+    return site
+
+
+def site_secret_rotate(site, *, now=None):
+    """Give the site a new secret and return it; the old one stops working at once."""
+    secret = secret_new()
+    Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(secret), secret_rotated_at=now or timezone.now())
+    site.refresh_from_db(fields=["secret_hash", "secret_rotated_at"])
+    return secret
+
+
+def site_get_by_sitekey(sitekey):
+    if not isinstance(sitekey, str) or not sitekey or len(sitekey) > MAX_KEY_CHARS:
+        return None
+    return Site.objects.filter(sitekey=sitekey).first()
+
+
+def site_get_by_secret(secret):
+    if not isinstance(secret, str) or not secret or len(secret) > MAX_KEY_CHARS:
+        return None
+    return Site.objects.filter(secret_hash=secret_hash(secret)).first()
