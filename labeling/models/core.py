@@ -1,0 +1,211 @@
+"""Projects, their label classes and items, known labels and import jobs."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+def _unit_interval(field, name):
+    return models.CheckConstraint(
+        condition=Q(**{f"{field}__gte": 0.0}) & Q(**{f"{field}__lte": 1.0}), name=name
+    )
+
+
+class DataKind(models.TextChoices):
+    IMAGE = "image", "Images"
+    TEXT = "text", "Texts"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    data_kind = models.CharField(max_length=10, choices=DataKind.choices, default=DataKind.IMAGE)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="projects"
+    )
+    answers_per_item = models.PositiveSmallIntegerField(
+        default=2, help_text="Minimum answers before consensus may settle an item."
+    )
+    max_answers_per_item = models.PositiveSmallIntegerField(
+        default=6, help_text="Cap on answers for hard items (dynamic overlap)."
+    )
+    gold_share = models.FloatField(default=0.1, help_text="Share of control items in each challenge or batch.")
+    consensus_threshold = models.FloatField(default=0.9, help_text="Posterior needed to call an item labeled.")
+    pseudo_label_precision = models.FloatField(
+        default=0.97, help_text="Precision accepted pseudo-labels must reach."
+    )
+    image_size = models.PositiveSmallIntegerField(default=32, help_text="Side in pixels of the model input.")
+    open_to_all_workers = models.BooleanField(
+        default=False, help_text="Any registered worker may label; otherwise only admitted ones."
+    )
+    show_control_feedback = models.BooleanField(
+        default=True, help_text="Tell workers the right answer after a missed control item."
+    )
+    selection_strategy = models.CharField(max_length=40, default="priority")
+    aggregation_method = models.CharField(max_length=30, default="auto")
+    active_run = models.ForeignKey(
+        "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            _unit_interval("gold_share", "project_gold_share_unit"),
+            _unit_interval("consensus_threshold", "project_consensus_threshold_unit"),
+            _unit_interval("pseudo_label_precision", "project_pseudo_label_precision_unit"),
+            models.CheckConstraint(
+                condition=Q(max_answers_per_item__gte=F("answers_per_item")), name="project_answer_cap_ge_wanted"
+            ),
+            models.CheckConstraint(condition=Q(answers_per_item__gte=1), name="project_answers_per_item_positive"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_classes")
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["project_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="labelclass_unique_name"),
+            models.UniqueConstraint(fields=["project", "position"], name="labelclass_unique_position"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ItemStatus(models.TextChoices):
+    UNLABELED = "unlabeled", "Unlabeled"
+    LABELED = "labeled", "Labeled"
+    PSEUDO_LABELED = "pseudo_labeled", "Pseudo-labeled"
+    REVIEW = "review", "Needs review"
+
+
+class Split(models.TextChoices):
+    POOL = "pool", "Pool"
+    HOLDOUT = "holdout", "Held-out test"
+
+
+def item_upload_path(instance, filename):
+    return f"projects/{instance.project_id}/items/{instance.checksum[:2]}/{filename}"
+
+
+class Item(models.Model):
+    """One thing to label: an image (original, normalised, thumbnail) or a short text.
+
+    Files are named by content checksum, so a file name never reveals a label.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    text = models.TextField(blank=True)
+    original = models.FileField(upload_to=item_upload_path, max_length=300, blank=True)
+    image = models.FileField(upload_to=item_upload_path, max_length=300, blank=True)
+    thumbnail = models.FileField(upload_to=item_upload_path, max_length=300, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the original content.")
+    source_name = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
+    split = models.CharField(max_length=10, choices=Split.choices, default=Split.POOL)
+    answer_count = models.PositiveIntegerField(default=0, help_text="Counted answers (denormalised).")
+    priority = models.FloatField(default=0.0, help_text="Value of a human answer here (selection).")
+    priority_reason = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "checksum"], name="item_unique_checksum"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "answer_count"], name="item_serving_idx"),
+            models.Index(fields=["project", "status", "-priority", "answer_count"], name="item_priority_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.project_id}/{self.pk}"
+
+
+class KnownLabelSource(models.TextChoices):
+    GOLD = "gold", "Gold (imported control answer)"
+    SETTLED = "settled", "Settled by an admin"
+
+
+class KnownLabel(models.Model):
+    """A label known for sure: gold control answers and items settled by hand.
+
+    Never sent to a client.
+    """
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, primary_key=True, related_name="known_label")
+    label = models.ForeignKey(LabelClass, on_delete=models.RESTRICT, related_name="+")
+    source = models.CharField(max_length=10, choices=KnownLabelSource.choices, default=KnownLabelSource.GOLD)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.item_id}: {self.label_id} ({self.source})"
+
+
+class EvaluationTruth(models.Model):
+    """The true label of a demo item, for measuring only: never gold, never shown."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, primary_key=True, related_name="evaluation_truth")
+    label = models.ForeignKey(LabelClass, on_delete=models.RESTRICT, related_name="+")
+
+
+class ProjectStats(models.Model):
+    """Precomputed counters so that pages never count a whole table per request."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="stats")
+    items_by_status = models.JSONField(default=dict)
+    items_total = models.PositiveIntegerField(default=0)
+    known_total = models.PositiveIntegerField(default=0)
+    answers_total = models.PositiveIntegerField(default=0)
+    refreshed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "project stats"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+def import_upload_path(instance, filename):
+    return f"imports/{instance.project_id}/{instance.id}/{filename}"
+
+
+class ImportJob(models.Model):
+    """An upload being imported by a worker; the counts show progress."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_name = models.CharField(max_length=300)
+    upload = models.FileField(upload_to=import_upload_path, max_length=400)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
