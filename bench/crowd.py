@@ -7,8 +7,8 @@ Run from the repository root (about 10 minutes)::
 Starts ``manage.py demo`` (Django's server and a Celery worker with beat, on SQLite and
 the file-system broker: the embedded default, ``DEBUG=0``) in a temporary
 ``CROWDLOOP_DATA_DIR`` on a free loopback port, then lets a simulated crowd
-(``labeling.crowd``) label the digits over HTTP in real time: 8 registered workers
-through the worker API and 6 widget visitors at a time on the demo site, with the mix
+(``labeling.crowd``) label the digits over HTTP in real time: registered workers
+through the worker API (12 by default, so that the default mix puts every kind among them) and 6 widget visitors at a time on the demo site, with the mix
 of honest people (accuracy 0.6-0.95), spammers, same-answer bots, too-fast bots and a
 colluding group. Each visitor sends its own address in ``X-Forwarded-For`` and the
 server trusts loopback as its proxy (``CROWDLOOP_TRUSTED_PROXIES``), as behind a reverse
@@ -46,7 +46,7 @@ os.environ.update(
     CROWDLOOP_TRUSTED_PROXIES="127.0.0.1,::1", **RHYTHM,
 )
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -88,10 +88,11 @@ def loop_busy(project):
     return queued + running + training
 
 
-def main():
-    from labeling.crowd.evaluation import crowd_evaluate, format_report
+def crowd_against(base, args):
+    """Run the crowd against the stack at ``base``, let the queue drain, read the
+    database. Returns the ledger, the evaluation and the timings."""
+    from labeling.crowd.evaluation import crowd_evaluate
     from labeling.crowd.simulation import (
-        DEFAULT_SHARES,
         CrowdSpec,
         RealClock,
         SiteAccess,
@@ -99,18 +100,49 @@ def main():
         crowd_people,
         crowd_run,
         http_connector,
-        server_wait,
         shares_parse,
     )
     from labeling.crowd.transport import HttpTransport
     from labeling.models import Project, Site
     from labeling.services.demo import DEMO_SITEKEY, DEMO_SLUG, demo_site_secret
 
+    project = Project.objects.get(slug=DEMO_SLUG)
+    site = Site.objects.get(sitekey=DEMO_SITEKEY)
+    spec = CrowdSpec(budget=args.budget, workers=args.workers, visitor_seats=args.visitor_seats,
+                     shares=shares_parse(args.mix), seed=args.seed)
+    workers = crowd_people(spec)
+    password = crowd_accounts_provision(project, workers)
+    access = SiteAccess(DEMO_SITEKEY, demo_site_secret(), HttpTransport(base, user_agent="demo site server"))
+    t0 = time.perf_counter()
+    print(f"crowd of {spec.workers} workers + {spec.visitor_seats} visitor seats against {base}", flush=True)
+    shown = [0]
+
+    def on_step(ledger):
+        if ledger.spent // 100 != shown[0]:
+            shown[0] = ledger.spent // 100
+            print(f"  {ledger.spent} answers after {time.perf_counter() - t0:.0f} s", flush=True)
+
+    ledger = crowd_run(
+        spec, slug=project.slug, site=access, connect=http_connector(base, forwarded_for=True), clock=RealClock(),
+        workers=workers, password=password, on_step=on_step, max_wall_s=args.minutes * 60,
+    )
+    crowd_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    while loop_busy(project) and time.perf_counter() - t1 < args.drain_minutes * 60:
+        time.sleep(5)
+    timings = (crowd_seconds, time.perf_counter() - t1, loop_busy(project))
+    return ledger, crowd_evaluate(project, ledger.people, site), timings
+
+
+def main():
+    from labeling.crowd.evaluation import format_report
+    from labeling.crowd.simulation import DEFAULT_SHARES, server_wait
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--minutes", type=float, default=5.0, help="wall-time cap of the crowd")
     parser.add_argument("--drain-minutes", type=float, default=4.0, help="wall-time cap of the drain")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=12, help="12: every kind of the default mix among them")
     parser.add_argument("--visitor-seats", type=int, default=6)
     parser.add_argument("--mix", default=",".join(f"{k}={v}" for k, v in DEFAULT_SHARES.items()))
     parser.add_argument("--seed", type=int, default=0)
@@ -120,41 +152,14 @@ def main():
     started = time.perf_counter()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = open(DATA_DIR / "stack.log", "w")
-    stack = stack_start(port, log)
-    try:
-        if not server_wait(base, timeout_s=300):
-            raise SystemExit(f"the demo did not come up; see {DATA_DIR / 'stack.log'}")
-        project = Project.objects.get(slug=DEMO_SLUG)
-        site = Site.objects.get(sitekey=DEMO_SITEKEY)
-        spec = CrowdSpec(budget=args.budget, workers=args.workers, visitor_seats=args.visitor_seats,
-                         shares=shares_parse(args.mix), seed=args.seed)
-        workers = crowd_people(spec)
-        password = crowd_accounts_provision(project, workers)
-        access = SiteAccess(DEMO_SITEKEY, demo_site_secret(), HttpTransport(base, user_agent="demo site server"))
-        t0 = time.perf_counter()
-        print(f"crowd of {spec.workers} workers + {spec.visitor_seats} visitor seats against {base}", flush=True)
-        shown = [0]
-
-        def on_step(ledger):
-            if ledger.spent // 100 != shown[0]:
-                shown[0] = ledger.spent // 100
-                print(f"  {ledger.spent} answers after {time.perf_counter() - t0:.0f} s", flush=True)
-
-        ledger = crowd_run(
-            spec, slug=project.slug, site=access, connect=http_connector(base, forwarded_for=True), clock=RealClock(),
-            workers=workers, password=password, on_step=on_step, max_wall_s=args.minutes * 60,
-        )
-        crowd_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        while loop_busy(project) and time.perf_counter() - t1 < args.drain_minutes * 60:
-            time.sleep(5)
-        drain_seconds = time.perf_counter() - t1
-        busy = loop_busy(project)
-        evaluation = crowd_evaluate(project, ledger.people, site)
-    finally:
-        stack_stop(stack)
-        log.close()
+    with open(DATA_DIR / "stack.log", "w") as log:
+        stack = stack_start(port, log)
+        try:
+            if not server_wait(base, timeout_s=300):
+                raise SystemExit(f"the demo did not come up; see {DATA_DIR / 'stack.log'}")
+            ledger, evaluation, (crowd_seconds, drain_seconds, busy) = crowd_against(base, args)
+        finally:
+            stack_stop(stack)
     lines = report(args, ledger, evaluation, format_report(ledger, evaluation), crowd_seconds, drain_seconds, busy,
                    time.perf_counter() - started)
     shutil.rmtree(DATA_DIR, ignore_errors=True)
@@ -172,16 +177,16 @@ def report(args, ledger, evaluation, body, crowd_seconds, drain_seconds, busy, s
         "## The loop, closed by itself: a simulated crowd against the demo stack",
         "",
         f"- Date: {now}",
-        f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the end: "
-        "web server, Celery worker, crowd and other work share the 2 cores)",
-        f"- Command: `python bench/crowd.py --budget {args.budget} --minutes {args.minutes:g} --drain-minutes "
+        (f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the end: "
+        "web server, Celery worker, crowd and other work share the 2 cores)"),
+        (f"- Command: `python bench/crowd.py --budget {args.budget} --minutes {args.minutes:g} --drain-minutes "
         f"{args.drain_minutes:g}` ({seconds:.0f} s in all: crowd {crowd_seconds:.0f} s, queue drain "
-        f"{drain_seconds:.0f} s{'' if not busy else f', stopped with {busy} task(s) still queued or running'})",
+        f"{drain_seconds:.0f} s{'' if not busy else f', stopped with {busy} task(s) still queued or running'})"),
         "- Stack: `manage.py demo` (runserver + `celery worker -Q default,cpu,gpu -c 2 -B`, SQLite, file-system "
         "broker, `DEBUG=0`), rhythm " + ", ".join(f"`{k}={v}`" for k, v in RHYTHM.items()) + "; the crowd in "
         "real time over loopback HTTP, each visitor with its own `X-Forwarded-For` (loopback trusted as proxy).",
-        f"- Crowd: {args.workers} registered workers, {args.visitor_seats} widget visitors at a time, mix "
-        f"`{args.mix}`; the simulated people see only HTTP responses and the PNGs they download.",
+        (f"- Crowd: {args.workers} registered workers, {args.visitor_seats} widget visitors at a time, mix "
+        f"`{args.mix}`; the simulated people see only HTTP responses and the PNGs they download."),
         "",
         *body,
         "",

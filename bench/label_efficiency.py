@@ -49,17 +49,17 @@ os.environ.update(
     LOG_LEVEL="WARNING",
 )
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
-from django.conf import settings  # noqa: E402
+import numpy as np
+from django.conf import settings
 
 # Accounts are made and logged into per run: a fast hasher keeps that out of the timings.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.core.management import call_command
+from django.db import connection
 
 MACHINE = "2-core x86_64, python-svc"
 RESULTS = ROOT / "bench" / "results" / "label_efficiency.md"
@@ -70,7 +70,11 @@ def prepare():
     """Migrate, build the demo project and site, run the first scheduled round; return
     the path of a snapshot of the database."""
     from labeling.celery import app
-    from labeling.services.demo import demo_crowd_open, demo_project_create, demo_site_create
+    from labeling.services.demo import (
+        demo_crowd_open,
+        demo_project_create,
+        demo_site_create,
+    )
     from labeling.tasks import semisupervised_all_task
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -121,7 +125,7 @@ def drain(project):
 
 def checkpoint_row(project, ledger, run, seconds):
     from labeling.crowd.evaluation import labels_accuracy
-    from labeling.models import Answer, Project, PseudoLabel, EvaluationTruth
+    from labeling.models import Answer, EvaluationTruth, Project, PseudoLabel
 
     project = Project.objects.select_related("active_run").get(pk=project.pk)
     labels = labels_accuracy(project)
@@ -176,7 +180,6 @@ def crowd_config(snapshot, spammers, budgets, seed):
     def on_step(ledger):
         if pending and ledger.spent >= pending[0]:
             pending.pop(0)
-            timing["crowd"] += time.perf_counter() - started - timing["crowd"] - timing["drain"]
             t0 = time.perf_counter()
             run = drain(project)
             seconds = time.perf_counter() - t0
@@ -235,30 +238,31 @@ def report(results, base, args, seconds, timings):
         "## Label efficiency (digits)",
         "",
         f"- Date: {now}",
-        f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {load:.1f} at the end: "
-        "the cores are shared)",
+        (f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {load:.1f} at the end: "
+        "the cores are shared)"),
         f"- Command: `python bench/label_efficiency.py --budgets {args.budgets} --spammers {args.spammers}` "
         f"({seconds:.0f} s in all: " + "; ".join(
-            f"{s:.0%} spammers: crowd {t['crowd']:.0f} s, draining + training {t['drain']:.0f} s" for s, t in timings.items()
+            f"{s:.0%} spammers: crowd and the loop's own rounds {t['crowd']:.0f} s, checkpoints {t['drain']:.0f} s"
+            for s, t in timings.items()
         ) + ")",
-        "- In-process: Django's test client against an on-disk SQLite database, Celery eager, on a simulated "
+        ("- In-process: Django's test client against an on-disk SQLite database, Celery eager, on a simulated "
         "clock (the server sees the people's seconds; beat's schedule is replayed on it). The simulated "
-        "people see only HTTP responses: challenge and task JSON, the PNGs they download, cookies.",
-        "- Crowd: 10 registered workers (worker API) and 5 widget visitors at a time (demo site: 2 control "
+        "people see only HTTP responses: challenge and task JSON, the PNGs they download, cookies."),
+        ("- Crowd: 10 registered workers (worker API) and 5 widget visitors at a time (demo site: 2 control "
         "items per challenge, 1.5 s minimum solve time); honest accuracy uniform in 0.6-0.95, spammers answer "
         "uniformly at random. *Answers* counts every answer given, stored or not: each tile of a challenge "
-        "(control tiles and failed challenges included) and each item a worker answers.",
-        "- Loop rhythm: `CROWDLOOP_AGGREGATE_EVERY=50`, `CROWDLOOP_PIPELINE_EVERY_LABELS=20`, "
+        "(control tiles and failed challenges included) and each item a worker answers."),
+        ("- Loop rhythm: `CROWDLOOP_AGGREGATE_EVERY=50`, `CROWDLOOP_PIPELINE_EVERY_LABELS=20`, "
         "`CROWDLOOP_TRAIN_EVERY_LABELS=100`; at each checkpoint the queue is drained (full truth inference, "
-        "a semi-supervised round, a training run with the default config), then the crowd goes on.",
-        "- Model: the project's active model (`TrainingRun.metrics.eval_accuracy`, on rows 1400-1796); "
-        "*latest* is the run made at the checkpoint, when it did not become the active one.",
-        f"- Baselines (same run): logistic regression and LabelSpreading (kNN, k=7) on the 30 gold rows plus N "
-        f"clean random pool labels, N = the answer budget; mean ± std over {DRAWS} draws.",
+        "a semi-supervised round, a training run with the default config), then the crowd goes on."),
+        ("- Model: the project's active model (`TrainingRun.metrics.eval_accuracy`, on rows 1400-1796); "
+        "*latest* is the run made at the checkpoint, when it did not become the active one."),
+        (f"- Baselines (same run): logistic regression and LabelSpreading (kNN, k=7) on the 30 gold rows plus N "
+        f"clean random pool labels, N = the answer budget; mean ± std over {DRAWS} draws."),
         "",
-        "| spammers | answers | stored | consensus labels | consensus accuracy | answers per label | "
+        ("| spammers | answers | stored | consensus labels | consensus accuracy | answers per label | "
         "accepted pseudo-labels (accuracy) | active model | latest run | LR, 30 gold + N clean | "
-        "LabelSpreading, 30 gold + N clean | ratio to LR | ratio to LS |",
+        "LabelSpreading, 30 gold + N clean | ratio to LR | ratio to LS |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     budgets = sorted(int(b) for b in args.budgets.split(","))

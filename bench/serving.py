@@ -44,17 +44,17 @@ os.environ.update(
     DJANGO_SETTINGS_MODULE="labeling.settings", CROWDLOOP_DATA_DIR=str(DATA_DIR), DEBUG="0", LOG_LEVEL="WARNING"
 )
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import Client
+from django.utils import timezone
 
-from labeling.crowd.stats import percentile  # noqa: E402
+from labeling.crowd.stats import percentile
 
 MACHINE = "2-core x86_64, python-svc"
 RESULTS = ROOT / "bench" / "results" / "serving.md"
@@ -220,14 +220,14 @@ def report(results, builds, sizes, seconds, db_bytes, args):
         "## Serving speed, embedded default (SQLite)",
         "",
         f"- Date: {now}",
-        f"- Machine: {MACHINE} (Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}; "
-        f"load average {os.getloadavg()[0]:.1f} at the end: the cores are shared)",
+        (f"- Machine: {MACHINE} (Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}; "
+        f"load average {os.getloadavg()[0]:.1f} at the end: the cores are shared)"),
         f"- Command: `python bench/serving.py --sizes {args.sizes} --requests {args.requests}` ({seconds:.0f} s in all; "
         "bulk insert: " + ", ".join(f"{size:,} items {builds[size]:.0f} s" for size in sizes)
         + f"; database file {db_bytes / 2**20:.0f} MiB at the largest size)",
-        "- Sequential requests through Django's test client (WSGI stack, middleware, views, ORM, no socket); "
+        ("- Sequential requests through Django's test client (WSGI stack, middleware, views, ORM, no socket); "
         "`DEBUG=0`; rate limits raised 1000x for the bench (still counted in the file-system cache); quality "
-        "rules off (the bench's workers answer blindly).",
+        "rules off (the bench's workers answer blindly)."),
         "",
         "| endpoint | " + " | ".join(f"{size:,} items p50 / p99 ms" for size in sizes) + " | p50 vs 1k |",
         "|---|" + "---:|" * (len(sizes) + 1),

@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from labeling.crowd.stats import percentile  # noqa: E402  (plain Python, no Django)
+from labeling.crowd.stats import percentile
 
 MACHINE = "2-core x86_64, python-svc"
 RESULTS = ROOT / "bench" / "results" / "serving_load.md"
@@ -263,7 +263,9 @@ def main():
         import redis
 
         redis.Redis.from_url(f"{REDIS}/{redis_db}").flushdb()
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {database}"])
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {database}"], check=False
+        )
         shutil.rmtree(scratch, ignore_errors=True)
     lines = report(args, runs, floor, setup_seconds, answers_total, time.perf_counter() - started)
     text = "\n".join(lines) + "\n"
@@ -284,17 +286,17 @@ def report(args, runs, floor, setup_seconds, answers_total, seconds):
         "## Serving under load, production stack (gunicorn + PostgreSQL + Redis)",
         "",
         f"- Date: {now}",
-        f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the "
-        "end: server, database, Redis and load generator share the 2 cores with other work)",
-        f"- Command: `python bench/serving_load.py --threads {args.threads} --seconds {args.seconds:.0f} "
-        f"--gunicorn \"{args.gunicorn}\"` ({seconds:.0f} s in all, {setup_seconds:.0f} s of it building the database)",
-        f"- Stack: gunicorn `{args.gunicorn}`, `CROWDLOOP_ENV=production`, PostgreSQL 15 and Redis 7 on 127.0.0.1; "
+        (f"- Machine: {MACHINE} (Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the "
+        "end: server, database, Redis and load generator share the 2 cores with other work)"),
+        (f"- Command: `python bench/serving_load.py --threads {args.threads} --seconds {args.seconds:.0f} "
+        f"--gunicorn \"{args.gunicorn}\"` ({seconds:.0f} s in all, {setup_seconds:.0f} s of it building the database)"),
+        (f"- Stack: gunicorn `{args.gunicorn}`, `CROWDLOOP_ENV=production`, PostgreSQL 15 and Redis 7 on 127.0.0.1; "
         "the digits demo project (1,797 items); a bench site with `pass_share=0` and no minimum solve time (every "
         "answer passes and is stored); rate limits raised 1000x through a bench settings module (still counted "
-        "in Redis).",
-        "- Load: N threads in one Python process on loopback, keep-alive, each looping challenge -> answer -> "
+        "in Redis)."),
+        ("- Load: N threads in one Python process on loopback, keep-alive, each looping challenge -> answer -> "
         f"siteverify, each cycle a new visitor (its own User-Agent); {args.warmup:.0f} s warm-up, then "
-        f"{args.seconds:.0f} s measured; stops by itself. No images fetched, no Celery worker running.",
+        f"{args.seconds:.0f} s measured; stops by itself. No images fetched, no Celery worker running."),
         "",
         "| threads | answers/s | challenge p50 / p99 ms | answer p50 / p99 ms | siteverify p50 / p99 ms | errors |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -316,11 +318,11 @@ def report(args, runs, floor, setup_seconds, answers_total, seconds):
     errors = sum(len(r["errors"]) for r in runs.values())
     lines += [
         "",
-        f"- Floor, same server and generator ({max(runs)} threads): {floor_rate:.0f} requests/s of `OPTIONS "
+        (f"- Floor, same server and generator ({max(runs)} threads): {floor_rate:.0f} requests/s of `OPTIONS "
         f"/api/v1/challenge` (p50 {1000 * percentile(options, 50):.1f} ms, p99 {1000 * percentile(options, 99):.1f} ms); "
         f"the best visitor cycle rate is {rate / floor_rate:.4f}x that ({floor_rate / max(3 * rate, 1e-9):.0f}x the "
-        "cost of a no-op per request).",
-        f"- {answers_total:,} answer rows stored in all (2-7 per passed challenge).",
+        "cost of a no-op per request)."),
+        f"- {answers_total:,} answer rows stored in all (one per tile: 4-9 per passed challenge).",
         f"- Target ≥ {TARGET['answers_per_s']:,} answers/s with p99 ≤ {TARGET['p99_ms']} ms and 0 errors: "
         + ("met" if rate >= TARGET["answers_per_s"] and answer_p99 * 1000 <= TARGET["p99_ms"] and not errors
            else "**missed**")

@@ -9,6 +9,7 @@ What a person uses: the JSON the server sent, the images it points at (downloade
 read, see :mod:`labeling.crowd.reader`), cookies. Never an item id or a database row.
 """
 import re
+from functools import partial
 
 from labeling.crowd.reader import read_digit
 
@@ -69,8 +70,9 @@ def widget_visit(person, web, site, ledger, *, max_tries=3):
     ``site`` carries ``sitekey``, ``secret`` and ``server`` (the site owner's own
     transport for siteverify).
     """
-    reply = yield from _rate_limited(person, ledger, lambda: web.get(
-        CHALLENGE_PATH, {"sitekey": site.sitekey}, name="challenge"))
+    reply = yield from _rate_limited(
+        person, ledger, partial(web.get, CHALLENGE_PATH, {"sitekey": site.sitekey}, name="challenge")
+    )
     if reply is None:
         return
     payload = _challenge_or_stop(person, ledger, reply)
@@ -85,7 +87,7 @@ def widget_visit(person, web, site, ledger, *, max_tries=3):
         ledger.note(person, "challenges")
         yield person.seconds_for(len(items)) * factor
         path = f"{CHALLENGE_PATH}/{payload['id']}/answer"
-        reply = yield from _rate_limited(person, ledger, lambda: web.post_json(path, body, name="answer"))
+        reply = yield from _rate_limited(person, ledger, partial(web.post_json, path, body, name="answer"))
         if reply is None:
             return
         result = reply.json() if reply.status == 200 else None
@@ -154,7 +156,7 @@ def worker_session(person, web, *, slug, username, password, ledger, batch=5, id
     answers_path = f"/api/v1/projects/{slug}/answers"
     idle = 0
     while ledger.left() > 0:
-        reply = yield from _rate_limited(person, ledger, lambda: web.get(next_path, {"n": batch}, name="next"))
+        reply = yield from _rate_limited(person, ledger, partial(web.get, next_path, {"n": batch}, name="next"))
         if reply is None or _stopped(person, ledger, reply, "next"):
             return
         data = reply.json()
@@ -175,10 +177,12 @@ def worker_session(person, web, *, slug, username, password, ledger, batch=5, id
             seconds = person.seconds_for(1)
             ledger.spend(person, 1)
             yield seconds
-            body = [{"id": item["id"], "label": label, "key": "%032x" % person.rng.getrandbits(128),
+            body = [{"id": item["id"], "label": label, "key": f"{person.rng.getrandbits(128):032x}",
                      "time_ms": int(seconds * 1000)}]
-            reply = yield from _rate_limited(person, ledger, lambda: web.post_json(
-                answers_path, body, headers={"X-CSRFToken": web.cookie("csrftoken") or ""}, name="submit"))
+            headers = {"X-CSRFToken": web.cookie("csrftoken") or ""}
+            reply = yield from _rate_limited(
+                person, ledger, partial(web.post_json, answers_path, body, headers=headers, name="submit")
+            )
             if reply is None or _stopped(person, ledger, reply, "submit"):
                 return
             for result in (reply.json() or {}).get("results", []):

@@ -8,6 +8,8 @@ from collections import Counter, defaultdict
 
 from django.db.models import Count
 
+from labeling.crowd.simulation import user_agent_for
+from labeling.crowd.stats import percentile
 from labeling.models import (
     Answer,
     Consensus,
@@ -24,15 +26,12 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
-from labeling.crowd.stats import percentile
 from labeling.services.tokens import visitor_key
 
 
 def people_workers(people, site=None):
     """``{person name: Worker}`` for the people the server knows: registered workers by
     user name, visitors by the keyed hash of (address, User-Agent, site) it saw."""
-    from labeling.crowd.simulation import _user_agent
-
     found = {}
     names = {person.username: person for person in people if person.door == "worker"}
     for worker in Worker.objects.filter(user__username__in=list(names)).select_related("user"):
@@ -42,7 +41,7 @@ def people_workers(people, site=None):
         for person in people:
             if person.door == "widget":
                 for address in person.addresses:
-                    keys[visitor_key(ip=address, user_agent=_user_agent(person), site_id=site.pk)] = person
+                    keys[visitor_key(ip=address, user_agent=user_agent_for(person), site_id=site.pk)] = person
         for worker in Worker.objects.filter(visitor_key__in=list(keys)):
             found[keys[worker.visitor_key].name] = worker
     return found
@@ -178,8 +177,8 @@ def format_report(ledger, evaluation=None):
         + ", ".join(f"{door} {n}" for door, n in sorted(summary["by_door"].items()))
         + f"); {len(ledger.people)} people; {summary['errors']} unexpected replies",
         "",
-        "| kind | people | answers | challenges | passed | too fast | blocked | workers caught | stored | "
-        "paused | banned | mean skill |",
+        ("| kind | people | answers | challenges | passed | too fast | blocked | workers caught | stored | "
+        "paused | banned | mean skill |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     fates = (evaluation or {}).get("workers", {})
@@ -197,11 +196,11 @@ def format_report(ledger, evaluation=None):
         answers, labels, pseudo = evaluation["answers"], evaluation["labels"], evaluation["pseudo"]
         lines += [
             "",
-            f"Stored answers: {answers['total']} ({', '.join(f'{k} {v}' for k, v in sorted(answers['by_source'].items()))}; "
-            f"{answers['controls']} on control items, {answers['on_holdout']} on held-out items)",
-            f"Labels: {labels['gold']} gold, {labels['consensus']} settled by consensus, accuracy "
+            (f"Stored answers: {answers['total']} ({', '.join(f'{k} {v}' for k, v in sorted(answers['by_source'].items()))}; "
+            f"{answers['controls']} on control items, {answers['on_holdout']} on held-out items)"),
+            (f"Labels: {labels['gold']} gold, {labels['consensus']} settled by consensus, accuracy "
             f"{_pct(labels['consensus_accuracy'])} (plain majority vote over the same answers: "
-            f"{_pct(labels['majority_accuracy'])}); {labels['review']} in review",
+            f"{_pct(labels['majority_accuracy'])}); {labels['review']} in review"),
             f"Accepted pseudo-labels: {pseudo['accepted']} (accuracy {_pct(pseudo['accuracy'])})",
             "Pipeline runs: " + (", ".join(f"{k} {v}" for k, v in sorted(evaluation["pipeline"].items())) or "none"),
             "Training runs (human labels -> held-out accuracy): "

@@ -115,7 +115,7 @@ def kinds_split(n, shares, rng):
     if n <= 0 or total <= 0:
         return []
     exact = {kind: n * share / total for kind, share in shares.items()}
-    counts = {kind: int(math.floor(value)) for kind, value in exact.items()}
+    counts = {kind: math.floor(value) for kind, value in exact.items()}
     rest = sorted(exact, key=lambda kind: exact[kind] - counts[kind], reverse=True)
     for kind in rest[: n - sum(counts.values())]:
         counts[kind] += 1

@@ -213,7 +213,7 @@ def client_connector():
         n = next(addresses)
         address = f"198.18.{n // 250 % 250}.{n % 250 + 1}"
         person.addresses = [address]
-        return ClientTransport(remote_addr=address, user_agent=_user_agent(person), origin=origin)
+        return ClientTransport(remote_addr=address, user_agent=user_agent_for(person), origin=origin)
 
     return connect
 
@@ -229,13 +229,14 @@ def http_connector(base_url, *, forwarded_for=False):
         address = f"198.18.{n // 250 % 250}.{n % 250 + 1}"
         person.addresses = [address, "127.0.0.1"] if forwarded_for else ["127.0.0.1"]
         return HttpTransport(
-            base_url, user_agent=_user_agent(person), origin=origin, forwarded_for=address if forwarded_for else None
+            base_url, user_agent=user_agent_for(person), origin=origin, forwarded_for=address if forwarded_for else None
         )
 
     return connect
 
 
-def _user_agent(person):
+def user_agent_for(person):
+    """The User-Agent a simulated person sends (and a visitor is partly known by)."""
     return f"Mozilla/5.0 (X11; Linux x86_64) crowdloop-sim/{person.name}"
 
 
@@ -248,7 +249,11 @@ def crowd_accounts_provision(project, people, *, password=None):
     the workers service. Returns the password every simulated worker logs in with."""
     from django.contrib.auth import get_user_model
 
-    from labeling.services.workers import membership_grant, worker_for_user, worker_sign_up
+    from labeling.services.workers import (
+        membership_grant,
+        worker_for_user,
+        worker_sign_up,
+    )
 
     password = password or secrets.token_urlsafe(16)
     User = get_user_model()

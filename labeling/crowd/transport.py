@@ -7,7 +7,6 @@ server, by path.
 """
 import http.client
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -113,7 +112,7 @@ class HttpTransport(Transport):
                 self._connection.request(method, target, body=body, headers=headers)
                 response = self._connection.getresponse()
                 data = response.read()
-            except (http.client.HTTPException, ConnectionError, socket.timeout, OSError):
+            except (TimeoutError, http.client.HTTPException, ConnectionError, OSError):
                 # A kept-alive connection the server closed: reconnect once.
                 self.close()
                 if attempt == 2:
