@@ -227,7 +227,7 @@ def _execute(run):
         run.device = result.device
         run.finished_at = _now()
         run.save()
-        _active_model_choose(project, run)
+        _active_model_choose(project, run, {i: label_ids[targets[i]] for i in val_ids})
     return run
 
 
@@ -267,12 +267,24 @@ def _channels(project):
         return 1 if image.mode == "L" else 3
 
 
-def _active_model_choose(project, run):
-    """The better run by validation accuracy becomes the project's active model."""
+def _active_model_choose(project, run, validation):
+    """The new run becomes the active model unless the current one does better on the
+    new run's validation set (``{item_id: label_id}``, human-verified). Scores from
+    different, growing validation sets are never compared with each other."""
+    project.refresh_from_db(fields=["active_run"])
     current = project.active_run
-    score = run.metrics.get("accuracy") or 0.0
-    if current is None or current.status != RunStatus.SUCCEEDED or score >= (current.metrics.get("accuracy") or 0.0):
-        Project.objects.filter(pk=project.pk).update(active_run=run)
+    if current is not None and current.status == RunStatus.SUCCEEDED and validation:
+        predicted = dict(
+            Prediction.objects.filter(run=current, item_id__in=list(validation)).values_list("item_id", "label_id")
+        )
+        mine = dict(Prediction.objects.filter(run=run, item_id__in=list(validation)).values_list("item_id", "label_id"))
+        theirs = sum(predicted.get(i) == label for i, label in validation.items())
+        ours = sum(mine.get(i) == label for i, label in validation.items())
+        run.metrics["compared_with"] = {"run": str(current.pk), "its_accuracy": theirs / len(validation)}
+        TrainingRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
+        if theirs > ours:
+            return
+    Project.objects.filter(pk=project.pk).update(active_run=run)
 
 
 def training_runs_reap(now=None):

@@ -128,3 +128,38 @@ def test_a_run_whose_worker_vanished_is_reaped(project):
 def test_unknown_config_keys_are_refused(project):
     with pytest.raises(TrainingRefused, match="unknown config key"):
         training_run_create(project, config={"epochz": 3})
+
+
+def test_the_active_model_is_compared_on_the_new_runs_validation_set(project):
+    """An old run that scored 100 % on its own tiny validation set stays active only if
+    it also beats the new run on the new run's validation set."""
+    from labeling.services.training import _active_model_choose
+
+    h, v = project.label_classes.all()
+    items = list(Item.objects.filter(project=project).order_by("id"))
+    validation = {item.pk: item.known_label.label_id for item in items}
+
+    def run_predicting(wrong, accuracy):
+        run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED, metrics={"accuracy": accuracy})
+        Prediction.objects.bulk_create(
+            [
+                Prediction(item=item, run=run, confidence=0.9,
+                           label=(v if validation[item.pk] == h.pk else h) if n < wrong else item.known_label.label)
+                for n, item in enumerate(items)
+            ]
+        )
+        return run
+
+    old = run_predicting(wrong=8, accuracy=1.0)  # half wrong here, though 100 % on its own set
+    project.active_run = old
+    project.save(update_fields=["active_run"])
+    better = run_predicting(wrong=2, accuracy=0.5)
+    _active_model_choose(project, better, validation)
+    project.refresh_from_db()
+    assert project.active_run_id == better.pk
+    assert better.metrics["compared_with"] == {"run": str(old.pk), "its_accuracy": 0.5}
+
+    worse = run_predicting(wrong=12, accuracy=0.99)
+    _active_model_choose(project, worse, validation)
+    project.refresh_from_db()
+    assert project.active_run_id == better.pk
