@@ -103,10 +103,11 @@ def stats_summary(stats):
 
 def queue_preview(project, n=15):
     """The next unknown items the project's selection strategy serves, with why."""
-    from labeling.services.selection import strategy_get
+    from labeling.services.selection import items_queue
 
-    order = strategy_get(project.selection_strategy)(project)
-    return list(order.select_related("consensus__label")[:n])
+    ids = items_queue(project, n)
+    rows = Item.objects.filter(pk__in=ids).select_related("consensus__label").in_bulk()
+    return [rows[i] for i in ids]
 
 
 # --- Background runs ------------------------------------------------------------------------------

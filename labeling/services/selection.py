@@ -12,6 +12,7 @@ be out with several people at once; past it, with one at a time.
 """
 import random
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,21 +29,35 @@ def _now():
     return timezone.now()
 
 
-# --- Strategies: ordered querysets of candidate unknown items -------------------------------
+# --- Strategies: the order in which unknown items are served --------------------------------
 
 
-def least_answered(project):
-    """Items still needing answers, least answered first."""
-    return _servable(project).order_by("answer_count", "id")
+@dataclass(frozen=True)
+class Strategy:
+    """An order over servable items, as ``order_by`` fields. Each status is read on its
+    own, so that the database walks an index (``status IN (...)`` would sort every
+    servable item per request), and the per-status streams are merged by :meth:`key`."""
+
+    name: str
+    order: tuple
+    description: str
+
+    def key(self, item):
+        return tuple(-getattr(item, f[1:]) if f.startswith("-") else getattr(item, f) for f in self.order)
 
 
-def by_priority(project):
-    """Highest selection score first (set by the semi-supervised pipeline: coverage,
-    uncertainty, disagreement), then least answered."""
-    return _servable(project).order_by("-priority", "answer_count", "id")
-
-
-STRATEGIES = {"least_answered": least_answered, "priority": by_priority}
+STRATEGIES = {
+    strategy.name: strategy
+    for strategy in (
+        Strategy("least_answered", ("answer_count", "id"), "Items still needing answers, least answered first."),
+        Strategy(
+            "priority",
+            ("-priority", "answer_count", "id"),
+            "Highest selection score first (set by the semi-supervised pipeline: coverage, "
+            "uncertainty, disagreement), then least answered.",
+        ),
+    )
+}
 
 
 def strategy_get(name):
@@ -52,13 +67,27 @@ def strategy_get(name):
         raise ValueError(f"unknown selection strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
 
 
-def _servable(project):
-    return Item.objects.filter(
-        project=project,
-        status__in=SERVABLE,
-        split=Split.POOL,
-        answer_count__lt=project.max_answers_per_item,
-    ).exclude(known_label__isnull=False)
+def _servable(project, status):
+    """Pool items of one servable status. Items at the answer cap leave these statuses
+    (review or labeled); :func:`_with_room` checks the cap again in Python, so that the
+    query needs only equality filters and walks the strategy's index in order."""
+    return Item.objects.filter(project=project, status=status, split=Split.POOL)
+
+
+def _window(project, strategy, offset, size, fields):
+    """Rows ``offset`` to ``offset + size`` of the servable items in ``strategy`` order."""
+    rows = []
+    for status in SERVABLE:
+        rows += _servable(project, status).order_by(*strategy.order).only(*fields)[: offset + size]
+    rows.sort(key=strategy.key)
+    return rows[offset : offset + size]
+
+
+def items_queue(project, n):
+    """The next ``n`` servable items in the project's order, for anyone (no leases, no
+    worker): what the dashboard shows as "served next"."""
+    window = _window(project, strategy_get(project.selection_strategy), 0, n, ("id", "answer_count", "priority"))
+    return [item.pk for item in window]
 
 
 # --- Picking ----------------------------------------------------------------------------------
@@ -71,17 +100,17 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
     ``skip_locked`` (a concurrent picker takes the next ones instead of waiting, or of
     finding a whole window locked), and their room is checked again once locked."""
     now = now or _now()
-    order = strategy_get(project.selection_strategy)(project)
+    strategy = strategy_get(project.selection_strategy)
     lock = for_update and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    fields = ("id", "answer_count", "status", "project_id")
+    fields = ("id", "answer_count", "status", "project_id", "priority")
     picked, seen, offset = [], set(exclude_ids), 0
     while len(picked) < n and offset < 50 * WINDOW:
-        window = list(order.only(*fields)[offset : offset + WINDOW])
+        window = _window(project, strategy, offset, WINDOW, fields)
         if not window:
             break
         offset += WINDOW
         fresh = [item for item in window if item.pk not in seen]
-        taken = _taken_by(worker, [item.pk for item in fresh])
+        taken = _taken_by(worker, [item.pk for item in fresh]) | _known([item.pk for item in fresh])
         candidates = _with_room(project, [item for item in fresh if item.pk not in taken], now)
         start = 0
         while start < len(candidates) and len(picked) < n:
@@ -108,6 +137,11 @@ def _with_room(project, items, now):
         .order_by()
     )
     return [i for i in items if leased.get(i.pk, 0) < max(project.answers_per_item - i.answer_count, 1)]
+
+
+def _known(ids):
+    """Items among ``ids`` with a known label (normally already ``labeled``)."""
+    return set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
 
 
 def _taken_by(worker, ids):
