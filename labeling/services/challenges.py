@@ -417,7 +417,12 @@ def challenge_answer(*, challenge_id, data, client, now=None):
         challenge.status = ChallengeStatus.PASSED
         Challenge.objects.filter(pk=challenge.pk).update(status=ChallengeStatus.PASSED)
         if challenge.site_id:
-            Site.objects.filter(pk=challenge.site_id).update(challenges_passed=F("challenges_passed") + 1)
+            # After commit: inside the transaction every answer to one site would queue
+            # on this row while consensus is recomputed.
+            site_id = challenge.site_id
+            transaction.on_commit(
+                lambda: Site.objects.filter(pk=site_id).update(challenges_passed=F("challenges_passed") + 1)
+            )
         inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
         answers_record(worker=challenge.worker, inputs=inputs, source="widget", now=now)
     return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)

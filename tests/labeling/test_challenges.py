@@ -180,10 +180,13 @@ def test_a_solve_faster_than_the_sites_minimum_fails(site):
     assert not outcome.passed and outcome.reason == "too-fast" and Answer.objects.count() == 0
 
 
-def test_a_passed_grid_records_each_unknown_tile_once_and_a_second_post_is_refused(site):
+def test_a_passed_grid_records_each_unknown_tile_once_and_a_second_post_is_refused(
+    site, django_capture_on_commit_callbacks
+):
     challenge = issue(site, ChallengeKind.GRID, now=timezone.now() - timedelta(seconds=5))
     body = solution(challenge, unknown=True)
-    response = http().post(f"/api/v1/challenge/{challenge.pk}/answer", body, content_type="application/json")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = http().post(f"/api/v1/challenge/{challenge.pk}/answer", body, content_type="application/json")
     assert response.status_code == 200
     result = response.json()
     assert result["passed"] is True and result["token"] and result["expires_in"] == 120
