@@ -296,6 +296,11 @@ class PseudoLabeler(BaseEstimator):
     tol : float, default=1e-4
         Relative residual of the conjugate-gradient solve.
     max_iter : int, default=300
+    min_labels_per_class : int, default=5
+        A class with fewer human labels accepts no pseudo-label: held out a few at a
+        time, so few labels cannot show whether the precision target is met (on digits,
+        with 3 labels per class, accepted pseudo-labels were 90-93 % right against a
+        97 % target).
     random_state : int, RandomState instance or None
         Folds of the cross-fitting, and the clustering when one is needed.
 
@@ -333,7 +338,8 @@ class PseudoLabeler(BaseEstimator):
 
     def __init__(self, n_neighbors=7, alpha=0.9, precision_target=0.97, method="spreading",
                  cv=10, n_repeats=3, max_calibration_records=1000, graph_method="auto",
-                 tol=1e-4, max_iter=300, random_state=None):
+                 tol=1e-4, max_iter=300, min_labels_per_class=5, random_state=None):
+        self.min_labels_per_class = min_labels_per_class
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.precision_target = precision_target
@@ -568,6 +574,7 @@ class PseudoLabeler(BaseEstimator):
         g_items[candidates] = curve(conf[candidates], reach[candidates])
         record_prob = np.zeros(len(g_records))
         per_class = {}
+        labels_per_class = np.bincount(pred[labeled][pred[labeled] >= 0], minlength=n_classes)
         for c in range(n_classes):
             mine = heldout["pred"] == c
             w = heldout["weight"][mine]
@@ -583,7 +590,7 @@ class PseudoLabeler(BaseEstimator):
             order = np.argsort(-prob, kind="stable")
             running = np.cumsum(prob[order]) / np.arange(1, len(members) + 1)
             ok = np.flatnonzero(running >= target)
-            n_take = int(ok[-1] + 1) if len(ok) else 0
+            n_take = int(ok[-1] + 1) if len(ok) and labels_per_class[c] >= self.min_labels_per_class else 0
             if n_take:
                 thresholds[c] = prob[order[n_take - 1]]
                 accepted[members[prob >= thresholds[c]]] = True
@@ -597,6 +604,7 @@ class PseudoLabeler(BaseEstimator):
                 "expected_precision": float(prob[took].mean()) if took.any() else float("nan"),
                 "error_ratio": ratio,
                 "heldout_n": int(mine.sum()),
+                "labels": int(labels_per_class[c]),
                 "heldout_accepted": int(chosen.sum()),
                 "heldout_precision": (float(heldout["correct"][chosen].mean())
                                       if chosen.any() else float("nan")),

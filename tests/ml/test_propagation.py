@@ -254,3 +254,19 @@ def test_bad_parameters_are_refused_at_fit(params, message):
 
     with pytest.raises(ValueError, match=message):
         PseudoLabeler(**params).fit(X, y)
+
+
+def test_a_class_with_too_few_labels_accepts_no_pseudo_label():
+    from sklearn.datasets import make_blobs
+
+    X, truth = make_blobs(n_samples=600, centers=3, cluster_std=0.6, random_state=0)
+    y = np.full(len(X), -1)
+    for c, n in ((0, 8), (1, 8), (2, 3)):
+        y[np.flatnonzero(truth == c)[:n]] = c
+    strict = PseudoLabeler(min_labels_per_class=5, random_state=0).fit(X, y)
+    pseudo = strict.accepted_ & (y < 0)
+    assert not (pseudo & (strict.labels_ == 2)).any()
+    assert (pseudo & (strict.labels_ == 0)).any()
+    assert strict.calibration_["per_class"][2]["labels"] == 3
+    lenient = PseudoLabeler(min_labels_per_class=1, random_state=0).fit(X, y)
+    assert (lenient.accepted_ & (y < 0) & (lenient.labels_ == 2)).any()
