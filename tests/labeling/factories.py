@@ -3,6 +3,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 from PIL import Image
 
 
@@ -27,3 +28,15 @@ def png_with_declared_size(width, height):
     crc = zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21])) & 0xFFFFFFFF
     data[ihdr + 21 : ihdr + 25] = struct.pack(">I", crc)
     return bytes(data)
+
+
+def bar_png(kind, offset):
+    """An 8x8 PNG of one dark bar: a horizontal ("h") or vertical ("v") one at ``offset``."""
+    pixels = np.full((8, 8), 255, dtype=np.uint8)
+    if kind == "h":
+        pixels[offset, :] = 0
+    else:
+        pixels[:, offset] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()

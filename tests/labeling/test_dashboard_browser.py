@@ -9,16 +9,22 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from PIL import Image
 
-from labeling.models import Item, RunStatus, TrainingRun, Worker, WorkerDecision, WorkerStatus
+from labeling.models import (
+    Item,
+    RunStatus,
+    TrainingRun,
+    Worker,
+    WorkerDecision,
+    WorkerStatus,
+)
 from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create, project_stats_refresh
 from tests.conftest import service_missing
+from tests.labeling.factories import bar_png
 from tests.labeling.test_dashboard import XSS, fresh_cache, loop_project  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -182,17 +188,6 @@ def test_the_owner_walks_every_page_and_watches_a_run_progress_live(live_server,
     shoot(page, "training-dark")
     page = open_page(watched, live_server, reverse("dashboard:overview", args=[project.slug]), "overview-dark")
     assert watched.problems == [] and watched.dialogs == []
-
-
-def bar_png(kind, offset):
-    pixels = np.full((8, 8), 255, dtype=np.uint8)
-    if kind == "h":
-        pixels[offset, :] = 0
-    else:
-        pixels[:, offset] = 0
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_a_real_training_run_started_from_the_page_reaches_succeeded(live_server, watched, owner, celery_eager):

@@ -1,14 +1,19 @@
 import io
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from PIL import Image
 from rest_framework.test import APIClient
 
-from labeling.models import Item, KnownLabel, Prediction, PseudoLabel, RunStatus, TrainingRun
+from labeling.models import (
+    Item,
+    KnownLabel,
+    Prediction,
+    PseudoLabel,
+    RunStatus,
+    TrainingRun,
+)
 from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create
 from labeling.services.training import (
@@ -17,20 +22,10 @@ from labeling.services.training import (
     training_run_create,
     training_runs_reap,
 )
+from tests.labeling.factories import bar_png
 
 pytestmark = pytest.mark.django_db
 TINY = {"epochs": 3, "patience": 3, "width": 8, "batch_size": 16}
-
-
-def bar_png(kind, offset):
-    pixels = np.full((8, 8), 255, dtype=np.uint8)
-    if kind == "h":
-        pixels[offset, :] = 0
-    else:
-        pixels[:, offset] = 0
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture
