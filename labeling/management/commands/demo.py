@@ -71,6 +71,7 @@ class Command(BaseCommand):
         return admin
 
     def _serve(self, host, port, crowd=None):
+        signal.signal(signal.SIGTERM, _interrupt)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "labeling"]
         children = [
@@ -110,3 +111,8 @@ class Command(BaseCommand):
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     child.kill()
+
+
+def _interrupt(signum, frame):
+    """A SIGTERM (a process manager, `kill`) stops the demo and its children as Ctrl-C does."""
+    raise KeyboardInterrupt
