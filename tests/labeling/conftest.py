@@ -1,4 +1,6 @@
 """Fixtures of the Django-side tests: every test writes its files to its own folder."""
+import zlib
+
 import pytest
 
 
@@ -12,3 +14,14 @@ def media_root_dir(tmp_path):
 def _media_root(settings, media_root_dir):
     settings.MEDIA_ROOT = media_root_dir
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _ratelimit_clock(monkeypatch, request):
+    """Rate-limit windows are fixed in time: freeze their clock so that no window rolls
+    over in the middle of a test (a flaky 429), at a time of each test's own, so that no
+    two tests share a counter in a shared cache such as Redis."""
+    from labeling.services import ratelimit
+
+    frozen = 10**9 + (zlib.crc32(request.node.nodeid.encode()) % 100_000) * 3600 + 30
+    monkeypatch.setattr(ratelimit, "_now", lambda: float(frozen))
