@@ -2,7 +2,15 @@
 from django.db.models import Q
 from django.http import Http404
 
-from labeling.models import ImportJob, Project, TrainingRun
+from labeling.models import (
+    Consensus,
+    ImportJob,
+    ItemStatus,
+    KnownLabel,
+    Project,
+    Split,
+    TrainingRun,
+)
 
 
 def projects_managed_by(user):
@@ -33,3 +41,18 @@ def training_run_get_managed(user, run_id):
     if run is None:
         raise Http404("No such training run")
     return run
+
+
+def human_labels(project):
+    """``{item_id: label_id}`` of the pool's human-verified labels: gold, settled by
+    hand, and human consensus. What training validates on and what the semi-supervised
+    round spreads; never pseudo-labels or model predictions."""
+    labels = dict(
+        Consensus.objects.filter(
+            item__project=project, item__split=Split.POOL, item__status=ItemStatus.LABELED, label__isnull=False
+        ).values_list("item_id", "label_id")
+    )
+    labels.update(
+        KnownLabel.objects.filter(item__project=project, item__split=Split.POOL).values_list("item_id", "label_id")
+    )
+    return labels

@@ -26,7 +26,6 @@ from django.db import transaction
 
 from labeling import bridge
 from labeling.models import (
-    Consensus,
     DataKind,
     Item,
     ItemEmbedding,
@@ -38,6 +37,7 @@ from labeling.models import (
     PseudoLabelSource,
     Split,
 )
+from labeling.selectors import human_labels
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -59,17 +59,11 @@ def pipeline_start(project):
 def pipeline_maybe_start(project):
     """Queue a round when enough human labels arrived since the last one."""
     last = pipeline_run_latest(project, PipelineKind.CLUSTER)
-    labeled = _human_label_count(project)
+    labeled = len(human_labels(project))
     if labeled - ((last.result or {}).get("human_labels", 0) if last else 0) >= settings.CROWDLOOP_PIPELINE_EVERY_LABELS:
         pipeline_start(project)
         return True
     return False
-
-
-def _human_label_count(project):
-    return KnownLabel.objects.filter(item__project=project).count() + Consensus.objects.filter(
-        item__project=project, item__status=ItemStatus.LABELED, item__known_label__isnull=True
-    ).count()
 
 
 def _features(project, items, run):
@@ -114,7 +108,13 @@ def project_semisupervised(project):
 
 def _round(project, run):
     from ml.active import select
-    from ml.cluster import default_n_clusters, fit_clusters, nearest_to_centroids, project_2d, reduce_dimensions
+    from ml.cluster import (
+        default_n_clusters,
+        fit_clusters,
+        nearest_to_centroids,
+        project_2d,
+        reduce_dimensions,
+    )
     from ml.features import choose_representation
     from ml.propagation import PseudoLabeler
 
@@ -123,12 +123,7 @@ def _round(project, run):
     positions, label_ids = bridge.label_positions(project)
     index = {item.pk: i for i, item in enumerate(items)}
     y = np.full(len(items), -1, dtype=np.int64)
-    human = dict(
-        Consensus.objects.filter(item__project=project, item__status=ItemStatus.LABELED, label__isnull=False)
-        .values_list("item_id", "label_id")
-    )
-    human.update(KnownLabel.objects.filter(item__project=project).values_list("item_id", "label_id"))
-    for item_id, label_id in human.items():
+    for item_id, label_id in human_labels(project).items():
         if item_id in index:
             y[index[item_id]] = positions[label_id]
     n_classes = len(label_ids)

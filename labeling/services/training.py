@@ -26,12 +26,9 @@ from django.utils import timezone
 from labeling import bridge
 from labeling.models import (
     Answer,
-    Consensus,
     DataKind,
     EvaluationTruth,
     Item,
-    ItemStatus,
-    KnownLabel,
     Prediction,
     Project,
     PseudoLabel,
@@ -39,6 +36,7 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
+from labeling.selectors import human_labels
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +76,7 @@ def training_run_create(project, *, config=None, user=None):
         active = TrainingRun.objects.filter(project=project, status__in=ACTIVE).first()
         if active is not None:
             return active
-        labeled = _human_labels(project)
+        labeled = human_labels(project)
         if len(labeled) < 2 * project.label_classes.count():
             raise TrainingRefused(
                 f"only {len(labeled)} human-verified labels; at least two per class are needed to train"
@@ -95,17 +93,6 @@ def _ml_keys():
     from ml.training import TRAIN_DEFAULTS
 
     return set(MODEL_KEYS) | set(TRAIN_DEFAULTS)
-
-
-def _human_labels(project):
-    """``{item_id: label_id}`` of gold, settled and human-consensus items of the pool."""
-    labels = dict(
-        Consensus.objects.filter(
-            item__project=project, item__split=Split.POOL, item__status=ItemStatus.LABELED, label__isnull=False
-        ).values_list("item_id", "label_id")
-    )
-    labels.update(KnownLabel.objects.filter(item__project=project, item__split=Split.POOL).values_list("item_id", "label_id"))
-    return labels
 
 
 def _in_validation(item_id, share):
@@ -238,7 +225,7 @@ def _dataset_frozen(run_dir, project, app, label_ids):
     if path.exists():
         return json.loads(path.read_text())
     position = {label_id: i for i, label_id in enumerate(label_ids)}
-    human = _human_labels(project)
+    human = human_labels(project)
     val_ids = sorted(i for i in human if _in_validation(i, app["val_share"]))
     train_ids = sorted(set(human) - set(val_ids))
     weights = {i: 1.0 for i in train_ids}
@@ -302,7 +289,7 @@ def training_maybe_start(project):
     if project.data_kind != DataKind.IMAGE:
         return None
     last = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED).order_by("-created_at").first()
-    since = len(_human_labels(project)) - (last.metrics.get("human_labels", 0) if last else 0)
+    since = len(human_labels(project)) - (last.metrics.get("human_labels", 0) if last else 0)
     if since < settings.CROWDLOOP_TRAIN_EVERY_LABELS:
         return None
     try:
