@@ -62,6 +62,7 @@ def import_job_payload(job):
         "id": str(job.pk),
         "project": job.project.slug,
         "source_name": job.source_name,
+        "split": job.split,
         "status": job.status,
         "total": job.total,
         "processed": job.processed,
@@ -85,7 +86,9 @@ class ProjectDetailApi(APIView):
 
 
 class ImportCreateApi(APIView):
-    """``POST`` a ``file`` (multipart): a zip of images or a CSV/JSONL of texts.
+    """``POST`` a ``file`` (multipart): a zip of images or a CSV/JSONL of texts, and
+    optionally ``split=holdout`` for a labeled held-out split (never served; models are
+    measured on it).
 
     Returns 202 at once; the import runs on a worker and its progress is at ``url``.
     """
@@ -96,9 +99,12 @@ class ImportCreateApi(APIView):
         project = selectors.project_get_managed(request.user, slug)
         upload = uploaded_file(request, settings.CROWDLOOP_MAX_UPLOAD_BYTES, "attach the file to import as 'file'")
         try:
-            job = import_job_create(project=project, upload=upload, user=request.user)
+            job = import_job_create(
+                project=project, upload=upload, user=request.user, split=request.data.get("split") or "pool"
+            )
         except UploadRejected as exc:
-            raise ValidationError({"file": str(exc)}) from exc
+            field = "split" if str(exc).startswith("split") else "file"
+            raise ValidationError({field: str(exc)}) from exc
         return Response(import_job_payload(job), status=status.HTTP_202_ACCEPTED)
 
 

@@ -7,7 +7,12 @@ import numpy as np
 
 from labeling.models import Answer, KnownLabel, WorkerStatus
 from ml.aggregation import make_aggregator
-from ml.aggregation.incremental import one_coin_confusion, posterior_from_confusions
+from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exported)
+    binary_accuracy,
+    one_coin_confusion,
+    posterior_from_evidence,
+    settle_chance,
+)
 
 DEFAULT_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
@@ -33,39 +38,82 @@ def smoothed_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STR
     return (correct + prior * strength) / (total + strength)
 
 
-PSEUDO_PRIOR_WEIGHT = 2.0
+MODEL_PRIOR_TEMPER = 0.5
+"""A model's calibrated belief about an item enters truth inference raised to this power:
+a machine reading counts as about half a vote, as reCAPTCHA counted its OCR readings."""
+
+VISITOR_ACCURACY = 0.55
+"""Prior accuracy of an anonymous widget visitor with no control record: cautious, so that
+a bot that passed a challenge by chance moves no label on its own."""
 
 
-def items_posteriors(project, item_ids, skills, class_priors=None, pseudo=None):
-    """Cheap path: the posterior of each item from its counted answers, with worker
+def answer_evidence(project, item_ids):
+    """Non-banned answers of ``item_ids`` as ``{item_id: [(worker_id, position, verdict)]}``;
+    ``verdict`` is ``None`` for a K-way answer, ``True``/``False`` for a yes/no one."""
+    positions, _ = label_positions(project)
+    rows = (
+        Answer.objects.filter(item_id__in=item_ids)
+        .exclude(worker__status=WorkerStatus.BANNED)
+        .values_list("item_id", "worker_id", "label_id", "verdict")
+    )
+    evidence = {item_id: [] for item_id in item_ids}
+    for item_id, worker_id, label_id, verdict in rows:
+        evidence[item_id].append((worker_id, positions[label_id], verdict))
+    return evidence
+
+
+def item_prior(class_priors, belief):
+    """An item's prior: the class priors times a model's tempered belief
+    ``(position, confidence)`` (the rest of the mass spread evenly), or the class priors."""
+    priors = np.asarray(class_priors, dtype=float)
+    if belief is None:
+        return priors
+    position, confidence = belief
+    n_classes = len(priors)
+    distribution = np.full(n_classes, (1.0 - confidence) / max(n_classes - 1, 1))
+    distribution[position] = confidence
+    prior = priors * np.clip(distribution, 1e-6, 1.0) ** MODEL_PRIOR_TEMPER
+    return prior / prior.sum()
+
+
+def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None):
+    """Cheap path: the posterior of each item from all its answers, with worker
     parameters fixed. ``skills`` maps worker id to a confusion matrix (K x K list) or an
-    accuracy. ``pseudo`` maps item id to a pseudo-label id, which weighs in as a weak
-    prior (odds x ``PSEUDO_PRIOR_WEIGHT``), never as a vote. Returns
-    ``{item_id: (posterior list, n_answers)}``."""
+    accuracy. K-way answers are votes through the worker's confusion; yes/no answers
+    (verify, grid tiles selected or not) are verdicts with the worker's yes/no accuracy.
+    ``beliefs`` maps item id to ``(label_id, calibrated confidence)`` from the
+    semi-supervised round or a model: a prior (see :func:`item_prior`), never a vote.
+    Returns ``({item_id: (posterior list, n_answers, n_votes)}, label_ids)``; ``n_votes``
+    counts the answers that name a label (K-way, or yes)."""
     positions, label_ids = label_positions(project)
     n_classes = len(label_ids)
     priors = np.full(n_classes, 1.0 / n_classes) if class_priors is None else np.asarray(class_priors, float)
-    pseudo = pseudo or {}
+    beliefs = beliefs or {}
     known = dict(KnownLabel.objects.filter(item_id__in=item_ids).values_list("item_id", "label_id"))
-    rows = counted_answers(project, item_ids).values_list("item_id", "worker_id", "label_id")
-    per_item = {item_id: [] for item_id in item_ids}
-    for item_id, worker_id, label_id in rows:
-        per_item[item_id].append((worker_id, positions[label_id]))
     result = {}
-    for item_id, answers in per_item.items():
-        labels = np.array([label for _, label in answers], dtype=np.intp)
-        confusions = np.array([_confusion(skills.get(worker), n_classes) for worker, _ in answers]).reshape(
-            len(answers), n_classes, n_classes
-        )
+    for item_id, answers in answer_evidence(project, item_ids).items():
+        votes, verdicts = [], []
+        for worker, position, verdict in answers:
+            skill = skills.get(worker)
+            if verdict is None:
+                votes.append((position, _confusion(skill, n_classes)))
+            else:
+                verdicts.append((position, verdict, binary_accuracy(_accuracy(skill), n_classes)))
+        belief = beliefs.get(item_id)
+        prior = item_prior(priors, None if belief is None else (positions[belief[0]], belief[1]))
         known_position = positions[known[item_id]] if item_id in known else -1
-        item_priors = priors
-        if item_id in pseudo:
-            item_priors = priors.copy()
-            item_priors[positions[pseudo[item_id]]] *= PSEUDO_PRIOR_WEIGHT
-            item_priors /= item_priors.sum()
-        posterior = posterior_from_confusions(labels, confusions, item_priors, known_label=known_position)
-        result[item_id] = (posterior.tolist(), len(answers))
+        posterior = posterior_from_evidence(prior, votes=votes, verdicts=verdicts, known_label=known_position)
+        n_votes = len(votes) + sum(1 for _, said_yes, _ in verdicts if said_yes)
+        result[item_id] = (posterior.tolist(), len(answers), n_votes)
     return result, label_ids
+
+
+def _accuracy(skill):
+    if skill is None:
+        return DEFAULT_ACCURACY
+    if isinstance(skill, (int, float)):
+        return float(skill)
+    return float(np.mean(np.diag(np.asarray(skill, dtype=float))))
 
 
 def _confusion(skill, n_classes):

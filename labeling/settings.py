@@ -188,11 +188,19 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # The loop's rhythm.
-CROWDLOOP_AGGREGATE_EVERY = int(os.environ.get("CROWDLOOP_AGGREGATE_EVERY", 200))
+CROWDLOOP_AGGREGATE_EVERY = int(os.environ.get("CROWDLOOP_AGGREGATE_EVERY", 100))
 CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
 CROWDLOOP_LEASE_TTL_S = int(os.environ.get("CROWDLOOP_LEASE_TTL_S", 600))
-CROWDLOOP_TRAIN_EVERY_LABELS = int(os.environ.get("CROWDLOOP_TRAIN_EVERY_LABELS", 100))
-CROWDLOOP_PIPELINE_EVERY_LABELS = int(os.environ.get("CROWDLOOP_PIPELINE_EVERY_LABELS", 50))
+# A semi-supervised round once the new human labels reach this many, or this share of
+# the labels the last round saw, whichever is more; a model likewise after each round.
+CROWDLOOP_PIPELINE_EVERY_LABELS = int(os.environ.get("CROWDLOOP_PIPELINE_EVERY_LABELS", 8))
+CROWDLOOP_ROUND_GROWTH = float(os.environ.get("CROWDLOOP_ROUND_GROWTH", 0.2))
+CROWDLOOP_TRAIN_EVERY_LABELS = int(os.environ.get("CROWDLOOP_TRAIN_EVERY_LABELS", 8))
+CROWDLOOP_TRAIN_GROWTH = float(os.environ.get("CROWDLOOP_TRAIN_GROWTH", 0.25))
+# A CNN competes with the cheap candidates once the human labels reach this many per
+# class and this share more than at its last attempt.
+CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = int(os.environ.get("CROWDLOOP_CNN_MIN_LABELS_PER_CLASS", 5))
+CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

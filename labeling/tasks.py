@@ -5,7 +5,7 @@ Queue by name prefix (see ``CELERY_TASK_ROUTES``): plain names run on ``default`
 """
 from celery import shared_task
 
-from labeling.models import Project
+from labeling.models import Project, RunStatus
 
 
 @shared_task(acks_late=True)
@@ -27,14 +27,11 @@ def project_stats_refresh_task(project_id):
 @shared_task(acks_late=True)
 def cpu_project_aggregate_task(project_id):
     from labeling.services.consensus import project_aggregate
-    from labeling.services.semisupervised import pipeline_maybe_start
-    from labeling.services.training import training_maybe_start
 
-    project = Project.objects.get(pk=project_id)
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"project": project_id, "run": None}
     run = project_aggregate(project)
-    if run is not None:
-        pipeline_maybe_start(project)
-        training_maybe_start(project)
     return {"project": project_id, "run": run.pk if run else None}
 
 
@@ -51,7 +48,7 @@ def gpu_training_run_task(run_id):
     from labeling.services.training import training_run_execute
 
     run = training_run_execute(run_id)
-    if run.status == "succeeded":
+    if run.status == RunStatus.SUCCEEDED:
         pipeline_start(run.project)  # its predictions feed the next round
     return {"run": str(run.pk), "status": run.status}
 
@@ -65,9 +62,15 @@ def training_runs_reap_task():
 
 @shared_task(acks_late=True)
 def cpu_semisupervised_task(project_id):
+    from labeling.services.loop import round_finished
     from labeling.services.semisupervised import project_semisupervised
 
-    run = project_semisupervised(Project.objects.get(pk=project_id))
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"project": project_id, "run": None}
+    run = project_semisupervised(project)
+    if run is not None and run.status == RunStatus.SUCCEEDED:
+        round_finished(project, run.result.get("human_labels", 0))
     return {"project": project_id, "run": run.pk if run else None}
 
 
@@ -75,7 +78,7 @@ def cpu_semisupervised_task(project_id):
 def semisupervised_all_task():
     from labeling.services.semisupervised import pipeline_start
 
-    for project in Project.objects.filter(items__known_label__isnull=False).distinct():
+    for project in Project.objects.filter(items__isnull=False).distinct():
         pipeline_start(project)
 
 

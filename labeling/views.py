@@ -7,12 +7,22 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from labeling import selectors
+from labeling.models import Split
 from labeling.api import export_response
 from labeling.services.jobs import UploadRejected, import_job_create
 
 
 class ImportForm(forms.Form):
     file = forms.FileField(help_text="A .zip of images (flat or one folder per class) or a .csv/.jsonl of texts.")
+    split = forms.ChoiceField(
+        choices=[
+            (Split.POOL, "Labeling pool (class folders or labels become gold)"),
+            (Split.HOLDOUT, "Held-out split (labeled; never served; models are measured on it)"),
+        ],
+        initial=Split.POOL,
+        required=False,
+        label="Import into",
+    )
 
 
 @login_required
@@ -53,7 +63,9 @@ def project_import(request, slug):
         messages.error(request, "Choose a file to import.")
         return redirect("project-detail", slug=slug)
     try:
-        job = import_job_create(project=project, upload=form.cleaned_data["file"], user=request.user)
+        job = import_job_create(
+            project=project, upload=form.cleaned_data["file"], user=request.user, split=form.cleaned_data["split"] or Split.POOL
+        )
     except UploadRejected as exc:
         messages.error(request, str(exc))
         return redirect("project-detail", slug=slug)

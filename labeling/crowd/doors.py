@@ -11,7 +11,7 @@ read, see :mod:`labeling.crowd.reader`), cookies. Never an item id or a database
 import re
 from functools import partial
 
-from labeling.crowd.reader import read_digit
+from labeling.crowd.reader import read_label
 
 CHALLENGE_PATH = "/api/v1/challenge"
 SITEVERIFY_PATH = "/api/siteverify"
@@ -37,7 +37,7 @@ def look(web, item):
     reply = web.get(item["image"], name="image")
     if reply.status != 200:
         return None
-    return read_digit(reply.body)
+    return read_label(reply.body)
 
 
 def prompt_label(payload):

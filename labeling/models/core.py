@@ -198,6 +198,10 @@ class ImportJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     source_name = models.CharField(max_length=300)
+    split = models.CharField(
+        max_length=10, choices=Split.choices, default=Split.POOL,
+        help_text="Pool: labels become gold. Held-out: labels measure models; the items are never served.",
+    )
     upload = models.FileField(upload_to=import_upload_path, max_length=400)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     total = models.PositiveIntegerField(default=0)

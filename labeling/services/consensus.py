@@ -29,6 +29,7 @@ from labeling.models import (
     Project,
     PseudoLabel,
     Worker,
+    WorkerKind,
     WorkerSkill,
     WorkerStatus,
 )
@@ -43,10 +44,16 @@ from labeling.services.pipeline import (
 logger = logging.getLogger(__name__)
 
 
-def item_status_for(project, *, confidence, n_answers, known, current):
+def item_status_for(project, *, confidence, n_answers, known, current, n_votes=None, believed=False):
+    """Where an item stands after its answers. Labeled: known, or a posterior at the
+    threshold with the minimum answers naming a label, or with one such answer when a
+    model's belief about the item was part of the evidence (a human agreeing with a
+    confident model settles it; a disagreement leaves it uncertain and asks again)."""
     if known:
         return ItemStatus.LABELED
-    if n_answers >= project.answers_per_item and confidence >= project.consensus_threshold:
+    n_votes = n_answers if n_votes is None else n_votes
+    needed = 1 if believed else project.answers_per_item
+    if n_votes >= needed and confidence >= project.consensus_threshold:
         return ItemStatus.LABELED
     if n_answers >= project.max_answers_per_item:
         return ItemStatus.REVIEW
@@ -76,70 +83,86 @@ def item_explain(item):
 
 
 def _worker_skills(project, worker_ids):
+    """Each worker's skill in ``project``: fitted by the last full truth inference, or
+    else the control record smoothed towards a prior (cautious for widget visitors)."""
     skills = {
         worker: confusion or accuracy
         for worker, confusion, accuracy in WorkerSkill.objects.filter(
             project=project, worker_id__in=worker_ids
         ).values_list("worker_id", "confusion", "accuracy")
     }
-    for worker, correct, total in Worker.objects.filter(pk__in=set(worker_ids) - set(skills)).values_list(
-        "pk", "control_correct", "control_total"
+    for worker, kind, correct, total in Worker.objects.filter(pk__in=set(worker_ids) - set(skills)).values_list(
+        "pk", "kind", "control_correct", "control_total"
     ):
-        skills[worker] = bridge.smoothed_accuracy(correct, total)
+        prior = bridge.VISITOR_ACCURACY if kind == WorkerKind.VISITOR else bridge.DEFAULT_ACCURACY
+        skills[worker] = bridge.smoothed_accuracy(correct, total, prior=prior)
     return skills
 
 
-def items_consensus_update(item_ids):
-    """Recompute the consensus of ``item_ids`` from their answers (the cheap path)."""
-    pseudo = _pseudo_labels_checked(set(item_ids))
+def items_consensus_update(item_ids, method="incremental", class_priors=None):
+    """Recompute the consensus of ``item_ids`` from their answers (the cheap path), with
+    the class priors of the last full run unless ``class_priors`` are given."""
+    beliefs = _item_beliefs(set(item_ids))
     items = list(Item.objects.filter(pk__in=set(item_ids)).select_related("project"))
     by_project = {}
     for item in items:
         by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
     for project, project_items in by_project.values():
         ids = [item.pk for item in project_items]
-        workers = bridge.counted_answers(project, ids).values_list("worker_id", flat=True).distinct()
-        latest = pipeline_run_latest(project, PipelineKind.AGGREGATE)
-        priors = (latest.state or {}).get("class_priors") if latest else None
+        workers = Answer.objects.filter(item_id__in=ids).values_list("worker_id", flat=True).distinct()
+        priors = class_priors
+        if priors is None:
+            latest = pipeline_run_latest(project, PipelineKind.AGGREGATE)
+            priors = (latest.state or {}).get("class_priors") if latest else None
         posteriors, label_ids = bridge.items_posteriors(
-            project, ids, _worker_skills(project, list(workers)), priors, pseudo=pseudo
+            project, ids, _worker_skills(project, list(workers)), priors, beliefs=beliefs
         )
-        _consensus_save(project, label_ids, posteriors, "incremental", project_items)
+        _consensus_save(project, label_ids, posteriors, method, project_items, believed=set(beliefs))
 
 
-def _pseudo_labels_checked(item_ids):
-    """Pseudo-labels of ``item_ids`` still standing: a rejection in a verify challenge
-    (an answer saying "no" to that label) demotes the pseudo-label and sends the item
-    back to plain choice questions. Returns ``{item_id: label_id}`` of the rest."""
-    pseudo = dict(
-        PseudoLabel.objects.filter(item_id__in=item_ids, accepted=True).values_list("item_id", "label_id")
+def _item_beliefs(item_ids):
+    """``{item_id: (label_id, confidence)}``: the semi-supervised round's calibrated
+    belief about each item, a prior in truth inference. An accepted pseudo-label that a
+    verify answer rejected is demoted (its item goes back to plain choice questions); the
+    rejection itself stays in the evidence as a "no"."""
+    rows = list(
+        PseudoLabel.objects.filter(item_id__in=item_ids).values_list("item_id", "label_id", "confidence", "accepted")
     )
+    accepted = {item_id: label_id for item_id, label_id, _, ok in rows if ok}
     rejected = set(
-        Answer.objects.filter(item_id__in=list(pseudo), verdict=False)
+        Answer.objects.filter(item_id__in=list(accepted), verdict=False)
         .exclude(worker__status=WorkerStatus.BANNED)
         .values_list("item_id", "label_id")
     )
-    demoted = [item_id for item_id, label_id in pseudo.items() if (item_id, label_id) in rejected]
+    demoted = [item_id for item_id, label_id in accepted.items() if (item_id, label_id) in rejected]
     if demoted:
         PseudoLabel.objects.filter(item_id__in=demoted).update(accepted=False)
         Item.objects.filter(pk__in=demoted, status=ItemStatus.PSEUDO_LABELED).update(status=ItemStatus.UNLABELED)
-    return {item_id: label_id for item_id, label_id in pseudo.items() if item_id not in demoted}
+    return {item_id: (label_id, float(confidence)) for item_id, label_id, confidence, _ in rows}
 
 
-def _consensus_save(project, label_ids, posteriors, method, items=None):
-    """Upsert consensus rows and move item statuses. ``posteriors`` maps item id to
-    ``(posterior, n_answers)``."""
+FINISH_PRIORITY = 2.0
+"""Priority base of an item that is started (it has an answer) and one more answer is
+likely to settle: above every uncovered cluster's representative (coverage scores lie in
+(1, 2]), since a started item that is never finished gives no label at all."""
+FINISH_MIN_CHANCE = 0.25
+TYPICAL_ACCURACY = 0.75
+
+
+def _consensus_save(project, label_ids, posteriors, method, items=None, believed=frozenset()):
+    """Upsert consensus rows, move item statuses and re-rank started items. ``posteriors``
+    maps item id to ``(posterior, n_answers, n_votes)``."""
     ids = list(posteriors)
     if items is None:
-        items = Item.objects.filter(pk__in=ids).only("id", "status", "project_id")
+        items = Item.objects.filter(pk__in=ids).only("id", "status", "project_id", "priority")
     current = {item.pk: item.status for item in items}
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-    rows, moves = [], {}
-    for item_id, (posterior, n_answers) in posteriors.items():
+    rows, moves, finish = [], {}, {}
+    for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)
         confidence = min(max(float(posterior[top]), 0.0), 1.0)
-        label_id = label_ids[top] if n_answers or item_id in known else None
+        label_id = label_ids[top] if n_votes or item_id in known else None
         rows.append(
             Consensus(
                 item_id=item_id, label_id=label_id, confidence=confidence,
@@ -147,10 +170,15 @@ def _consensus_save(project, label_ids, posteriors, method, items=None):
             )
         )
         status = item_status_for(
-            project, confidence=confidence, n_answers=n_answers, known=item_id in known, current=current.get(item_id)
+            project, confidence=confidence, n_answers=n_answers, known=item_id in known,
+            current=current.get(item_id), n_votes=n_votes, believed=item_id in believed,
         )
         if status != current.get(item_id):
             moves.setdefault(status, []).append(item_id)
+        if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_answers:
+            chance = bridge.settle_chance(posterior, TYPICAL_ACCURACY, project.consensus_threshold)
+            if chance >= FINISH_MIN_CHANCE:
+                finish[item_id] = FINISH_PRIORITY + chance
     fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
     now = timezone.now()
     for row in rows:
@@ -160,6 +188,16 @@ def _consensus_save(project, label_ids, posteriors, method, items=None):
         Consensus.objects.bulk_create([r for r in rows if r.item_id not in existing], batch_size=1000)
         for status, moved in moves.items():
             Item.objects.filter(pk__in=moved).update(status=status)
+        for item_id, score in finish.items():
+            Item.objects.filter(pk=item_id).update(
+                priority=round(score, 6), priority_reason=f"started: one more answer settles it (p={score - 2:.2f})"
+            )
+    newly_labeled = len(moves.get(ItemStatus.LABELED, []))
+    if newly_labeled:
+        from labeling.services.loop import labels_arrived
+
+        project_id = project.pk
+        transaction.on_commit(lambda: labels_arrived(project_id, newly_labeled))
 
 
 # --- Full path --------------------------------------------------------------------------------
@@ -194,11 +232,14 @@ def project_aggregate(project):
         pipeline_run_progress(run, 0.05, "loading answers")
         fit = bridge.aggregate_fit(project, project.aggregation_method)
         pipeline_run_progress(run, 0.6, f"{fit['method']} converged in {fit['n_iter']} iterations; saving")
-        posteriors = {
-            item_id: (fit["posteriors"][i].tolist(), fit["n_answers"][i]) for i, item_id in enumerate(fit["item_ids"])
-        }
-        _consensus_save(project, fit["label_ids"], posteriors, fit["method"])
         _worker_skills_save(project, fit)
+        # Worker parameters from EM; each item's posterior from all its evidence (yes/no
+        # answers, the model's belief), the same way the cheap path computes it.
+        answered = list(Answer.objects.filter(item__project=project).values_list("item_id", flat=True).distinct())
+        known_ids = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
+        item_ids = sorted(set(answered) | set(known_ids))
+        for start in range(0, len(item_ids), 2000):
+            items_consensus_update(item_ids[start : start + 2000], method=fit["method"], class_priors=fit["class_priors"])
         n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
         return pipeline_run_finish(
             run,

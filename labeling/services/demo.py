@@ -74,6 +74,9 @@ def demo_project_create(*, owner=None, progress=None, gold_per_class=GOLD_PER_CL
     report = items_import(project, entries, label_role=LabelRole.EVALUATION, progress=progress)
     _gold_choose(project, gold_per_class, seed)
     project_stats_refresh(project)
+    from labeling.services.loop import import_finished
+
+    import_finished(project)
     return project, report
 
 

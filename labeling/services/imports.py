@@ -12,7 +12,17 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from labeling.models import DataKind, EvaluationTruth, Item, ItemStatus, KnownLabel, KnownLabelSource, LabelClass
+from labeling.models import (
+    DataKind,
+    EvaluationTruth,
+    Item,
+    ItemStatus,
+    KnownLabel,
+    KnownLabelSource,
+    LabelClass,
+    PseudoLabel,
+    Split,
+)
 from labeling.services.media import ImageRejected, image_normalise
 from labeling.services.readers import (  # noqa: F401  (re-exported for callers)
     ImportEntry,
@@ -142,11 +152,12 @@ def _normalise(prepared):
 
 
 def _import_batch(project, batch, label_role, report, progress):
-    existing = set(
-        Item.objects.filter(project=project, checksum__in=[p.checksum for p in batch]).values_list(
-            "checksum", flat=True
-        )
+    existing = dict(
+        Item.objects.filter(project=project, checksum__in=[p.checksum for p in batch]).values_list("checksum", "pk")
     )
+    labeled_again = [p for p in batch if p.checksum in existing and p.label is not None]
+    if labeled_again:
+        _labels_merge(project, labeled_again, existing, label_role, report)
     fresh = []
     for prepared in batch:
         if prepared.checksum in existing:
@@ -159,6 +170,54 @@ def _import_batch(project, batch, label_role, report, progress):
             progress(1)
     _write_batch(project, fresh, label_role)
     report.created += len(fresh)
+
+
+def _labels_merge(project, batch, existing, label_role, report):
+    """Labels of content already in the project are never dropped silently. Gold for an
+    item already in the pool makes it gold (class folders imported after the pool);
+    a different known label, or a held-out label for a pool item, is a problem that
+    names the conflict and changes nothing."""
+    ids = [existing[p.checksum] for p in batch]
+    items = {item.pk: item for item in Item.objects.filter(pk__in=ids).only("id", "split", "status")}
+    known = dict(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", "label_id"))
+    truth = dict(EvaluationTruth.objects.filter(item_id__in=ids).values_list("item_id", "label_id"))
+    names = dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
+    gold, truths = [], []
+    for prepared in batch:
+        item = items[existing[prepared.checksum]]
+        name = prepared.entry.name
+        if label_role == LabelRole.GOLD:
+            if item.split != Split.POOL:
+                report.problems.append(ImportProblem(name, "already imported as a held-out item; not made gold"))
+            elif item.pk in known and known[item.pk] != prepared.label.pk:
+                report.problems.append(ImportProblem(
+                    name, f"already known as {names[known[item.pk]]!r}; the label {prepared.label.name!r} was not applied"
+                ))
+            elif item.pk not in known:
+                gold.append((item, prepared.label))
+        elif label_role == LabelRole.EVALUATION:
+            if item.split != prepared.entry.split:
+                report.problems.append(ImportProblem(
+                    name, "already in the labeling pool; a held-out item must never be served, so it was not moved"
+                ))
+            elif item.pk in truth and truth[item.pk] != prepared.label.pk:
+                report.problems.append(ImportProblem(
+                    name, f"held-out label already {names[truth[item.pk]]!r}; {prepared.label.name!r} was not applied"
+                ))
+            elif item.pk not in truth:
+                truths.append(EvaluationTruth(item=item, label=prepared.label))
+    with transaction.atomic():
+        KnownLabel.objects.bulk_create(
+            [KnownLabel(item=item, label=label, source=KnownLabelSource.GOLD) for item, label in gold]
+        )
+        Item.objects.filter(pk__in=[item.pk for item, _ in gold]).update(status=ItemStatus.LABELED)
+        PseudoLabel.objects.filter(item_id__in=[item.pk for item, _ in gold]).delete()
+        EvaluationTruth.objects.bulk_create(truths)
+    report.gold_marked += len(gold)
+    if gold:
+        from labeling.services.consensus import items_consensus_update
+
+        items_consensus_update([item.pk for item, _ in gold])
 
 
 def _write_batch(project, fresh, label_role):
@@ -205,9 +264,28 @@ def _save(written, name, content):
     return saved
 
 
-def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD):
-    """Read ``path`` and import it; ``on_total(n)`` learns the entry count first."""
+def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD, split=Split.POOL):
+    """Read ``path`` and import it; ``on_total(n)`` learns the entry count first.
+
+    ``split="holdout"`` imports a labeled held-out split: its labels become evaluation
+    truth, its items are never served, and models are measured on them. Every held-out
+    entry needs a label. A finished import starts the project's next semi-supervised
+    round (the first one right after the first import: cold start)."""
     entries, problems = read_source(path, data_kind=project.data_kind)
+    if split == Split.HOLDOUT:
+        label_role = LabelRole.EVALUATION
+        problems = list(problems) + [
+            ImportProblem(entry.name, "a held-out item needs a label (a class folder or a label column)")
+            for entry in entries
+            if not entry.label
+        ]
+        entries = [entry for entry in entries if entry.label]
+        for entry in entries:
+            entry.split = Split.HOLDOUT
     if on_total:
         on_total(len(entries))
-    return items_import(project, entries, problems=problems, progress=progress, label_role=label_role)
+    report = items_import(project, entries, problems=problems, progress=progress, label_role=label_role)
+    from labeling.services.loop import import_finished
+
+    import_finished(project, new_holdout=split == Split.HOLDOUT and report.created > 0)
+    return report

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labeling.models import ImportJob, RunStatus
+from labeling.models import ImportJob, RunStatus, Split
 from labeling.services.imports import ImportRefused, path_import
 from labeling.services.projects import project_stats_refresh
 
@@ -21,8 +21,11 @@ class UploadRejected(ValueError):
     """An upload refused before it is stored (size, type)."""
 
 
-def import_job_create(*, project, upload, user=None):
-    """Store ``upload`` and enqueue its import; returns the queued :class:`ImportJob`."""
+def import_job_create(*, project, upload, user=None, split=Split.POOL):
+    """Store ``upload`` and enqueue its import into ``split`` (the labeling pool, or a
+    labeled held-out split); returns the queued :class:`ImportJob`."""
+    if split not in Split.values:
+        raise UploadRejected(f"split must be one of {', '.join(Split.values)}, got {split!r}")
     name = Path(upload.name or "").name
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
@@ -31,7 +34,7 @@ def import_job_create(*, project, upload, user=None):
         raise UploadRejected(
             f"{name}: {upload.size} bytes, over the upload cap of {settings.CROWDLOOP_MAX_UPLOAD_BYTES}"
         )
-    job = ImportJob(project=project, created_by=user, source_name=name[:300])
+    job = ImportJob(project=project, created_by=user, source_name=name[:300], split=split)
     job.upload.save(name, upload, save=False)
     job.save()
     from labeling.tasks import import_job_run_task
@@ -61,7 +64,9 @@ def import_job_run(job_id):
         ImportJob.objects.filter(pk=job.pk).update(total=total)
 
     try:
-        report = path_import(job.project, default_storage.path(job.upload.name), progress=progress, on_total=on_total)
+        report = path_import(
+            job.project, default_storage.path(job.upload.name), progress=progress, on_total=on_total, split=job.split
+        )
     except ImportRefused as exc:
         _finish(job, RunStatus.FAILED, error=str(exc))
     except Exception as exc:

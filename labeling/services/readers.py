@@ -61,6 +61,8 @@ class ImportReport:
     duplicates: int = 0
     problems: list = field(default_factory=list)
     label_classes_created: list = field(default_factory=list)
+    gold_marked: int = 0
+    """Items already in the project (same content) that this import's labels made gold."""
 
     @property
     def processed(self):
@@ -70,6 +72,7 @@ class ImportReport:
         return {
             "created": self.created,
             "duplicates": self.duplicates,
+            "gold_marked": self.gold_marked,
             "problems": [{"name": p.name, "reason": p.reason} for p in self.problems[:max_problems]],
             "problem_count": len(self.problems),
             "label_classes_created": self.label_classes_created,

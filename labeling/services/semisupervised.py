@@ -2,7 +2,9 @@
 
 Runs on the ``cpu`` queue, one at a time per project (a :class:`PipelineRun` of kind
 ``cluster``), after every ``CROWDLOOP_PIPELINE_EVERY_LABELS`` new human labels and on a
-schedule. Idempotent: the same labels and items give the same rows.
+schedule, and right after every import (cold start: before any label the round still
+clusters and ranks representatives). Idempotent: the same labels and items give the
+same rows.
 
 1. Features of every item (normalised pixels, and the active model's penultimate layer
    once a model exists); the representation is chosen by measuring it on the human
@@ -21,7 +23,6 @@ inference) and whose rejections send the item back to ``choice``.
 import logging
 
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 
 from labeling import bridge
@@ -41,7 +42,6 @@ from labeling.selectors import human_labels
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
-    pipeline_run_latest,
     pipeline_run_progress,
     pipeline_run_start,
 )
@@ -56,17 +56,28 @@ def pipeline_start(project):
     transaction.on_commit(lambda: cpu_semisupervised_task.delay(project.pk))
 
 
-def pipeline_maybe_start(project):
-    """Queue a round when enough human labels arrived since the last one."""
-    last = pipeline_run_latest(project, PipelineKind.CLUSTER)
-    labeled = len(human_labels(project))
-    if labeled - ((last.result or {}).get("human_labels", 0) if last else 0) >= settings.CROWDLOOP_PIPELINE_EVERY_LABELS:
-        pipeline_start(project)
-        return True
-    return False
+def representation(project, items, y, progress=None):
+    """The features the round and the models work on: each candidate representation of
+    ``items`` measured on the human labels ``y`` (``-1`` unlabeled) when every labeled
+    class has two labels, the best reduced to at most 32 dimensions. Returns
+    ``(X, chosen, scores)``."""
+    from ml.cluster import reduce_dimensions
+    from ml.features import choose_representation
+
+    candidates = _features(project, items, progress)
+    labeled = y[y >= 0]
+    counts = np.bincount(labeled) if len(labeled) else np.zeros(0, dtype=np.int64)
+    if len(candidates) > 1 and len(set(labeled.tolist())) >= 2 and counts[counts > 0].min() >= 2:
+        chosen, scores = choose_representation(candidates, y, random_state=0)
+    else:
+        chosen, scores = next(iter(candidates)), {}
+    X = candidates[chosen]
+    if X.shape[1] > 32:
+        X = reduce_dimensions(X, n_components=32, random_state=0)
+    return np.ascontiguousarray(X, dtype=np.float32), chosen, scores
 
 
-def _features(project, items, run):
+def _features(project, items, progress=None):
     """Candidate representations of ``items``; texts get TF-IDF + SVD."""
     from ml.features import ImageFeatures, TextFeatures
 
@@ -87,7 +98,8 @@ def _features(project, items, run):
     if run_model is not None and run_model.artifact:
         from ml.inference import embed, load_model
 
-        pipeline_run_progress(run, 0.15, "embedding with the active model")
+        if progress:
+            progress(0.15, "embedding with the active model")
         with run_model.artifact.open("rb") as handle:
             loaded = load_model(handle.read(), device="cpu")
         candidates["model"] = embed(loaded.model, pixels)
@@ -113,9 +125,7 @@ def _round(project, run):
         fit_clusters,
         nearest_to_centroids,
         project_2d,
-        reduce_dimensions,
     )
-    from ml.features import choose_representation
     from ml.propagation import PseudoLabeler
 
     pipeline_run_progress(run, 0.05, "loading items")
@@ -127,27 +137,21 @@ def _round(project, run):
         if item_id in index:
             y[index[item_id]] = positions[label_id]
     n_classes = len(label_ids)
-    if len(set(y[y >= 0].tolist())) < 2 or (y < 0).sum() == 0:
-        reason = "every item has a human label" if (y < 0).sum() == 0 else "fewer than two classes have human labels"
+    if not items or (y < 0).sum() == 0:
+        reason = "every item has a human label" if items else "no items"
         return pipeline_run_finish(run, result={"skipped": reason, "human_labels": int((y >= 0).sum())})
+    cold = len(set(y[y >= 0].tolist())) < 2
 
-    candidates = _features(project, items, run)
-    pipeline_run_progress(run, 0.25, "choosing the representation")
-    counts = np.bincount(y[y >= 0], minlength=n_classes)
-    if len(candidates) > 1 and counts[counts > 0].min() >= 2:
-        chosen, scores = choose_representation(candidates, y, random_state=0)
-    else:
-        chosen, scores = next(iter(candidates)), {}
-    X = candidates[chosen]
-    if X.shape[1] > 32:
-        X = reduce_dimensions(X, n_components=32, random_state=0)
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    X, chosen, scores = representation(project, items, y, progress=lambda p, m: pipeline_run_progress(run, p, m))
 
     pipeline_run_progress(run, 0.4, f"clustering {len(items)} items ({chosen})")
     n_clusters = default_n_clusters(len(items), n_classes)
     cluster_labels, kmeans = fit_clusters(X, n_clusters, random_state=0)
     representatives = nearest_to_centroids(X, cluster_labels, kmeans.cluster_centers_)
     coords = project_2d(X, random_state=0)
+
+    if cold:
+        return _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, representatives, coords)
 
     pipeline_run_progress(run, 0.6, "spreading labels")
     labeler = PseudoLabeler(precision_target=project.pseudo_label_precision, random_state=0).fit(
@@ -179,6 +183,36 @@ def _round(project, run):
             "accepted": accepted,
             "calibration": _jsonable(labeler.calibration_),
         },
+    )
+
+
+def _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, representatives, coords):
+    """A round before two classes have human labels: clusters, the map and coverage
+    priorities, so that the first unknown items served are representatives of uncovered
+    clusters. No pseudo-labels: nothing to spread yet."""
+    from ml.active import select
+
+    pipeline_run_progress(run, 0.8, "ranking cluster representatives")
+    servable = np.array([item.status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) for item in items])
+    selection = select(
+        int(servable.sum()), y=y, strategies=("coverage",), exclude=np.flatnonzero(~servable & (y < 0)),
+        X=X, cluster_labels=cluster_labels, centers=kmeans.cluster_centers_, random_state=0,
+    )
+    ids = [item.pk for item in items]
+    rep = set(int(i) for i in representatives if i >= 0)
+    embeddings = [
+        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
+        for i, item in enumerate(items)
+    ]
+    priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
+    with transaction.atomic():
+        ItemEmbedding.objects.filter(item_id__in=ids).delete()
+        ItemEmbedding.objects.bulk_create(embeddings, batch_size=2000)
+        _priorities_save(ids, priority)
+    return pipeline_run_finish(
+        run,
+        result={"items": len(items), "human_labels": int((y >= 0).sum()), "clusters": int(n_clusters),
+                "cold_start": True, "pseudo_labels": 0, "accepted": 0},
     )
 
 
@@ -238,10 +272,18 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
 
 
 def _priorities_save(ids, priority):
-    rows = Item.objects.filter(pk__in=ids).only("id", "priority", "priority_reason")
+    """Save the round's selection scores. A started item (answered, still servable) keeps
+    the higher score that consensus gave it for finishing it (see
+    ``consensus.FINISH_PRIORITY``)."""
+    from labeling.services.consensus import FINISH_PRIORITY
+
+    rows = Item.objects.filter(pk__in=ids).only("id", "priority", "priority_reason", "answer_count", "status")
     changed = []
     for item in rows:
         score, reason = priority.get(item.pk, (0.0, ""))
+        started = item.answer_count > 0 and item.status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED)
+        if started and item.priority >= FINISH_PRIORITY and item.priority > score:
+            continue
         if item.priority != score or item.priority_reason != reason:
             item.priority, item.priority_reason = score, reason
             changed.append(item)

@@ -50,3 +50,73 @@ def one_coin_confusion(accuracy, n_classes):
     confusion = np.full((n_classes, n_classes), off)
     np.fill_diagonal(confusion, accuracy)
     return confusion
+
+
+def binary_accuracy(accuracy, n_classes):
+    """How often a worker with K-way ``accuracy`` answers a yes/no question ("is this a
+    7?", a grid tile) right: chance level (``1 / n_classes``) maps to a coin flip and a
+    perfect worker to 1."""
+    if n_classes < 2:
+        return 1.0
+    chance = 1.0 / n_classes
+    skill = (float(accuracy) - chance) / (1.0 - chance)
+    return float(np.clip(0.5 + 0.5 * skill, 0.5, 1.0 - 1e-3))
+
+
+def posterior_from_evidence(class_priors, *, votes=(), verdicts=(), known_label=-1):
+    """Posterior over one item's true class from every kind of answer.
+
+    Parameters
+    ----------
+    class_priors : array-like of float, shape (K,)
+        The item's prior: project class priors, possibly times a model's calibrated
+        belief about this item (a machine reading counts as evidence, as reCAPTCHA's
+        OCR did).
+    votes : sequence of (label, confusion)
+        A K-way answer ``label`` from a worker with confusion matrix ``confusion``
+        (K x K, rows = true class).
+    verdicts : sequence of (label, said_yes, accuracy)
+        A yes/no answer about ``label``: a verify question, or a grid tile selected
+        (yes) or left unselected (no). ``accuracy`` is the worker's probability of
+        answering a yes/no question right (see :func:`binary_accuracy`). A "no" lowers
+        the label's probability and leaves the others' ratios as they were.
+    known_label : int, default=-1
+        A clamped label (gold or settled) gives a one-hot posterior.
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    priors = np.asarray(class_priors, dtype=float)
+    n_classes = priors.shape[0]
+    if known_label != -1:
+        return posterior_from_confusions([], np.zeros((0, n_classes, n_classes)), priors, known_label)
+    scores = np.log(np.clip(priors, 1e-12, None))
+    for label, confusion in votes:
+        if not 0 <= label < n_classes:
+            raise ValueError(f"labels must be in [0, {n_classes}), got {label}")
+        scores = scores + np.log(np.clip(np.asarray(confusion, dtype=float)[:, label], 1e-12, None))
+    for label, said_yes, accuracy in verdicts:
+        if not 0 <= label < n_classes:
+            raise ValueError(f"labels must be in [0, {n_classes}), got {label}")
+        accuracy = float(np.clip(accuracy, 1e-3, 1 - 1e-3))
+        likelihood = np.full(n_classes, 1.0 - accuracy if said_yes else accuracy)
+        likelihood[label] = accuracy if said_yes else 1.0 - accuracy
+        scores = scores + np.log(likelihood)
+    scores = np.exp(scores - scores.max())
+    return scores / scores.sum()
+
+
+def settle_chance(posterior, accuracy, threshold):
+    """Probability that one more K-way answer, from a worker right with probability
+    ``accuracy`` (wrong uniformly otherwise), brings the item's top posterior to
+    ``threshold``: the value of asking this item again rather than starting another."""
+    posterior = np.asarray(posterior, dtype=float)
+    confusion = one_coin_confusion(float(np.clip(accuracy, 1e-3, 1 - 1e-3)), posterior.shape[0])
+    answer_proba = posterior @ confusion
+    chance = 0.0
+    for label in range(posterior.shape[0]):
+        after = posterior * confusion[:, label]
+        if after.max() / after.sum() >= threshold:
+            chance += answer_proba[label]
+    return float(chance)

@@ -31,12 +31,14 @@ def png_with_declared_size(width, height):
 
 
 def bar_png(kind, offset):
-    """An 8x8 PNG of one dark bar: a horizontal ("h") or vertical ("v") one at ``offset``."""
+    """An 8x8 PNG of one dark bar: a horizontal ("h") or vertical ("v") one at row or
+    column ``offset % 8``, a little lighter for each further multiple of 8."""
     pixels = np.full((8, 8), 255, dtype=np.uint8)
+    shade = min(30 * (offset // 8), 150)
     if kind == "h":
-        pixels[offset, :] = 0
+        pixels[offset % 8, :] = shade
     else:
-        pixels[:, offset] = 0
+        pixels[:, offset % 8] = shade
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
     return buffer.getvalue()

@@ -115,3 +115,21 @@ def test_pages_escape_untrusted_names(client, owner):
         body = client.get(url).content.decode()
         assert "<script>alert(1)</script>" not in body and "<img src=x" not in body
         assert "&lt;" in body
+
+
+def test_a_held_out_split_is_imported_through_the_api(project, owner, celery_eager, django_capture_on_commit_callbacks):
+    from labeling.models import EvaluationTruth, Split
+
+    upload = zip_upload([("cat/a.png", png_bytes(1)), ("dog/b.png", png_bytes(2))])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(owner).post(
+            f"/api/v1/projects/{project.slug}/imports", {"file": upload, "split": "holdout"}, format="multipart"
+        )
+    assert response.status_code == 202 and response.json()["split"] == "holdout"
+    assert set(Item.objects.values_list("split", flat=True)) == {Split.HOLDOUT}
+    assert EvaluationTruth.objects.count() == 2 and not KnownLabel.objects.exists()
+    bad = client_for(owner).post(
+        f"/api/v1/projects/{project.slug}/imports", {"file": zip_upload([("a.png", png_bytes(3))]), "split": "test"},
+        format="multipart",
+    )
+    assert bad.status_code == 400 and "split" in bad.json()

@@ -275,8 +275,16 @@ def test_a_grid_batch_names_its_target_and_only_selected_tiles_vote():
     results = post_answers(client, project, body).json()["results"]
     assert [r["status"] for r in results] == ["stored"] * 4
     assert sorted(Answer.objects.values_list("verdict", flat=True)) == [False, False, True, True]
-    votes = sorted(Consensus.objects.values_list("n_answers", flat=True))
-    assert votes == [0, 0, 1, 1]
+    # Every tile is evidence: a selected one names the target, an unselected one is a
+    # "no" that lowers the target's probability without naming any label.
+    position = list(project.label_classes.order_by("position")).index(b)
+    consensus = {row.item_id: row for row in Consensus.objects.all()}
+    verdicts = dict(Answer.objects.values_list("item_id", "verdict"))
+    yes = [consensus[i] for i, v in verdicts.items() if v]
+    no = [consensus[i] for i, v in verdicts.items() if not v]
+    assert all(row.n_answers == 1 for row in consensus.values())
+    assert all(row.label_id == b.pk for row in yes) and all(row.label_id is None for row in no)
+    assert min(row.posterior[position] for row in yes) > 0.8 > max(row.posterior[position] for row in no)
 
 
 @pytest.mark.django_db

@@ -510,10 +510,12 @@ def test_start_training_calls_the_training_service(client, owner, project, monke
     assert response["Location"].endswith(f"?run={run.pk}")
 
 
-def test_start_training_shows_why_it_was_refused(client, owner, project):
+def test_start_training_shows_why_it_was_refused(client, owner):
+    unlabeled = project_create(name="Nothing labeled", labels=["x", "y"], data_kind="text", owner=owner)
     client.force_login(owner)
-    response = client.post(page_url("training-start", project), {}, follow=True)
+    response = client.post(page_url("training-start", unlabeled), {}, follow=True)
     assert "Training not started" in response.content.decode()
+    assert "fewer than two classes" in response.content.decode()
 
 
 def test_start_clustering_calls_the_pipeline_service_or_says_it_is_missing(client, owner, project, monkeypatch):

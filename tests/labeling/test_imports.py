@@ -269,7 +269,7 @@ def test_the_cli_imports_and_reports(images_project, tmp_path, capsys):
     write(tmp_path / "in" / "b.png", b"junk")
     call_command("import_items", images_project.slug, str(tmp_path / "in"), "--no-progress")
     out, err = capsys.readouterr()
-    assert "1 items created, 0 already present, 1 skipped" in out
+    assert "1 items created, 0 already present (0 of them made gold), 1 skipped" in out
     assert "skipped b.png: not an image" in err
 
 
@@ -279,3 +279,59 @@ def test_the_cli_refuses_an_unknown_project_and_a_bad_zip(images_project, tmp_pa
     archive = make_zip(tmp_path / "bad.zip", [("../x.png", png_bytes(1))])
     with pytest.raises(CommandError, match="climbs out"):
         call_command("import_items", images_project.slug, str(archive), "--no-progress")
+
+
+# --- Meaning kept: gold after the pool, held-out splits, labels never dropped silently --------
+
+
+def test_class_folders_imported_after_the_pool_make_those_items_gold(images_project, tmp_path):
+    for i in range(4):
+        write(tmp_path / "pool" / f"{i}.png", png_bytes(i))
+    write(tmp_path / "gold" / "cat" / "c.png", png_bytes(0))
+    write(tmp_path / "gold" / "dog" / "d.png", png_bytes(1))
+    path_import(images_project, tmp_path / "pool")
+    report = path_import(images_project, tmp_path / "gold")
+    assert (report.created, report.duplicates, report.gold_marked) == (0, 2, 2)
+    gold = dict(KnownLabel.objects.values_list("item__source_name", "label__name"))
+    assert gold == {"0.png": "cat", "1.png": "dog"}
+    assert set(Item.objects.filter(status=ItemStatus.LABELED).values_list("source_name", flat=True)) == {"0.png", "1.png"}
+
+
+def test_a_conflicting_label_for_known_content_is_reported_not_applied(images_project, tmp_path):
+    write(tmp_path / "first" / "cat" / "a.png", png_bytes(0))
+    write(tmp_path / "second" / "dog" / "a.png", png_bytes(0))
+    path_import(images_project, tmp_path / "first")
+    report = path_import(images_project, tmp_path / "second")
+    assert report.gold_marked == 0
+    assert [problem.reason for problem in report.problems] == [
+        "already known as 'cat'; the label 'dog' was not applied"
+    ]
+    assert KnownLabel.objects.get().label.name == "cat"
+
+
+def test_a_held_out_split_is_never_served_and_keeps_its_labels_as_evaluation_truth(images_project, tmp_path, capsys):
+    from labeling.models import EvaluationTruth, Split
+
+    write(tmp_path / "test" / "cat" / "a.png", png_bytes(5))
+    write(tmp_path / "test" / "dog" / "b.png", png_bytes(6))
+    write(tmp_path / "unlabeled" / "c.png", png_bytes(7))
+    call_command("import_items", images_project.slug, str(tmp_path / "test"), "--holdout", "--no-progress")
+    assert "2 items created" in capsys.readouterr().out
+    assert set(Item.objects.values_list("split", flat=True)) == {Split.HOLDOUT}
+    assert dict(EvaluationTruth.objects.values_list("item__source_name", "label__name")) == {
+        "cat/a.png": "cat", "dog/b.png": "dog",
+    }
+    assert not KnownLabel.objects.exists()
+    report = path_import(images_project, tmp_path / "unlabeled", split=Split.HOLDOUT)
+    assert report.created == 0 and "needs a label" in report.problems[0].reason
+
+
+def test_pool_content_is_not_moved_into_a_held_out_split(images_project, tmp_path):
+    from labeling.models import Split
+
+    write(tmp_path / "pool" / "a.png", png_bytes(3))
+    write(tmp_path / "test" / "cat" / "a.png", png_bytes(3))
+    path_import(images_project, tmp_path / "pool")
+    report = path_import(images_project, tmp_path / "test", split=Split.HOLDOUT)
+    assert "already in the labeling pool" in report.problems[0].reason
+    assert Item.objects.get().split == Split.POOL

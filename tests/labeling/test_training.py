@@ -16,16 +16,18 @@ from labeling.models import (
 )
 from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create
+from labeling.services.modeling import in_validation, promotion_decide
 from labeling.services.training import (
     TrainingRefused,
-    _in_validation,
     training_run_create,
     training_runs_reap,
 )
+from ml.model_selection import wilson_interval
 from tests.labeling.factories import bar_png
 
 pytestmark = pytest.mark.django_db
 TINY = {"epochs": 3, "patience": 3, "width": 8, "batch_size": 16}
+PINNED_CNN = {**TINY, "model": "cnn"}
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def owner():
 @pytest.fixture
 def project(owner):
     project = project_create(name="Bars", labels=["h", "v"], owner=owner, image_size=8)
-    entries = [ImportEntry(name=f"{kind}{i}", data=bar_png(kind, i), label=kind) for kind in "hv" for i in range(8)]
+    entries = [ImportEntry(name=f"{kind}{i}", data=bar_png(kind, i), label=kind) for kind in "hv" for i in range(20)]
     items_import(project, entries)
     return project
 
@@ -47,16 +49,21 @@ def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
     client = APIClient()
     client.force_authenticate(owner)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/api/v1/projects/{project.slug}/runs", {"config": TINY}, format="json")
+        response = client.post(f"/api/v1/projects/{project.slug}/runs", {"config": PINNED_CNN}, format="json")
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.metrics["kind"] == "cnn", run.metrics
     assert run.device == "cpu" and 1 <= run.epoch <= 3 and len(run.history) == run.epoch
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(run.history[0])
-    assert 0.0 <= run.metrics["accuracy"] <= 1.0 and len(run.metrics["confusion"]) == 2
+    assert set(run.metrics["candidates"]) == {"spreading", "knn", "logreg"}
+    assert run.metrics["estimate"]["method"] == "validation" and run.metrics["estimate"]["n"] >= 5
+    assert set(run.metrics["cnn"]) >= {"accuracy", "teacher_accuracy", "val_n"}
     assert Prediction.objects.filter(run=run).count() == Item.objects.filter(project=project).count()
     project.refresh_from_db()
-    assert project.active_run_id == run.pk
+    assert (project.active_run_id == run.pk) == run.metrics["promotion"]["promoted"]
+    project.active_run = run  # promotion has tests of its own; here the CNN is served
+    project.save(update_fields=["active_run"])
 
     download = client.get(f"/api/v1/projects/{project.slug}/model")
     assert download.status_code == 200
@@ -76,9 +83,9 @@ def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
     assert corrupt.status_code == 400
 
 
-def test_validation_holds_human_labels_only(project, celery_eager, django_capture_on_commit_callbacks):
+def test_the_cnn_is_validated_on_human_labels_it_never_trained_on(project, celery_eager, django_capture_on_commit_callbacks):
     human = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
-    # Turn four gold items into accepted pseudo-labels: they may train, never validate.
+    # Turn four gold items into accepted pseudo-labels: never validation items.
     moved = human[:4]
     for item_id in moved:
         known = KnownLabel.objects.get(item_id=item_id)
@@ -88,9 +95,37 @@ def test_validation_holds_human_labels_only(project, celery_eager, django_captur
         run = training_run_create(project, config=TINY)
     run.refresh_from_db()
     remaining = [i for i in human if i not in moved]
-    assert run.metrics["val_n"] == sum(_in_validation(i, 0.2) for i in remaining)
-    assert run.metrics["pseudo_n"] == 4
-    assert run.metrics["train_n"] == len(remaining) - run.metrics["val_n"] + 4
+    validation = {i for i in remaining if in_validation(i, 0.2)}
+    assert run.metrics["cnn"]["val_n"] == len(validation)
+    out_of_sample = {int(i) for i in run.metrics["oof"]}
+    assert out_of_sample <= set(remaining) and not out_of_sample & set(moved)
+    if run.metrics["kind"] == "cnn":
+        assert out_of_sample == validation
+    assert run.metrics["human_labels"] == len(remaining)
+
+
+def test_with_a_few_labels_a_cheap_candidate_is_the_model(owner, celery_eager, django_capture_on_commit_callbacks):
+    """No label-count gate: three labels per class give a cross-validated model that
+    labels every item, with no CNN."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rows = {k: [i for i in range(300) if digits.target[i] == int(k)][:13] for k in "01"}
+    project = project_create(name="Few", labels=["0", "1"], owner=owner, image_size=8)
+    items_import(project, [ImportEntry(name=f"{k}{i}", data=digit_png(digits.images[r]), label=k)
+                           for k in "01" for i, r in enumerate(rows[k][:3])])
+    items_import(project, [ImportEntry(name=f"u{k}{i}", data=digit_png(digits.images[r]))
+                           for k in "01" for i, r in enumerate(rows[k][3:])])
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_create(project, config=TINY)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.metrics["kind"] in {"spreading", "knn", "logreg"} and "cnn" not in run.metrics
+    assert run.metrics["estimate"]["method"] == "cross-validation" and run.metrics["estimate"]["n"] == 6
+    assert not run.artifact
+    truth = {item.pk: item.source_name[1] for item in Item.objects.filter(project=project, source_name__startswith="u")}
+    predicted = dict(Prediction.objects.filter(run=run).values_list("item_id", "label__name"))
+    assert sum(predicted[i] == label for i, label in truth.items()) >= 18
 
 
 def test_a_run_is_refused_without_enough_human_labels(owner):
@@ -125,36 +160,47 @@ def test_unknown_config_keys_are_refused(project):
         training_run_create(project, config={"epochz": 3})
 
 
-def test_the_active_model_is_compared_on_the_new_runs_validation_set(project):
-    """An old run that scored 100 % on its own tiny validation set stays active only if
-    it also beats the new run on the new run's validation set."""
-    from labeling.services.training import _active_model_choose
+def digit_png(pixels):
+    import numpy as np
+    from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray((255 - pixels * 15).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _scored_run(project, *, correct, n, baseline=0.5, oof=None):
+    low, high = wilson_interval(correct, n)
+    return TrainingRun.objects.create(
+        project=project, status=RunStatus.SUCCEEDED,
+        metrics={"estimate": {"accuracy": correct / n, "n": n, "low": low, "high": high}, "baseline": baseline,
+                 "oof": oof or {}},
+    )
+
+
+def test_promotion_refuses_a_run_not_clearly_above_the_majority_baseline(project):
+    lucky = _scored_run(project, correct=7, n=10, baseline=0.5)  # 70 % of 10: interval reaches below 50 %
+    promoted, reason = promotion_decide(project, lucky)
+    assert not promoted and "majority-class share" in reason
+    assert promotion_decide(project, _scored_run(project, correct=38, n=40, baseline=0.5))[0]
+
+
+def test_promotion_refuses_a_run_worse_than_the_active_model_on_labels_neither_trained_on(project):
     h, v = project.label_classes.all()
     items = list(Item.objects.filter(project=project).order_by("id"))
-    validation = {item.pk: item.known_label.label_id for item in items}
-
-    def run_predicting(wrong, accuracy):
-        run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED, metrics={"accuracy": accuracy})
-        Prediction.objects.bulk_create(
-            [
-                Prediction(item=item, run=run, confidence=0.9,
-                           label=(v if validation[item.pk] == h.pk else h) if n < wrong else item.known_label.label)
-                for n, item in enumerate(items)
-            ]
-        )
-        return run
-
-    old = run_predicting(wrong=8, accuracy=1.0)  # half wrong here, though 100 % on its own set
-    project.active_run = old
+    truth = {item.pk: item.known_label.label_id for item in items}
+    current = _scored_run(project, correct=38, n=40)
+    # The current model trained on none of these labels (no dataset file) and gets them all right.
+    Prediction.objects.bulk_create(
+        [Prediction(item=item, run=current, label_id=truth[item.pk], confidence=0.9) for item in items]
+    )
+    project.active_run = current
     project.save(update_fields=["active_run"])
-    better = run_predicting(wrong=2, accuracy=0.5)
-    _active_model_choose(project, better, validation)
-    project.refresh_from_db()
-    assert project.active_run_id == better.pk
-    assert better.metrics["compared_with"] == {"run": str(old.pk), "its_accuracy": 0.5}
-
-    worse = run_predicting(wrong=12, accuracy=0.99)
-    _active_model_choose(project, worse, validation)
-    project.refresh_from_db()
-    assert project.active_run_id == better.pk
+    position = {h.pk: 0, v.pk: 1}
+    wrong_on_ten = {str(item.pk): (1 - position[truth[item.pk]]) if n < 10 else position[truth[item.pk]]
+                    for n, item in enumerate(items)}
+    worse = _scored_run(project, correct=39, n=40, oof=wrong_on_ten)
+    promoted, reason = promotion_decide(project, worse)
+    assert not promoted and "30 of 40 right against the active model's 40" in reason
+    as_good = _scored_run(project, correct=40, n=40, oof={str(item.pk): position[truth[item.pk]] for item in items})
+    assert promotion_decide(project, as_good)[0]

@@ -366,3 +366,48 @@ def test_auto_in_between_follows_the_held_out_likelihood_of_known_items():
 
 def test_auto_on_no_answers_is_majority_vote():
     assert choose_method(np.empty((0, 3), dtype=int), 3) == "majority"
+
+
+# --- Evidence of every kind (the cheap path) ----------------------------------------------------
+
+from ml.aggregation.incremental import (  # noqa: E402
+    binary_accuracy,
+    one_coin_confusion,
+    posterior_from_evidence,
+    settle_chance,
+)
+
+
+def test_a_no_lowers_only_the_named_label_and_keeps_the_others_ratios():
+    prior = np.array([0.4, 0.3, 0.2, 0.1])
+    posterior = posterior_from_evidence(prior, verdicts=[(0, False, 0.9)])
+    assert posterior[0] < prior[0]
+    assert np.allclose(posterior[1:] / posterior[1:].sum(), prior[1:] / prior[1:].sum())
+
+
+def test_a_coin_flipping_worker_moves_nothing_with_a_yes_or_a_no():
+    prior = np.array([0.5, 0.25, 0.25])
+    for said_yes in (True, False):
+        assert np.allclose(posterior_from_evidence(prior, verdicts=[(1, said_yes, binary_accuracy(1 / 3, 3))]), prior)
+
+
+def test_one_answer_agreeing_with_a_confident_model_prior_settles_and_a_disagreeing_one_does_not():
+    n = 10
+    belief = np.full(n, 0.05 / (n - 1))
+    belief[3] = 0.95
+    prior = np.sqrt(belief) / np.sqrt(belief).sum()  # a machine reading as half a vote
+    agree = posterior_from_evidence(prior, votes=[(3, one_coin_confusion(0.7, n))])
+    disagree = posterior_from_evidence(prior, votes=[(5, one_coin_confusion(0.7, n))])
+    alone = posterior_from_evidence(np.full(n, 0.1), votes=[(3, one_coin_confusion(0.7, n))])
+    assert agree.max() > 0.9 > alone.max()
+    assert disagree.max() < 0.9
+
+
+def test_settle_chance_is_high_after_one_vote_and_zero_when_evenly_split():
+    n = 4
+    after_one = posterior_from_evidence(np.full(n, 0.25), votes=[(0, one_coin_confusion(0.85, n))])
+    assert settle_chance(after_one, 0.85, 0.9) > 0.5
+    split = posterior_from_evidence(
+        np.full(n, 0.25), votes=[(0, one_coin_confusion(0.85, n)), (1, one_coin_confusion(0.85, n))]
+    )
+    assert settle_chance(split, 0.85, 0.99) == 0.0

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from labeling.models import Project
+from labeling.models import Project, Split
 from labeling.services.imports import ImportRefused, path_import
 
 
@@ -15,15 +15,22 @@ class Command(BaseCommand):
         parser.add_argument("project", help="project slug")
         parser.add_argument("path")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--holdout", action="store_true",
+            help="a labeled held-out split: never served, models are measured on it (every item needs a label)",
+        )
 
-    def handle(self, *args, project, path, no_progress=False, **options):
+    def handle(self, *args, project, path, no_progress=False, holdout=False, **options):
         try:
             target = Project.objects.get(slug=project)
         except Project.DoesNotExist:
             raise CommandError(f"no project with slug {project!r}") from None
         bar = tqdm(unit="item", disable=no_progress, desc=f"importing into {project}")
         try:
-            report = path_import(target, path, progress=bar.update, on_total=lambda n: setattr(bar, "total", n))
+            report = path_import(
+                target, path, progress=bar.update, on_total=lambda n: setattr(bar, "total", n),
+                split=Split.HOLDOUT if holdout else Split.POOL,
+            )
         except ImportRefused as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -31,5 +38,6 @@ class Command(BaseCommand):
         for problem in report.problems:
             self.stderr.write(f"skipped {problem}")
         self.stdout.write(
-            f"{report.created} items created, {report.duplicates} already present, {len(report.problems)} skipped"
+            f"{report.created} items created, {report.duplicates} already present"
+            f" ({report.gold_marked} of them made gold), {len(report.problems)} skipped"
         )

@@ -1,0 +1,256 @@
+"""What a training run fits: the model that suits the amount of labels, and whether it
+may become the project's active model.
+
+1. Cheap candidates (label spreading, kNN, logistic regression over the round's
+   features) are cross-validated on the same folds of the human-verified labels; the
+   best labels every item. No label-count gate: two classes with labels are enough.
+2. Once there are ``CROWDLOOP_CNN_MIN_LABELS_PER_CLASS`` labels per class, a CNN
+   competes: trained on the human labels outside a fixed validation share plus the best
+   candidate's labels for the whole pool (distillation), with that candidate refitted
+   without the validation labels. The two are compared on the same validation items.
+3. Promotion is honest (:func:`promotion_decide`): a run becomes active only when its
+   out-of-sample accuracy interval lies above the majority-class baseline, and it does
+   at least as well as the current active model on the human labels that neither
+   trained on.
+"""
+import hashlib
+import json
+import logging
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from labeling import bridge
+from labeling.models import DataKind, EvaluationTruth, Item, Prediction, RunStatus, Split, TrainingRun
+from labeling.selectors import human_labels
+
+logger = logging.getLogger(__name__)
+
+MIN_COMPARED = 5
+"""Fewer shared out-of-sample items than this and two runs are compared on their own
+estimates instead (each with its interval)."""
+
+
+def in_validation(item_id, share):
+    """Whether a human-labeled item is in the fixed validation share: by a hash of its
+    id, so that it stays there from run to run."""
+    digest = hashlib.sha256(f"val:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def dataset_frozen(run, project, label_ids):
+    """The human labels a run learns from (``{item_id: position}``), chosen once and kept
+    with the run, so that a run resumed after a crash fits the data it started with."""
+    name = f"runs/{run.pk}/dataset.json"
+    if default_storage.exists(name):
+        with default_storage.open(name, "rb") as handle:
+            return {int(k): v for k, v in json.loads(handle.read())["human"].items()}
+    position = {label_id: i for i, label_id in enumerate(label_ids)}
+    human = {item_id: position[label_id] for item_id, label_id in human_labels(project).items()}
+    default_storage.save(name, ContentFile(json.dumps({"human": human}).encode()))
+    return human
+
+
+def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None):
+    """Fit the run's model. Returns ``(items, proba, metrics, cnn)``: every item of the
+    project, the chosen model's class probabilities for each, the metrics to record, and
+    the CNN's fit result when the CNN won (else ``None``)."""
+    from labeling.services.semisupervised import representation
+    from ml.model_selection import CANDIDATES, CandidateSelector, wilson_interval
+
+    progress = progress or (lambda message: None)
+    items = list(Item.objects.filter(project=project).only("id", "image", "text", "split").order_by("id"))
+    index = {item.pk: i for i, item in enumerate(items)}
+    human = dataset_frozen(run, project, label_ids)
+    y = np.full(len(items), -1, dtype=np.int64)
+    for item_id, position in human.items():
+        if item_id in index:
+            y[index[item_id]] = position
+    n_classes = len(label_ids)
+    progress("features")
+    X, chosen, _ = representation(project, items, y)
+    progress("cross-validating candidates")
+    pinned = app.get("model", "auto")
+    candidates = (pinned,) if pinned in CANDIDATES else CANDIDATES
+    selector = CandidateSelector(candidates=candidates, random_state=0).fit(X, y, n_classes=n_classes)
+    best = selector.scores_[selector.best_]
+    counts = np.bincount(y[y >= 0], minlength=n_classes)
+    metrics = {
+        "kind": selector.best_,
+        "representation": chosen,
+        "candidates": {name: {"accuracy": s.accuracy, "n": s.n} for name, s in selector.scores_.items()},
+        "estimate": _estimate(best.correct, best.n, "cross-validation", wilson_interval),
+        "baseline": float(counts.max() / counts.sum()),
+        "human_labels": int(counts.sum()),
+        "oof": {str(items[i].pk): int(selector.oof_[i]) for i in np.flatnonzero(selector.oof_ >= 0)},
+    }
+    proba, cnn = selector.proba_, None
+    if pinned == "cnn" or (pinned == "auto" and _cnn_due(project, counts)):
+        progress("training a CNN against the best candidate")
+        outcome = _cnn_compete(run, project, app, config, items, X, y, selector.best_, on_epoch)
+        if outcome is not None:
+            cnn_result, cnn_proba, val, cnn_hits, teacher_hits = outcome
+            metrics["cnn"] = {"val_n": len(val), "accuracy": cnn_hits / len(val), "teacher_accuracy": teacher_hits / len(val),
+                              "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
+            if cnn_hits >= teacher_hits or pinned == "cnn":
+                proba, cnn = cnn_proba, cnn_result
+                metrics["kind"] = "cnn"
+                metrics["estimate"] = _estimate(cnn_hits, len(val), "validation", wilson_interval)
+                metrics["oof"] = {str(items[i].pk): int(cnn_proba[i].argmax()) for i in val}
+    metrics.update(_holdout_accuracy(project, items, proba, label_ids))
+    return items, proba, metrics, cnn
+
+
+def _estimate(correct, n, method, wilson_interval):
+    low, high = wilson_interval(correct, n)
+    return {"accuracy": correct / n if n else None, "n": n, "low": low, "high": high, "method": method}
+
+
+def _cnn_due(project, counts):
+    """A CNN competes on image projects with enough labels per class, once the labels grew
+    by ``CROWDLOOP_CNN_GROWTH`` since its last attempt (a CNN run costs minutes on a CPU)."""
+    if project.data_kind != DataKind.IMAGE:
+        return False
+    if counts.sum() < settings.CROWDLOOP_CNN_MIN_LABELS_PER_CLASS * len(counts) or (counts < 2).any():
+        return False
+    last = (
+        TrainingRun.objects.filter(project=project, metrics__has_key="cnn").order_by("-created_at")
+        .values_list("metrics", flat=True).first()
+    )
+    if last is None:
+        return True
+    return counts.sum() >= (1 + settings.CROWDLOOP_CNN_GROWTH) * last["cnn"]["human_labels"]
+
+
+def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
+    """Distil the best candidate into a CNN and score both on the validation labels.
+
+    The teacher is refitted without the validation labels, so neither sees them. Returns
+    ``(fit result, CNN probabilities for every item, validation indices, CNN hits,
+    teacher hits)``, or ``None`` with too few validation labels."""
+    from ml.model_selection import CandidateSelector
+    from ml.training import fit
+
+    labeled = np.flatnonzero(y >= 0)
+    val = np.array([i for i in labeled if in_validation(items[i].pk, app["val_share"])], dtype=np.int64)
+    if len(val) < MIN_COMPARED or len(np.unique(y[np.setdiff1d(labeled, val)])) < 2:
+        return None
+    y_train = y.copy()
+    y_train[val] = -1
+    teacher_fit = CandidateSelector(candidates=(teacher,), random_state=0).fit(X, y_train, n_classes=config["n_classes"])
+    teacher_proba = teacher_fit.proba_
+    pool = np.array([item.split == Split.POOL for item in items])
+    rows = np.flatnonzero(pool & ((y_train >= 0) | (y < 0)))
+    targets = np.where(y_train[rows] >= 0, y_train[rows], teacher_proba[rows].argmax(axis=1))
+    weights = np.where(y_train[rows] >= 0, 1.0, teacher_proba[rows].max(axis=1)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    early = rows[(y_train[rows] < 0) & (rng.random(len(rows)) < 0.1)]  # teacher-labeled items watch overfitting
+    train = np.setdiff1d(rows, early)
+    size, channels = project.image_size, _channels(items)
+    pixels = bridge.image_arrays(items, size, channels)
+    position = {i: k for k, i in enumerate(rows)}
+    init_state = None
+    if app["transfer_from"]:
+        from ml.inference import load_model
+
+        source = TrainingRun.objects.get(pk=app["transfer_from"], status=RunStatus.SUCCEEDED)
+        with source.artifact.open("rb") as handle:
+            init_state = load_model(handle.read(), device="cpu").model.state_dict()
+    watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
+    result = fit(
+        pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], *watch, config,
+        checkpoint_dir=default_storage.path(f"runs/{run.pk}/checkpoints"), resume=True, init_state=init_state,
+        on_epoch=on_epoch,
+    )
+    from ml.inference import predict
+
+    _, proba = predict(result.model, pixels)
+    cnn_hits = int((proba[val].argmax(axis=1) == y[val]).sum())
+    teacher_hits = int((teacher_proba[val].argmax(axis=1) == y[val]).sum())
+    logger.info("run %s: CNN %d/%d against %s %d/%d on validation", run.pk, cnn_hits, len(val), teacher,
+                teacher_hits, len(val))
+    return result, proba, val, cnn_hits, teacher_hits
+
+
+def _channels(items):
+    from PIL import Image
+
+    first = next((item for item in items if item.image), None)
+    if first is None:
+        return 1
+    with default_storage.open(first.image.name, "rb") as handle, Image.open(handle) as image:
+        return 1 if image.mode == "L" else 3
+
+
+def _holdout_accuracy(project, items, proba, label_ids):
+    """Accuracy on the held-out split's labels, where the owner imported one."""
+    truth = dict(EvaluationTruth.objects.filter(item__project=project, item__split=Split.HOLDOUT).values_list("item_id", "label_id"))
+    hits = [label_ids[int(proba[i].argmax())] == truth[item.pk] for i, item in enumerate(items) if item.pk in truth]
+    if not hits:
+        return {}
+    return {"eval_accuracy": float(np.mean(hits)), "eval_n": len(hits)}
+
+
+def predictions_rows(run, items, proba, label_ids):
+    """Prediction rows of every item from ``proba``."""
+    predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
+    return [
+        Prediction(item=item, run=run, label_id=label_ids[int(p)], confidence=float(min(max(c, 0.0), 1.0)))
+        for item, p, c in zip(items, predicted, confidence, strict=True)
+    ]
+
+
+def promotion_decide(project, run):
+    """Whether ``run`` becomes the active model, with the reason; never on luck.
+
+    The run's out-of-sample estimate (cross-validation, or the validation share for a
+    CNN) must have its interval's lower bound above the majority-class share. Then it
+    is compared with the current active model on the human labels that neither trained
+    on: the run's out-of-fold predictions against the current model's predictions for
+    labels that arrived after it was trained. With fewer than ``MIN_COMPARED`` such
+    items, their own estimates are compared."""
+    estimate, baseline = run.metrics.get("estimate") or {}, run.metrics.get("baseline", 1.0)
+    if not estimate.get("n") or estimate["low"] <= baseline:
+        return False, (
+            f"not promoted: accuracy {_pct(estimate.get('accuracy'))} (interval from {_pct(estimate.get('low'))}, "
+            f"{estimate.get('n', 0)} items) is not clearly above the majority-class share {_pct(baseline)}"
+        )
+    current = project.active_run
+    if current is None or current.pk == run.pk:
+        return True, "promoted: the project's first model above the baseline"
+    theirs_trained = set(dataset_frozen_ids(current))
+    oof = {int(k): v for k, v in (run.metrics.get("oof") or {}).items()}
+    shared = [i for i in oof if i not in theirs_trained]
+    positions = {label_id: i for i, label_id in enumerate(bridge.label_positions(project)[1])}
+    truth = {i: positions[label] for i, label in human_labels(project).items() if i in set(shared)}
+    shared = [i for i in shared if i in truth]
+    if len(shared) >= MIN_COMPARED:
+        theirs = dict(Prediction.objects.filter(run=current, item_id__in=shared).values_list("item_id", "label_id"))
+        mine = sum(oof[i] == truth[i] for i in shared)
+        other = sum(positions.get(theirs.get(i)) == truth[i] for i in shared)
+        verdict = mine >= other
+        return verdict, (
+            f"{'promoted' if verdict else 'kept, not promoted'}: {mine} of {len(shared)} right against the active "
+            f"model's {other}, on labels neither trained on"
+        )
+    other_estimate = (current.metrics or {}).get("estimate") or {}
+    verdict = estimate["accuracy"] >= (other_estimate.get("accuracy") or 0.0)
+    return verdict, (
+        f"{'promoted' if verdict else 'kept, not promoted'}: estimated {_pct(estimate['accuracy'])} against the "
+        f"active model's {_pct(other_estimate.get('accuracy'))} (too few shared unseen labels to compare directly)"
+    )
+
+
+def dataset_frozen_ids(run):
+    """Item ids of the human labels ``run`` learned from (empty for an unknown run)."""
+    name = f"runs/{run.pk}/dataset.json"
+    if not default_storage.exists(name):
+        return []
+    with default_storage.open(name, "rb") as handle:
+        return [int(k) for k in json.loads(handle.read())["human"]]
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.1f} %"
