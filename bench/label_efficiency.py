@@ -175,9 +175,18 @@ def checkpoint_row(project, ledger):
     accepted = list(PseudoLabel.objects.filter(item__project=project, accepted=True).values_list("item_id", "label_id"))
     latest = TrainingRun.objects.filter(project=project, status="succeeded").order_by("-finished_at").first()
     active = project.active_run
+    from django.db.models import Count
+
+    stored = Answer.objects.filter(item__project=project)
+    breakdown = {
+        f"{source}/{'control' if control else {None: 'label', True: 'yes', False: 'no'}[verdict]}": n
+        for source, control, verdict, n in stored.values_list("source", "is_control", "verdict")
+        .annotate(n=Count("id")).order_by()
+    }
     return {
         "spent": ledger.spent,
-        "stored": Answer.objects.filter(item__project=project).count(),
+        "stored": stored.count(),
+        "breakdown": breakdown,
         "consensus": labels["consensus"],
         "consensus_accuracy": labels["consensus_accuracy"],
         "per_label": ledger.spent / labels["consensus"] if labels["consensus"] else None,
@@ -226,10 +235,11 @@ def crowd_config(snapshot, slug, spammers, budgets, seed):
             print(f"  {spammers:.0%} spammers, {ledger.spent} answers: {rows[-1]}", flush=True)
         return bool(pending)
 
-    crowd_run(
+    ledger = crowd_run(
         spec, slug=project.slug, site=site, connect=client_connector(), clock=VirtualClock(), workers=workers,
         password=password, beat=Beat(settings.CELERY_BEAT_SCHEDULE), on_step=on_step,
     )
+    print(f"  crowd: {ledger.summary()}", flush=True)
     return rows, time.perf_counter() - started
 
 

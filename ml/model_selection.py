@@ -106,6 +106,26 @@ def _full_proba(proba, classes, n_classes):
 
 
 INDUCTIVE = {"knn": _knn_proba, "logreg": _logreg_proba}
+MIN_CALIBRATION = 10
+
+
+def _normalised(F):
+    F = np.maximum(F, 0)
+    total = F.sum(axis=1, keepdims=True)
+    return np.divide(F, total, out=np.full_like(F, 1.0 / F.shape[1]), where=total > 0)
+
+
+def calibrated_confidence(held_proba, held_y, top, fallback):
+    """Probability of being right for top probabilities ``top``, learned from held-out
+    items (class probabilities ``held_proba``, true classes ``held_y``) by isotonic
+    regression; ``fallback`` everywhere when fewer than ``MIN_CALIBRATION`` are held out."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(held_y) < MIN_CALIBRATION:
+        return np.full(len(top), float(fallback))
+    right = (held_proba.argmax(axis=1) == held_y).astype(float)
+    curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(held_proba.max(axis=1), right)
+    return np.clip(curve.predict(top), 0.0, 1.0)
 
 
 class CandidateSelector(BaseEstimator):
@@ -134,6 +154,11 @@ class CandidateSelector(BaseEstimator):
     oof_ : ndarray of shape (n_items,)
         The best candidate's out-of-fold prediction of each held-out labeled item,
         ``-1`` for items never held out.
+    confidence_ : ndarray of shape (n_items,)
+        Calibrated probability that ``predict()`` is right: the best candidate's top
+        probability mapped through an isotonic fit of out-of-fold top probability
+        against being right (with fewer than ``MIN_CALIBRATION`` held-out items, its
+        out-of-fold accuracy for every item). 1 for labeled items.
     """
 
     def __init__(self, candidates=CANDIDATES, n_folds=5, n_neighbors=10, alpha=0.9, random_state=None):
@@ -169,16 +194,22 @@ class CandidateSelector(BaseEstimator):
             oof[name] = self._out_of_fold(name, X, y, folds, n_folds, W)
         held = folds >= 0
         self.scores_ = {
-            name: Score(name, int((pred[held] == y[held]).sum()), int(held.sum())) for name, pred in oof.items()
+            name: Score(name, int((top[held].argmax(axis=1) == y[held]).sum()), int(held.sum()))
+            for name, top in oof.items()
         }
         self.best_ = max(self.candidates, key=lambda name: (self.scores_[name].correct, -self.candidates.index(name)))
-        self.oof_ = np.where(held, oof[self.best_], UNLABELED)
+        self.oof_ = np.where(held, oof[self.best_].argmax(axis=1), UNLABELED)
         self.proba_ = self._fit_all(self.best_, X, y, W)
+        self.confidence_ = calibrated_confidence(
+            oof[self.best_][held], y[held], self.proba_.max(axis=1), self.scores_[self.best_].accuracy
+        )
+        self.confidence_[labeled] = 1.0
         logger.info("candidates: %s; best %s", {k: round(s.accuracy, 3) for k, s in self.scores_.items()}, self.best_)
         return self
 
     def _out_of_fold(self, name, X, y, folds, n_folds, W):
-        pred = np.full(len(y), UNLABELED, dtype=np.int64)
+        """Out-of-fold class probabilities of every held-out item (zeros elsewhere)."""
+        pred = np.zeros((len(y), self.n_classes_))
         if name == "spreading":
             seeds = np.zeros((len(y), self.n_classes_ * n_folds))
             for f in range(n_folds):
@@ -187,13 +218,12 @@ class CandidateSelector(BaseEstimator):
             F, _ = spread_labels(W, seeds, alpha=self.alpha)
             for f in range(n_folds):
                 rows = np.flatnonzero(folds == f)
-                pred[rows] = F[rows, f * self.n_classes_ : (f + 1) * self.n_classes_].argmax(axis=1)
+                pred[rows] = _normalised(F[rows, f * self.n_classes_ : (f + 1) * self.n_classes_])
             return pred
         for f in range(n_folds):
             train, test = np.flatnonzero((y >= 0) & (folds != f)), np.flatnonzero(folds == f)
             if len(test) and len(train):
-                proba = INDUCTIVE[name](X[train], y[train], X[test], self.n_classes_, min(5, self.n_neighbors))
-                pred[test] = proba.argmax(axis=1)
+                pred[test] = INDUCTIVE[name](X[train], y[train], X[test], self.n_classes_, min(5, self.n_neighbors))
         return pred
 
     def _fit_all(self, name, X, y, W):
@@ -202,9 +232,7 @@ class CandidateSelector(BaseEstimator):
             seeds = np.zeros((len(y), self.n_classes_))
             seeds[labeled, y[labeled]] = 1.0
             F, _ = spread_labels(W, seeds, alpha=self.alpha)
-            F = np.maximum(F, 0)
-            total = F.sum(axis=1, keepdims=True)
-            proba = np.divide(F, total, out=np.full_like(F, 1.0 / self.n_classes_), where=total > 0)
+            proba = _normalised(F)
             proba[labeled] = seeds[labeled]
             return proba
         return INDUCTIVE[name](X[labeled], y[labeled], X, self.n_classes_, min(5, self.n_neighbors))

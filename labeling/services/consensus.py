@@ -15,6 +15,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from labeling import bridge
@@ -26,6 +27,7 @@ from labeling.models import (
     KnownLabel,
     KnownLabelSource,
     PipelineKind,
+    Prediction,
     Project,
     PseudoLabel,
     Worker,
@@ -103,6 +105,7 @@ def items_consensus_update(item_ids, method="incremental", class_priors=None):
     """Recompute the consensus of ``item_ids`` from their answers (the cheap path), with
     the class priors of the last full run unless ``class_priors`` are given."""
     beliefs = _item_beliefs(set(item_ids))
+    beliefs.update(_model_beliefs(set(item_ids)))
     items = list(Item.objects.filter(pk__in=set(item_ids)).select_related("project"))
     by_project = {}
     for item in items:
@@ -139,6 +142,17 @@ def _item_beliefs(item_ids):
         PseudoLabel.objects.filter(item_id__in=demoted).update(accepted=False)
         Item.objects.filter(pk__in=demoted, status=ItemStatus.PSEUDO_LABELED).update(status=ItemStatus.UNLABELED)
     return {item_id: (label_id, float(confidence)) for item_id, label_id, confidence, _ in rows}
+
+
+def _model_beliefs(item_ids):
+    """``{item_id: (label_id, confidence)}`` from each project's active model: its
+    calibrated probability of being right, learned on labels it did not train on."""
+    return {
+        item_id: (label_id, float(confidence))
+        for item_id, label_id, confidence in Prediction.objects.filter(
+            item_id__in=item_ids, run_id=F("item__project__active_run_id")
+        ).values_list("item_id", "label_id", "confidence")
+    }
 
 
 FINISH_PRIORITY = 2.0

@@ -54,11 +54,12 @@ def dataset_frozen(run, project, label_ids):
 
 
 def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None):
-    """Fit the run's model. Returns ``(items, proba, metrics, cnn)``: every item of the
-    project, the chosen model's class probabilities for each, the metrics to record, and
-    the CNN's fit result when the CNN won (else ``None``)."""
+    """Fit the run's model. Returns ``(items, proba, confidence, metrics, cnn)``: every
+    item of the project, the chosen model's class probabilities for each, the calibrated
+    probability that its top class is right (learned out of sample), the metrics to
+    record, and the CNN's fit result when the CNN won (else ``None``)."""
     from labeling.services.semisupervised import representation
-    from ml.model_selection import CANDIDATES, CandidateSelector, wilson_interval
+    from ml.model_selection import CANDIDATES, CandidateSelector, calibrated_confidence, wilson_interval
 
     progress = progress or (lambda message: None)
     items = list(Item.objects.filter(project=project).only("id", "image", "text", "split").order_by("id"))
@@ -86,7 +87,7 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
         "human_labels": int(counts.sum()),
         "oof": {str(items[i].pk): int(selector.oof_[i]) for i in np.flatnonzero(selector.oof_ >= 0)},
     }
-    proba, cnn = selector.proba_, None
+    proba, confidence, cnn = selector.proba_, selector.confidence_, None
     if pinned == "cnn" or (pinned == "auto" and _cnn_due(project, counts)):
         progress("training a CNN against the best candidate")
         outcome = _cnn_compete(run, project, app, config, items, X, y, selector.best_, on_epoch)
@@ -96,11 +97,13 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
                               "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
             if cnn_hits >= teacher_hits or pinned == "cnn":
                 proba, cnn = cnn_proba, cnn_result
+                confidence = calibrated_confidence(cnn_proba[val], y[val], cnn_proba.max(axis=1), cnn_hits / len(val))
+                confidence[y >= 0] = 1.0
                 metrics["kind"] = "cnn"
                 metrics["estimate"] = _estimate(cnn_hits, len(val), "validation", wilson_interval)
                 metrics["oof"] = {str(items[i].pk): int(cnn_proba[i].argmax()) for i in val}
     metrics.update(_holdout_accuracy(project, items, proba, label_ids))
-    return items, proba, metrics, cnn
+    return items, proba, confidence, metrics, cnn
 
 
 def _estimate(correct, n, method, wilson_interval):
@@ -193,9 +196,10 @@ def _holdout_accuracy(project, items, proba, label_ids):
     return {"eval_accuracy": float(np.mean(hits)), "eval_n": len(hits)}
 
 
-def predictions_rows(run, items, proba, label_ids):
-    """Prediction rows of every item from ``proba``."""
-    predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
+def predictions_rows(run, items, proba, confidence, label_ids):
+    """Prediction rows of every item: the top class of ``proba`` with its calibrated
+    ``confidence``."""
+    predicted = proba.argmax(axis=1)
     return [
         Prediction(item=item, run=run, label_id=label_ids[int(p)], confidence=float(min(max(c, 0.0), 1.0)))
         for item, p, c in zip(items, predicted, confidence, strict=True)

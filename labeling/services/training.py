@@ -145,7 +145,7 @@ def _execute(run):
         TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=_now())
         logger.info("training run %s: %s", run.pk, message)
 
-    items, proba, metrics, cnn = modeling.model_fit(run, project, app, config, label_ids, on_epoch, progress)
+    items, proba, confidence, metrics, cnn = modeling.model_fit(run, project, app, config, label_ids, on_epoch, progress)
     metrics["human_answers"] = human_answers
     artifact = None
     if cnn is not None:
@@ -155,7 +155,7 @@ def _execute(run):
 
     with transaction.atomic():
         Prediction.objects.filter(run=run).delete()
-        Prediction.objects.bulk_create(modeling.predictions_rows(run, items, proba, label_ids), batch_size=2000)
+        Prediction.objects.bulk_create(modeling.predictions_rows(run, items, proba, confidence, label_ids), batch_size=2000)
         run.refresh_from_db()
         if artifact is not None:
             run.artifact.save(f"{run.pk}/model.zip", ContentFile(artifact), save=False)
