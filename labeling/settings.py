@@ -245,7 +245,9 @@ CROWDLOOP_RATE_LIMITS.update(
 
 # --- API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # The token class first: an unauthenticated API request is answered 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "labeling.authentication.OwnerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
