@@ -23,12 +23,19 @@ from labeling.models import (
     Project,
     QualityRules,
     Site,
-    SiteMode,
     Split,
 )
 from labeling.services.imports import ImportEntry, LabelRole, items_import
 from labeling.services.projects import project_create, project_stats_refresh
-from labeling.services.sites import secret_hash, site_create
+from labeling.services.sites import (
+    FAIL_TEST_SECRET,
+    FAIL_TEST_SITEKEY,
+    HCAPTCHA_TEST_SECRET,
+    HCAPTCHA_TEST_SITEKEY,
+    secret_hash,
+    site_create,
+    widget_test_keys_ensure,
+)
 from labeling.services.workers import worker_for_user, worker_sign_up
 
 DEMO_SLUG = "digits"
@@ -101,10 +108,10 @@ def _gold_choose(project, per_class, seed):
 # --- The widget: a demo site and the public test keys -------------------------------------------
 
 DEMO_SITEKEY = "00000000-demo-4000-8000-000000000000"
-TEST_PASS_SITEKEY = "10000000-ffff-ffff-ffff-000000000001"
-TEST_PASS_SECRET = "0x0000000000000000000000000000000000000001"
-TEST_FAIL_SITEKEY = "20000000-ffff-ffff-ffff-000000000002"
-TEST_FAIL_SECRET = "0x0000000000000000000000000000000000000002"
+TEST_PASS_SITEKEY = HCAPTCHA_TEST_SITEKEY
+TEST_PASS_SECRET = HCAPTCHA_TEST_SECRET
+TEST_FAIL_SITEKEY = FAIL_TEST_SITEKEY
+TEST_FAIL_SECRET = FAIL_TEST_SECRET
 
 
 def demo_site_secret():
@@ -132,18 +139,9 @@ def demo_site_create(project, *, hostnames=None, **difficulty):
 
 
 def widget_test_keys_create():
-    """The public test keys: one pair that always passes, one that always fails. They
-    have no project, so they never produce labels."""
-    sites = []
-    for name, mode, sitekey, secret in (
-        ("Test key: always passes", SiteMode.TEST_PASS, TEST_PASS_SITEKEY, TEST_PASS_SECRET),
-        ("Test key: always fails", SiteMode.TEST_FAIL, TEST_FAIL_SITEKEY, TEST_FAIL_SECRET),
-    ):
-        site = Site.objects.filter(sitekey=sitekey).first()
-        if site is None:
-            site, _ = site_create(name=name, mode=mode, sitekey=sitekey, secret=secret)
-        sites.append(site)
-    return sites
+    """The published test keys (hCaptcha's and reCAPTCHA's test pairs pass, one pair
+    fails); see :func:`labeling.services.sites.widget_test_keys_ensure`."""
+    return widget_test_keys_ensure()
 
 
 # --- Crowd workers: the project open to all, and a demo worker account ------------------------
