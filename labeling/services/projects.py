@@ -12,12 +12,11 @@ MAX_LABEL_CHARS = LabelClass._meta.get_field("name").max_length
 def project_create(*, name, labels, data_kind="image", slug=None, owner=None, **options):
     """Create a project with its label classes in the given order.
 
-    ``slug`` defaults to the slugified name. Raises :class:`ValidationError` (with
+    ``slug`` defaults to the slugified name; with no labels, an import of class folders
+    brings them. Raises :class:`ValidationError` (with
     field names) for empty or repeated labels, a taken slug or bad options.
     """
     labels = [str(label).strip() for label in labels]
-    if not labels:
-        raise ValidationError({"labels": "a project needs at least one label"})
     if any(not label for label in labels):
         raise ValidationError({"labels": "label names must not be empty"})
     if any(len(label) > MAX_LABEL_CHARS for label in labels):
