@@ -15,7 +15,7 @@ from labeling.models import DataKind, Project
 from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
 from labeling.services.projects import MAX_LABEL_CHARS, project_create
-from labeling.services.training import TrainingRefused, model_predict, training_run_create
+from labeling.services.training import TrainingRefused, training_run_create
 
 
 class PayloadTooLarge(APIException):
@@ -253,25 +253,3 @@ class ModelDownloadApi(APIView):
             raise Http404("this project has no trained model yet")
         return FileResponse(run.artifact.open("rb"), as_attachment=True, filename=f"{project.slug}-model.zip")
 
-
-class PredictApi(APIView):
-    """``POST`` an image as multipart ``file``: the active model's label and probabilities."""
-
-    parser_classes = [MultiPartParser]
-
-    def post(self, request, slug):
-        project = selectors.project_get_managed(request.user, slug)
-        upload = uploaded_file(request, settings.CROWDLOOP_MAX_PREDICT_BYTES, "attach the image as 'file'")
-        from labeling.services.media import ImageRejected, image_normalise
-
-        data = upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1)
-        try:
-            image_normalise(
-                data, max_side=settings.CROWDLOOP_MAX_IMAGE_SIDE, thumbnail_side=16,
-                max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS,
-            )
-            return Response(model_predict(project, data))
-        except ImageRejected as exc:
-            raise ValidationError({"file": str(exc)}) from exc
-        except TrainingRefused as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
