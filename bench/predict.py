@@ -16,7 +16,11 @@ client (the whole WSGI stack, no socket), authenticated by an owner token:
   counts the whole call, the client building the request included;
 - single: ``POST /api/v1/projects/digits/predict`` with one PNG, the model cached;
 - per-call loading: the same single request with the process's cache emptied before
-  each call, so every call loads the model from storage as before.
+  each call, so every call loads the model from storage; once on one CPU thread per call
+  (``CROWDLOOP_PREDICT_THREADS=1``, isolating the cache), once on torch's default threads
+  (as ``model_predict`` was before this change, which also normalised each upload twice);
+- the floor: ``GET /api/v1/projects/digits/`` with the same token (authentication, one
+  project query, JSON), what any owner request costs before it predicts anything.
 """
 import argparse
 import datetime
@@ -42,6 +46,7 @@ import django
 
 django.setup()
 
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
@@ -134,11 +139,14 @@ def measure(project, token, ids, pngs, args):
     for i in range(20):
         timed(lambda i=i: single_call(i))
     times["single"] = [timed(lambda i=i: single_call(i))[1] for i in range(args.singles)]
-    uncached = []
-    for i in range(args.uncached):
-        predictions_cache_clear()
-        uncached.append(timed(lambda i=i: single_call(i))[1])
-    times["uncached"] = uncached
+    for key, threads in (("uncached", 1), ("before", None)):
+        settings.CROWDLOOP_PREDICT_THREADS = threads
+        times[key] = []
+        for i in range(args.uncached):
+            predictions_cache_clear()
+            times[key].append(timed(lambda i=i: single_call(i))[1])
+    settings.CROWDLOOP_PREDICT_THREADS = 1
+    times["floor"] = [timed(lambda: client.get(f"/api/v1/projects/{project.slug}/"))[1] for _ in range(args.singles)]
     return times
 
 
@@ -173,29 +181,39 @@ def report(times, args, prepared, seconds):
         "## Predictions (owners' API)",
         "",
         f"- Date: {now}",
-        (f"- Machine: {MACHINE} (Python {platform.python_version()}, torch {torch.__version__} CPU, "
-         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} at the end: the cores are shared)"),
+        (f"- Machine: {MACHINE} (Python {platform.python_version()}, torch {torch.__version__}, "
+         f"{torch.get_num_threads()} threads by default; load average {os.getloadavg()[0]:.1f} at the end: the cores "
+         "are shared)"),
         (f"- Command: `python bench/predict.py --batch {args.batch} --repeats {args.repeats} --singles {args.singles} "
          f"--uncached {args.uncached}` ({seconds:.0f} s in all, {prepared:.0f} s of it preparing the project and "
          "training its model)"),
         ("- Sequential requests through Django's test client (WSGI stack, token authentication, no socket), "
          "`DEBUG=0`; the digits (32x32 PNGs, ~0.3 kB) through the default CNN; times include building the request."),
         "",
-        "| request | images per call | p50 ms | images/s (p50) | vs loading per call |",
-        "|---|---:|---:|---:|---:|",
+        "| request | images per call | p50 ms | images/s (p50) | vs loading per call | vs before |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     per_call_rate = 1 / uncached_p50
+    before_p50 = percentile(times["before"], 50)
     for key, name in (
         ("files", "batch: multipart `files`"), ("zip", "batch: one `zip`"), ("items", "batch: stored `items` ids"),
     ):
         p50 = statistics.median(times[key])
         rate = args.batch / p50
-        lines.append(f"| {name} | {args.batch} | {1000 * p50:.0f} | {rate:,.0f} | {rate / per_call_rate:.0f}x |")
-    lines.append(
-        f"| single, model cached (p95 {1000 * percentile(times['single'], 95):.1f} ms) | 1 | {1000 * single_p50:.1f} | "
-        f"{1 / single_p50:,.0f} | {uncached_p50 / single_p50:.0f}x |"
-    )
-    lines.append(f"| single, model loaded per call (before) | 1 | {1000 * uncached_p50:.0f} | {per_call_rate:,.1f} | 1x |")
+        lines.append(
+            f"| {name} | {args.batch} | {1000 * p50:.0f} | {rate:,.0f} | {rate / per_call_rate:.0f}x "
+            f"| {rate * before_p50:.0f}x |"
+        )
+    lines += [
+        (f"| single, model cached (p95 {1000 * percentile(times['single'], 95):.1f} ms) | 1 | {1000 * single_p50:.1f} "
+         f"| {1 / single_p50:,.0f} | {uncached_p50 / single_p50:.1f}x | {before_p50 / single_p50:.1f}x |"),
+        (f"| single, model loaded per call, 1 thread | 1 | {1000 * uncached_p50:.0f} | {per_call_rate:,.1f} | 1x "
+         f"| {before_p50 / uncached_p50:.1f}x |"),
+        (f"| single, model loaded per call, torch's default threads (before) | 1 | {1000 * before_p50:.0f} "
+         f"| {1 / before_p50:,.1f} | {uncached_p50 / before_p50:.2f}x | 1x |"),
+        (f"| floor: `GET` the project, same token (no prediction) | - | {1000 * percentile(times['floor'], 50):.1f} "
+         "| - | - | - |"),
+    ]
     best = max(args.batch / statistics.median(times[key]) for key in ("files", "zip", "items"))
     worst = min(args.batch / statistics.median(times[key]) for key in ("files", "zip", "items"))
     lines += [
