@@ -256,3 +256,15 @@ def test_the_token_page_cannot_scope_to_or_revoke_what_is_not_yours(client, owne
 def test_the_token_page_needs_a_login(client):
     response = client.get("/accounts/tokens/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_staff_revoke_tokens_in_the_admin_and_never_see_their_hash(client, owner):
+    staff = get_user_model().objects.create_superuser("staff", "staff@example.com", None)
+    token, raw = owner_token_create(user=owner, name="ci")
+    client.force_login(staff)
+    page = client.get(f"/admin/labeling/ownertoken/{token.pk}/change/")
+    assert page.status_code == 200 and token.key_hash.encode() not in page.content
+    client.post(
+        "/admin/labeling/ownertoken/", {"action": "tokens_revoke", "_selected_action": [token.pk]}
+    )
+    assert owner_token_authenticate(raw) is None
