@@ -4,7 +4,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from labeling import models
-from labeling.services import sites, workers
+from labeling.services import owner_tokens, sites, workers
 
 
 class LabelClassInline(admin.TabularInline):
@@ -293,3 +293,28 @@ class QualityRulesAdmin(admin.ModelAdmin):
         "project", "control_window", "min_control_answers", "min_control_accuracy", "min_answer_ms", "max_fast_share",
         "max_skips_in_row", "action",
     ]
+
+
+# --- Owners' API tokens: listed and revoked here, made by their owners -------------------------
+
+
+@admin.register(models.OwnerToken)
+class OwnerTokenAdmin(admin.ModelAdmin):
+    """Tokens are made on the owner's token page or with ``token_create`` (the only
+    moment the token is shown); here staff see and revoke them."""
+
+    list_display = ["id", "user", "name", "prefix", "scoped", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["scoped", "revoked_at"]
+    search_fields = ["user__username", "name", "prefix"]
+    list_select_related = ["user"]
+    readonly_fields = ["user", "name", "prefix", "scoped", "projects", "created_at", "last_used_at", "revoked_at"]
+    exclude = ["key_hash"]
+    actions = ["tokens_revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens (they stop working at once)")
+    def tokens_revoke(self, request, queryset):
+        revoked = sum(owner_tokens.owner_token_revoke(token) for token in queryset)
+        self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)

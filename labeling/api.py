@@ -1,17 +1,21 @@
 """HTTP API (``/api/v1/``): validates input, calls one service, renders JSON."""
 from django.conf import settings
+from django.core.exceptions import ValidationError as ModelValidationError
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.urls import reverse
+from django.utils.text import slugify
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors
+from labeling.models import DataKind, Project
 from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
-from labeling.services.training import TrainingRefused, model_predict, training_run_create
+from labeling.services.projects import MAX_LABEL_CHARS, project_create
+from labeling.services.training import TrainingRefused, training_run_create
 
 
 class PayloadTooLarge(APIException):
@@ -74,10 +78,67 @@ def import_job_payload(job):
     }
 
 
+class ProjectCreateSerializer(serializers.Serializer):
+    """What a new project needs; the rest of its settings keep their defaults."""
+
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100, required=False, help_text="default: the slugified name")
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_LABEL_CHARS), min_length=2, max_length=1000,
+        help_text="label names, in order",
+    )
+    kind = serializers.ChoiceField(choices=DataKind.values, default=DataKind.IMAGE)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    open_to_all_workers = serializers.BooleanField(default=False)
+    answers_per_item = serializers.IntegerField(required=False, min_value=1, max_value=50)
+    max_answers_per_item = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    gold_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    consensus_threshold = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
+    image_size = serializers.IntegerField(required=False, min_value=4, max_value=512)
+
+    def validate_labels(self, labels):
+        if len(set(labels)) != len(labels):
+            raise ValidationError("label names must be unique")
+        return labels
+
+    def validate(self, data):
+        slug = data.get("slug") or slugify(data["name"])
+        if not slug:
+            raise ValidationError({"slug": "the name gives no slug; give one (letters, digits, - and _)"})
+        if Project.objects.filter(slug=slug).exists():
+            raise ValidationError({"slug": f"a project with slug {slug!r} already exists"})
+        field = Project._meta.get_field
+        wanted = data.get("answers_per_item", field("answers_per_item").default)
+        if data.get("max_answers_per_item", field("max_answers_per_item").default) < wanted:
+            raise ValidationError({"max_answers_per_item": f"must be at least answers_per_item ({wanted})"})
+        return {**data, "slug": slug}
+
+    def create(self, validated_data):
+        fields = dict(validated_data)
+        try:
+            return project_create(data_kind=fields.pop("kind"), **fields)
+        except ModelValidationError as exc:
+            raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from exc
+
+
 class ProjectListApi(APIView):
+    """``GET`` the projects you manage; ``POST`` creates one you own (201)."""
+
     def get(self, request):
         projects = selectors.projects_managed_by(request.user).select_related("stats").prefetch_related("label_classes")
         return Response(ProjectSerializer(projects, many=True).data)
+
+    def post(self, request):
+        if not selectors.user_may_create_projects(request.user):
+            raise PermissionDenied(
+                "you may not create projects (a token scoped to projects never may; ask staff for the permission)"
+            )
+        serializer = ProjectCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = serializer.save(owner=request.user)
+        response = Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+        response["Location"] = reverse("api-project-detail", args=[project.slug])
+        return response
 
 
 class ProjectDetailApi(APIView):
@@ -198,25 +259,3 @@ class ModelDownloadApi(APIView):
             raise Http404("this project has no trained model yet")
         return FileResponse(run.artifact.open("rb"), as_attachment=True, filename=f"{project.slug}-model.zip")
 
-
-class PredictApi(APIView):
-    """``POST`` an image as multipart ``file``: the active model's label and probabilities."""
-
-    parser_classes = [MultiPartParser]
-
-    def post(self, request, slug):
-        project = selectors.project_get_managed(request.user, slug)
-        upload = uploaded_file(request, settings.CROWDLOOP_MAX_PREDICT_BYTES, "attach the image as 'file'")
-        from labeling.services.media import ImageRejected, image_normalise
-
-        data = upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1)
-        try:
-            image_normalise(
-                data, max_side=settings.CROWDLOOP_MAX_IMAGE_SIDE, thumbnail_side=16,
-                max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS,
-            )
-            return Response(model_predict(project, data))
-        except ImageRejected as exc:
-            raise ValidationError({"file": str(exc)}) from exc
-        except TrainingRefused as exc:
-            raise ValidationError({"detail": str(exc)}) from exc

@@ -7,6 +7,7 @@ from labeling.models import (
     ImportJob,
     ItemStatus,
     KnownLabel,
+    OwnerToken,
     Project,
     Split,
     TrainingRun,
@@ -14,12 +15,35 @@ from labeling.models import (
 
 
 def projects_managed_by(user):
-    """Projects ``user`` may manage: their own, or all for staff."""
+    """Projects ``user`` may manage: their own, or all for staff.
+
+    A user authenticated by a scoped owner token carries it as ``user.api_token``
+    (:class:`labeling.authentication.OwnerTokenAuthentication`); then only the token's
+    projects among those are managed.
+    """
     if not user.is_authenticated:
         return Project.objects.none()
-    if user.is_staff:
-        return Project.objects.all()
-    return Project.objects.filter(Q(owner=user))
+    projects = Project.objects.all() if user.is_staff else Project.objects.filter(Q(owner=user))
+    token = getattr(user, "api_token", None)
+    if token is not None and token.scoped:
+        projects = projects.filter(pk__in=token.projects.values("pk"))
+    return projects
+
+
+def user_may_create_projects(user):
+    """Staff, holders of the ``labeling.add_project`` permission and owners of a project
+    may create projects; a token scoped to projects may not."""
+    if not user.is_authenticated:
+        return False
+    token = getattr(user, "api_token", None)
+    if token is not None and token.scoped:
+        return False
+    return user.is_staff or user.has_perm("labeling.add_project") or Project.objects.filter(owner=user).exists()
+
+
+def owner_tokens_of(user):
+    """``user``'s API tokens, newest first, with their projects."""
+    return OwnerToken.objects.filter(user=user).prefetch_related("projects")
 
 
 def project_get_managed(user, slug):

@@ -147,10 +147,18 @@ CROWDLOOP_MAX_IMAGE_PIXELS = int(os.environ.get("CROWDLOOP_MAX_IMAGE_PIXELS", 40
 CROWDLOOP_MAX_IMAGE_SIDE = int(os.environ.get("CROWDLOOP_MAX_IMAGE_SIDE", 512))
 CROWDLOOP_THUMBNAIL_SIDE = int(os.environ.get("CROWDLOOP_THUMBNAIL_SIDE", 128))
 CROWDLOOP_MAX_PREDICT_BYTES = int(os.environ.get("CROWDLOOP_MAX_PREDICT_BYTES", 10 * 1024 * 1024))
+# Batch predictions: images per request, bytes per request (files or a zip, unpacked).
+CROWDLOOP_PREDICT_MAX_BATCH = int(os.environ.get("CROWDLOOP_PREDICT_MAX_BATCH", 1000))
+CROWDLOOP_MAX_PREDICT_BATCH_BYTES = int(os.environ.get("CROWDLOOP_MAX_PREDICT_BATCH_BYTES", 100 * 1024 * 1024))
+# Loaded models each web process keeps (an LRU keyed by training run).
+CROWDLOOP_PREDICT_CACHED_MODELS = int(os.environ.get("CROWDLOOP_PREDICT_CACHED_MODELS", 4))
+# CPU threads per prediction call in a web process (torch's intra-op threads).
+CROWDLOOP_PREDICT_THREADS = int(os.environ.get("CROWDLOOP_PREDICT_THREADS", 1))
 CROWDLOOP_MAX_TEXT_CHARS = int(os.environ.get("CROWDLOOP_MAX_TEXT_CHARS", 20_000))
 CROWDLOOP_IMPORT_BATCH_SIZE = int(os.environ.get("CROWDLOOP_IMPORT_BATCH_SIZE", 1000))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = CROWDLOOP_PREDICT_MAX_BATCH  # Django's default, 100, is below one batch
 
 # --- Redis, Celery, cache ---------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -253,7 +261,9 @@ CROWDLOOP_RATE_LIMITS.update(
 
 # --- API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # The token class first: an unauthenticated API request is answered 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "labeling.authentication.OwnerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, demo_site, views, widget_api, worker_api, worker_views
+from labeling import api, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("imports/<uuid:job_id>/", views.import_detail, name="import-detail"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/tokens/", token_views.owner_tokens, name="owner-tokens"),
+    path("accounts/tokens/<int:token_id>/revoke", token_views.owner_token_revoke_view, name="owner-token-revoke"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("labeling.dashboard.urls")),
     path("api/v1/projects/", api.ProjectListApi.as_view(), name="api-project-list"),
@@ -24,7 +26,8 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/runs", api.TrainingRunsApi.as_view(), name="api-runs"),
     path("api/v1/runs/<uuid:run_id>", api.TrainingRunDetailApi.as_view(), name="api-run-detail"),
     path("api/v1/projects/<slug:slug>/model", api.ModelDownloadApi.as_view(), name="api-model"),
-    path("api/v1/projects/<slug:slug>/predict", api.PredictApi.as_view(), name="api-predict"),
+    path("api/v1/projects/<slug:slug>/predict", predict_api.PredictApi.as_view(), name="api-predict"),
+    path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
 ]
 
 # The widget's front door (public, any origin) and the demo site that embeds it.

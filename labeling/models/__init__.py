@@ -2,7 +2,8 @@
 
 Split by sub-domain: :mod:`.core` (projects, items, known labels, imports), :mod:`.crowd`
 (workers, answers, consensus, sites, challenges, leases, quality rules) and
-:mod:`.learning` (pseudo-labels, training runs, predictions, pipeline runs).
+:mod:`.learning` (pseudo-labels, training runs, predictions, pipeline runs) and
+:mod:`.owners` (owners' API tokens).
 """
 from labeling.models.core import (
     DataKind,
@@ -49,6 +50,7 @@ from labeling.models.learning import (
     PseudoLabelSource,
     TrainingRun,
 )
+from labeling.models.owners import OwnerToken
 
 __all__ = [
     "Answer",
@@ -68,6 +70,7 @@ __all__ = [
     "KnownLabelSource",
     "LabelClass",
     "Lease",
+    "OwnerToken",
     "PipelineKind",
     "PipelineRun",
     "Prediction",

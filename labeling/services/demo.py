@@ -4,8 +4,12 @@ Rows 0-1399 of ``load_digits`` are the pool, rows 1400-1796 the held-out test se
 split published few-label baselines use). Every item's true label is stored as
 evaluation truth, apart from gold; a few pool items per class become gold.
 """
+import errno
 import io
+import json
+import os
 import secrets
+import socket
 
 import numpy as np
 from django.conf import settings
@@ -23,12 +27,19 @@ from labeling.models import (
     Project,
     QualityRules,
     Site,
-    SiteMode,
     Split,
 )
 from labeling.services.imports import ImportEntry, LabelRole, items_import
 from labeling.services.projects import project_create, project_stats_refresh
-from labeling.services.sites import secret_hash, site_create
+from labeling.services.sites import (
+    FAIL_TEST_SECRET,
+    FAIL_TEST_SITEKEY,
+    HCAPTCHA_TEST_SECRET,
+    HCAPTCHA_TEST_SITEKEY,
+    secret_hash,
+    site_create,
+    widget_test_keys_ensure,
+)
 from labeling.services.workers import worker_for_user, worker_sign_up
 
 DEMO_SLUG = "digits"
@@ -104,10 +115,10 @@ def _gold_choose(project, per_class, seed):
 # --- The widget: a demo site and the public test keys -------------------------------------------
 
 DEMO_SITEKEY = "00000000-demo-4000-8000-000000000000"
-TEST_PASS_SITEKEY = "10000000-ffff-ffff-ffff-000000000001"
-TEST_PASS_SECRET = "0x0000000000000000000000000000000000000001"
-TEST_FAIL_SITEKEY = "20000000-ffff-ffff-ffff-000000000002"
-TEST_FAIL_SECRET = "0x0000000000000000000000000000000000000002"
+TEST_PASS_SITEKEY = HCAPTCHA_TEST_SITEKEY
+TEST_PASS_SECRET = HCAPTCHA_TEST_SECRET
+TEST_FAIL_SITEKEY = FAIL_TEST_SITEKEY
+TEST_FAIL_SECRET = FAIL_TEST_SECRET
 
 
 def demo_site_secret():
@@ -135,18 +146,9 @@ def demo_site_create(project, *, hostnames=None, **difficulty):
 
 
 def widget_test_keys_create():
-    """The public test keys: one pair that always passes, one that always fails. They
-    have no project, so they never produce labels."""
-    sites = []
-    for name, mode, sitekey, secret in (
-        ("Test key: always passes", SiteMode.TEST_PASS, TEST_PASS_SITEKEY, TEST_PASS_SECRET),
-        ("Test key: always fails", SiteMode.TEST_FAIL, TEST_FAIL_SITEKEY, TEST_FAIL_SECRET),
-    ):
-        site = Site.objects.filter(sitekey=sitekey).first()
-        if site is None:
-            site, _ = site_create(name=name, mode=mode, sitekey=sitekey, secret=secret)
-        sites.append(site)
-    return sites
+    """The published test keys (hCaptcha's and reCAPTCHA's test pairs pass, one pair
+    fails); see :func:`labeling.services.sites.widget_test_keys_ensure`."""
+    return widget_test_keys_ensure()
 
 
 # --- Crowd workers: the project open to all, and a demo worker account ------------------------
@@ -169,4 +171,105 @@ def demo_worker_create():
         return None
     password = secrets.token_urlsafe(12)
     worker_sign_up(username=DEMO_WORKER, password=password)
+    _password_remember(DEMO_WORKER, password)
     return password
+
+
+# --- The demo accounts' passwords -------------------------------------------------------------
+
+DEMO_ADMIN = "admin"
+DEMO_ACCOUNTS = (DEMO_ADMIN, DEMO_WORKER)
+
+
+def demo_admin_create():
+    """Create the demo superuser; returns ``(user, new password)``, the password ``None``
+    if the account exists."""
+    User = get_user_model()
+    admin = User.objects.filter(username=DEMO_ADMIN).first()
+    if admin is not None:
+        return admin, None
+    password = secrets.token_urlsafe(12)
+    admin = User.objects.create_superuser(DEMO_ADMIN, "admin@localhost", password)
+    _password_remember(DEMO_ADMIN, password)
+    return admin, password
+
+
+def demo_passwords_path():
+    """Where the demo keeps the passwords it generated, readable by their owner only, so
+    that a newcomer who lost the first run's output can print them again. A demo on the
+    local machine only: the file holds nothing but the two demo accounts' passwords."""
+    return settings.DATA_DIR / "demo-passwords.json"
+
+
+def _passwords_read():
+    try:
+        data = json.loads(demo_passwords_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _password_remember(username, password):
+    data = {**_passwords_read(), username: password}
+    path = demo_passwords_path()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(data, handle)
+
+
+def demo_passwords():
+    """``{username: password}`` of the demo accounts that exist; the password is ``None``
+    when the remembered one is missing or no longer right (changed by hand)."""
+    remembered = _passwords_read()
+    users = get_user_model().objects.filter(username__in=DEMO_ACCOUNTS)
+    found = {user.username: user for user in users}
+    result = {}
+    for username in DEMO_ACCOUNTS:
+        user = found.get(username)
+        if user is None:
+            continue
+        password = remembered.get(username)
+        result[username] = password if isinstance(password, str) and user.check_password(password) else None
+    return result
+
+
+def demo_passwords_reset():
+    """Give each existing demo account a new random password; returns them by user name."""
+    result = {}
+    for user in get_user_model().objects.filter(username__in=DEMO_ACCOUNTS).order_by("username"):
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        _password_remember(user.username, password)
+        result[user.username] = password
+    return result
+
+
+# --- The web server's port --------------------------------------------------------------------
+
+
+class PortBusy(Exception):
+    """The demo's web server could not listen where it was asked to; the message says why."""
+
+
+def port_check(host, port):
+    """Raise :class:`PortBusy` unless a server could listen on ``host:port`` now, the
+    way Django's runserver binds (``SO_REUSEADDR``, so a port in ``TIME_WAIT`` is fine)."""
+    if not 0 < port < 65536:
+        raise PortBusy(f"port {port} is not a TCP port (1-65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise PortBusy(f"cannot listen on {host!r}: {exc.strerror}") from exc
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+            probe.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(
+                    f"port {port} on {host} is already in use (another demo or server?). Stop it, "
+                    f"or choose another port: ./crowdloop demo --port {port + 1 if port < 65535 else 8000}"
+                ) from exc
+            raise PortBusy(f"cannot listen on {host}:{port}: {exc.strerror}") from exc

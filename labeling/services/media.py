@@ -36,6 +36,23 @@ def _png(image):
 def image_normalise(data, *, max_side, thumbnail_side, max_pixels):
     """Decode ``data`` and return a normalised PNG (mode ``L`` or ``RGB``, longest side
     at most ``max_side``) and a thumbnail. Raises :class:`ImageRejected` with a reason."""
+    image, fmt, (width, height) = image_decode(data, max_pixels=max_pixels)
+    normalised = image.copy()
+    normalised.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    thumb = image.copy()
+    thumb.thumbnail((thumbnail_side, thumbnail_side), Image.Resampling.LANCZOS)
+    return NormalisedImage(
+        extension=ALLOWED_FORMATS[fmt],
+        image_png=_png(normalised),
+        thumbnail_png=_png(thumb),
+        width=width,
+        height=height,
+    )
+
+
+def image_decode(data, *, max_pixels):
+    """Decode ``data`` safely into an upright ``L`` or ``RGB`` image, as imports do;
+    returns ``(image, format, (width, height))``. Raises :class:`ImageRejected`."""
     if not data:
         raise ImageRejected("empty file")
     with warnings.catch_warnings():
@@ -63,17 +80,7 @@ def image_normalise(data, *, max_side, thumbnail_side, max_pixels):
             raise ImageRejected("not an image (unrecognised or corrupt data)") from exc
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageRejected(f"corrupt image: {exc}") from exc
-    normalised = image.copy()
-    normalised.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    thumb = image.copy()
-    thumb.thumbnail((thumbnail_side, thumbnail_side), Image.Resampling.LANCZOS)
-    return NormalisedImage(
-        extension=ALLOWED_FORMATS[fmt],
-        image_png=_png(normalised),
-        thumbnail_png=_png(thumb),
-        width=width,
-        height=height,
-    )
+    return image, fmt, (width, height)
 
 
 def _to_standard_mode(image):

@@ -1,18 +1,28 @@
 """Projects, their label classes and their precomputed counters."""
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils.text import slugify
 
 from labeling.models import Answer, Item, KnownLabel, LabelClass, Project, ProjectStats
 
+MAX_LABEL_CHARS = LabelClass._meta.get_field("name").max_length
+
 
 def project_create(*, name, labels, data_kind="image", slug=None, owner=None, **options):
-    """Create a project with its label classes in the given order."""
+    """Create a project with its label classes in the given order.
+
+    ``slug`` defaults to the slugified name; with no labels, an import of class folders
+    brings them. Raises :class:`ValidationError` (with
+    field names) for empty or repeated labels, a taken slug or bad options.
+    """
     labels = [str(label).strip() for label in labels]
     if any(not label for label in labels):
-        raise ValueError("label names must not be empty")
+        raise ValidationError({"labels": "label names must not be empty"})
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        raise ValidationError({"labels": f"label names have at most {MAX_LABEL_CHARS} characters"})
     if len(set(labels)) != len(labels):
-        raise ValueError("label names must be unique")
+        raise ValidationError({"labels": "label names must be unique"})
     with transaction.atomic():
         project = Project(name=name, slug=slug or slugify(name), data_kind=data_kind, owner=owner, **options)
         project.full_clean()

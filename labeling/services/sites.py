@@ -8,10 +8,11 @@ import ipaddress
 import re
 import secrets
 import uuid
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labeling.models import Site, SiteMode
@@ -147,10 +148,67 @@ def site_secret_rotate(site, *, now=None):
 def site_get_by_sitekey(sitekey):
     if not isinstance(sitekey, str) or not sitekey or len(sitekey) > MAX_KEY_CHARS:
         return None
-    return Site.objects.filter(sitekey=sitekey).first()
+    site = Site.objects.filter(sitekey=sitekey).first()
+    if site is None and sitekey in _TEST_SITEKEYS:
+        site = widget_test_keys_ensure()[_TEST_SITEKEYS[sitekey]]
+    return site
 
 
 def site_get_by_secret(secret):
     if not isinstance(secret, str) or not secret or len(secret) > MAX_KEY_CHARS:
         return None
-    return Site.objects.filter(secret_hash=secret_hash(secret)).first()
+    site = Site.objects.filter(secret_hash=secret_hash(secret)).first()
+    if site is None and secret in _TEST_SECRETS:
+        site = widget_test_keys_ensure()[_TEST_SECRETS[secret]]
+    return site
+
+
+# --- Published test keys ----------------------------------------------------------------------
+
+
+class PublishedKey(NamedTuple):
+    name: str
+    mode: str
+    sitekey: str
+    secret: str
+
+
+HCAPTCHA_TEST_SITEKEY = "10000000-ffff-ffff-ffff-000000000001"
+HCAPTCHA_TEST_SECRET = "0x" + "0" * 40
+RECAPTCHA_TEST_SITEKEY = "6LeIxAcTAAAAAJcZVRqyHh4UMeOx4S5-ooQzEZ6J"
+RECAPTCHA_TEST_SECRET = "6LeIxAcTAAAAAGG-vFI1TnRWxMZNFuojJ4WifJWe"
+FAIL_TEST_SITEKEY = "20000000-ffff-ffff-ffff-000000000002"
+FAIL_TEST_SECRET = "0x0000000000000000000000000000000000000002"
+
+TEST_KEYS = (
+    # hCaptcha's and reCAPTCHA v2's published test pairs, so that a form switched over
+    # from either keeps passing its tests: any response verifies.
+    PublishedKey("Test key: always passes (hCaptcha's test pair)", SiteMode.TEST_PASS, HCAPTCHA_TEST_SITEKEY,
+            HCAPTCHA_TEST_SECRET),
+    PublishedKey("Test key: always passes (reCAPTCHA v2's test pair)", SiteMode.TEST_PASS, RECAPTCHA_TEST_SITEKEY,
+            RECAPTCHA_TEST_SECRET),
+    PublishedKey("Test key: always fails", SiteMode.TEST_FAIL, FAIL_TEST_SITEKEY, FAIL_TEST_SECRET),
+)
+_TEST_SITEKEYS = {key.sitekey: i for i, key in enumerate(TEST_KEYS)}
+_TEST_SECRETS = {key.secret: i for i, key in enumerate(TEST_KEYS)}
+
+
+def widget_test_keys_ensure():
+    """The sites of the published test keys, created (or given back their published
+    secret and mode) as needed; in :data:`TEST_KEYS` order. Lookups by a test key call
+    this on a miss, so the keys work on every installation from the first request.
+    Test sites have no project: they never show an item and never produce labels."""
+    sites = []
+    for key in TEST_KEYS:
+        site = Site.objects.filter(sitekey=key.sitekey).first()
+        if site is None:
+            try:
+                with transaction.atomic():
+                    site, _ = site_create(name=key.name, mode=key.mode, sitekey=key.sitekey, secret=key.secret)
+            except IntegrityError:  # made by a concurrent request
+                site = Site.objects.get(sitekey=key.sitekey)
+        if site.secret_hash != secret_hash(key.secret) or site.mode != key.mode:
+            Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(key.secret), mode=key.mode)
+            site.refresh_from_db(fields=["secret_hash", "mode"])
+        sites.append(site)
+    return sites

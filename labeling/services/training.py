@@ -201,23 +201,3 @@ def training_maybe_start(project):
     except TrainingRefused:
         return None
 
-
-def model_predict(project, data):
-    """Label and class probabilities of one uploaded image under the active model."""
-    from ml.inference import load_model, predict
-
-    run = project.active_run
-    if run is None or not run.artifact:
-        raise TrainingRefused("this project has no trained model yet")
-    with run.artifact.open("rb") as handle:
-        loaded = load_model(handle.read())
-    channels = loaded.config.get("in_channels", 1)
-    size = loaded.config.get("image_size", project.image_size)
-    size = size[0] if isinstance(size, list) else size
-    X = bridge.image_bytes_array(data, size, channels)
-    labels, probabilities = predict(loaded.model, X)
-    return {
-        "label": loaded.classes[int(labels[0])],
-        "probabilities": {name: round(float(p), 6) for name, p in zip(loaded.classes, probabilities[0], strict=True)},
-        "run": str(run.pk),
-    }

@@ -247,3 +247,49 @@ def test_the_test_keys_pass_and_fail_as_documented_and_produce_nothing():
         "sitekey-secret-mismatch"
     ]
     assert not Answer.objects.exists() and not Challenge.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "sitekey,secret",
+    [
+        ("10000000-ffff-ffff-ffff-000000000001", "0x" + "0" * 40),  # hCaptcha's published test pair
+        ("6LeIxAcTAAAAAJcZVRqyHh4UMeOx4S5-ooQzEZ6J", "6LeIxAcTAAAAAGG-vFI1TnRWxMZNFuojJ4WifJWe"),  # reCAPTCHA v2's
+    ],
+)
+def test_hcaptcha_and_recaptcha_test_pairs_verify_any_response_on_a_fresh_installation(sitekey, secret):
+    assert not Site.objects.exists()
+    for response in ("10000000-aaaa-bbbb-cccc-000000000001", "anything", "x" * 150):
+        for fields in ({}, {"sitekey": sitekey}):
+            result = post({"secret": secret, "response": response, **fields})
+            assert (result["success"], result["error-codes"]) == (True, []), result
+    assert post({"secret": secret, "response": ""})["error-codes"] == ["missing-input-response"]
+    assert post({"secret": secret, "response": "x", "sitekey": TEST_FAIL_SITEKEY})["error-codes"] == [
+        "sitekey-secret-mismatch"
+    ]
+
+    browser = Client(HTTP_ORIGIN="http://localhost:3000", REMOTE_ADDR=VISITOR.ip)
+    challenge = browser.get("/api/v1/challenge", {"sitekey": sitekey}).json()
+    assert challenge["kind"] == "test" and challenge["items"] == []
+    token = browser.post(f"/api/v1/challenge/{challenge['id']}/answer", {}, content_type="application/json").json()
+    assert post({"secret": secret, "response": token["token"], "sitekey": sitekey})["success"] is True
+    assert not Answer.objects.exists() and not Challenge.objects.exists()
+    assert Site.objects.get(sitekey=sitekey).projects.count() == 0
+
+
+def test_a_test_key_site_whose_secret_was_changed_gets_the_published_one_back():
+    widget_test_keys_create()
+    Site.objects.filter(sitekey=TEST_PASS_SITEKEY).update(secret_hash="sha256$changed", mode="normal")
+    assert post({"secret": TEST_PASS_SECRET, "response": "anything"})["success"] is True
+    assert Site.objects.filter(sitekey=TEST_PASS_SITEKEY).count() == 1
+
+
+def test_the_readme_lists_the_drop_in_test_keys():
+    from django.conf import settings
+
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    widget_section = readme.split("## For site owners")[1].split("\n## ")[0]
+    for key in (
+        "10000000-ffff-ffff-ffff-000000000001", "0x" + "0" * 40,
+        "6LeIxAcTAAAAAJcZVRqyHh4UMeOx4S5-ooQzEZ6J", "6LeIxAcTAAAAAGG-vFI1TnRWxMZNFuojJ4WifJWe",
+    ):
+        assert f"`{key}`" in widget_section

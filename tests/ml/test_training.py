@@ -457,6 +457,14 @@ def test_predict_and_embed_take_flat_rows(digits):
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_predict_on_a_given_thread_count_gives_the_same_answer_and_restores_the_setting(digits):
+    model = build_model(tiny(in_channels=1, image_size=8))
+    before = torch.get_num_threads()
+    one = predict(model, digits["X_val"], "cpu", num_threads=1)[1]
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(one, predict(model, digits["X_val"], "cpu")[1], rtol=1e-5, atol=1e-6)
+
+
 def test_exported_model_loads_back_and_predicts_the_same(digits):
     result = fit(digits["X"], digits["y"], None, None, None, tiny(epochs=1), device="cpu")
     classes = [f"digit {i}" for i in range(10)]

@@ -1,0 +1,171 @@
+"""Predictions of a project's active model: one uploaded image, many, or stored items.
+
+Loading a model from storage costs about half a second; predicting one small image,
+about a millisecond. So each process keeps the models it used last, keyed by training
+run id. A succeeded run never changes, and a promotion changes the project's
+``active_run``, so the next request looks up a new key: no other invalidation is needed.
+Each call runs on ``CROWDLOOP_PREDICT_THREADS`` CPU threads (one by default): a web
+process serves requests side by side, and intra-op threads that wait on each other made
+one prediction a hundred times slower on a busy two-core machine.
+Uploads are decoded as imports decode them (:func:`labeling.services.media.image_decode`)
+and scaled as training scales stored items, so a model sees the same pixels either way.
+"""
+import logging
+import threading
+from collections import OrderedDict
+
+import numpy as np
+from django.conf import settings
+from PIL import Image
+
+from labeling import bridge
+from labeling.models import Item, TrainingRun
+from labeling.services.media import ImageRejected, image_decode
+
+logger = logging.getLogger(__name__)
+
+_models = OrderedDict()
+_models_lock = threading.Lock()
+
+
+class PredictionRefused(ValueError):
+    """The project cannot predict now (no trained model); the message says why."""
+
+
+def predictions_cache_clear():
+    """Forget every loaded model of this process (tests, benchmarks)."""
+    with _models_lock:
+        _models.clear()
+
+
+def _model_of(project):
+    """``(run id, LoadedModel)`` of the project's active run, loaded once per process."""
+    from ml.inference import load_model
+
+    run_id = project.active_run_id
+    if run_id is None:
+        raise PredictionRefused("this project has no trained model yet")
+    with _models_lock:
+        loaded = _models.get(run_id)
+        if loaded is not None:
+            _models.move_to_end(run_id)
+            return run_id, loaded
+    run = TrainingRun.objects.filter(pk=run_id).only("id", "artifact").first()
+    if run is None or not run.artifact:
+        raise PredictionRefused("this project has no trained model yet")
+    with run.artifact.open("rb") as handle:
+        loaded = load_model(handle.read())
+    logger.info("loaded the model of run %s for project %s", run_id, project.slug)
+    with _models_lock:
+        _models[run_id] = loaded
+        _models.move_to_end(run_id)
+        while len(_models) > settings.CROWDLOOP_PREDICT_CACHED_MODELS:
+            _models.popitem(last=False)
+    return run_id, loaded
+
+
+def _input_shape(project, loaded):
+    size = loaded.config.get("image_size", project.image_size)
+    size = size[0] if isinstance(size, list) else size
+    return int(size), int(loaded.config.get("in_channels", 1))
+
+
+def _pixels(image, size, channels):
+    """An upright decoded image as ``(C, size, size)`` float32 in [0, 1]: first bounded to
+    the stored copy's longest side, as an imported item is, then as training reads it."""
+    side = settings.CROWDLOOP_MAX_IMAGE_SIDE
+    if max(image.size) > side:
+        image = image.copy()
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BOX)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def _upload_pixels(data, size, channels):
+    if len(data) > settings.CROWDLOOP_MAX_PREDICT_BYTES:
+        raise ImageRejected(f"image of {len(data)} bytes, over the cap of {settings.CROWDLOOP_MAX_PREDICT_BYTES}")
+    image, _, _ = image_decode(data, max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS)
+    return _pixels(image, size, channels)
+
+
+def _rows(loaded, X):
+    """Label and probabilities per row of ``X``, as JSON-ready pairs."""
+    from ml.inference import predict
+
+    labels, probabilities = predict(loaded.model, X, num_threads=settings.CROWDLOOP_PREDICT_THREADS)
+    classes = loaded.classes
+    return [
+        (classes[int(label)], {name: round(float(p), 6) for name, p in zip(classes, row, strict=True)})
+        for label, row in zip(labels, probabilities, strict=True)
+    ]
+
+
+def model_predict(project, data):
+    """Label and class probabilities of one uploaded image under the active model.
+
+    Raises :class:`PredictionRefused` without a model and
+    :class:`~labeling.services.media.ImageRejected` for bytes that are no image.
+    """
+    run_id, loaded = _model_of(project)
+    size, channels = _input_shape(project, loaded)
+    ((label, probabilities),) = _rows(loaded, _upload_pixels(data, size, channels)[None])
+    return {"label": label, "probabilities": probabilities, "run": str(run_id)}
+
+
+def images_predict(project, images, *, unreadable=()):
+    """Predict many uploaded images, ``[(name, bytes)]``, in one batch through the model.
+
+    Returns ``{"run", "classes", "results"}``, a result per image in the given order:
+    ``{"name", "label", "probabilities"}``, or ``{"name", "error"}`` for one that could not
+    be read (the others are predicted all the same). ``unreadable``, ``[(name, reason)]``
+    of files that never got to bytes, come last as errors.
+    """
+    run_id, loaded = _model_of(project)
+    size, channels = _input_shape(project, loaded)
+    results, arrays, slots = [], [], []
+    for name, data in images:
+        try:
+            arrays.append(_upload_pixels(data, size, channels))
+        except ImageRejected as exc:
+            results.append({"name": name, "error": str(exc)})
+            continue
+        slots.append(len(results))
+        results.append({"name": name})
+    _fill(results, slots, loaded, arrays)
+    results += [{"name": name, "error": reason} for name, reason in unreadable]
+    return {"run": str(run_id), "classes": list(loaded.classes), "results": results}
+
+
+def items_predict(project, item_ids):
+    """Predict the project's stored items ``item_ids`` (read as training reads them).
+
+    Same answer as :func:`images_predict`, each result under ``"item"``; an id that is
+    not an image item of this project gets an ``error``.
+    """
+    run_id, loaded = _model_of(project)
+    size, channels = _input_shape(project, loaded)
+    found = {
+        item.pk: item
+        for item in Item.objects.filter(project=project, pk__in=set(item_ids)).exclude(image="").only("id", "image")
+    }
+    results, present, slots = [], [], []
+    for item_id in item_ids:
+        if item_id not in found:
+            results.append({"item": item_id, "error": "no image item with this id in the project"})
+            continue
+        slots.append(len(results))
+        present.append(found[item_id])
+        results.append({"item": item_id})
+    arrays = list(bridge.image_arrays(present, size, channels)) if present else []
+    _fill(results, slots, loaded, arrays)
+    return {"run": str(run_id), "classes": list(loaded.classes), "results": results}
+
+
+def _fill(results, slots, loaded, arrays):
+    if not arrays:
+        return
+    X = np.stack(arrays).astype(np.float32, copy=False)
+    for slot, (label, probabilities) in zip(slots, _rows(loaded, X), strict=True):
+        results[slot].update(label=label, probabilities=probabilities)
+
