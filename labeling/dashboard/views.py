@@ -53,6 +53,8 @@ def _context(request, project, tab, **extra):
 @require_GET
 def project_list(request):
     projects = list(selectors.projects_for(request.user))
+    if not projects and not request.user.is_staff:
+        return redirect("worker-home")  # a crowd worker: the dashboard is for project owners
     services.stats_refresh_if_stale(projects)
     last_hour = aggregates.answers_last_hour([p.pk for p in projects])
     rows = []
@@ -170,7 +172,15 @@ WORKER_COLUMNS = [
 @login_required
 @require_GET
 def workers(request, slug):
-    project = _project(request, slug)
+    return workers_render(request, _project(request, slug))
+
+
+def workers_render(request, project, *, rules_form=None, crowd_form=None, status=200):
+    """The one workers page of a project: who answered, the decisions log, the quality
+    rules and who may label (those forms post to ``project-workers``)."""
+    from labeling.services.workers import quality_rules_for
+    from labeling.worker_views import AdmitForm, CrowdSettingsForm, RulesForm
+
     form = forms.WorkerFilterForm(request.GET)
     data = form.cleaned_data if form.is_valid() else {}
     filters = selectors.WorkerFilters(
@@ -211,7 +221,13 @@ def workers(request, slug):
             decisions=selectors.decisions_log(project, automatic={"auto": True, "manual": False}.get(automatic)),
             log_filter=automatic or "",
             log_urls={key: _query(request, log=key or None) for key in ("", "auto", "manual")},
+            rules_form=rules_form or RulesForm(instance=quality_rules_for(project), prefix="rules"),
+            crowd_form=crowd_form or CrowdSettingsForm(instance=project, prefix="crowd"),
+            admit_form=AdmitForm(),
+            members=project.memberships.select_related("worker__user").order_by("worker__user__username"),
+            rules_open=status != 200,
         ),
+        status=status,
     )
 
 
