@@ -105,15 +105,12 @@ def overview(request, slug):
     summary["answers_last_hour"] = aggregates.answers_last_hour([project.pk])[project.pk]
     classes = selectors.label_classes(project)
     breakdown = aggregates.label_breakdown(project)
-    sources = breakdown["sources"]
-    human_labels = sources["consensus"] + sources["verified"] + sources["settled"]
     agreement = aggregates.agreement(project)
     try:
         queue, queue_error = selectors.queue_preview(project), ""
     except ValueError as exc:
         queue, queue_error = [], str(exc)
-    source_rows, sources_bar = figures.label_sources(breakdown)
-    hourly, daily = figures.throughput(aggregates.throughput(project))
+    source_groups, sources_bar = figures.label_sources(breakdown)
     run = project.active_run
     return render(
         request,
@@ -125,18 +122,12 @@ def overview(request, slug):
             summary=summary,
             classes=classes,
             breakdown=breakdown,
-            source_rows=source_rows,
+            counts=figures.label_counts(breakdown, summary["answers_total"]),
+            source_groups=source_groups,
             sources_bar=sources_bar,
-            answers_per_label=(summary["answers_total"] / human_labels) if human_labels else None,
-            answers_per_any_label=(
-                summary["answers_total"] / (breakdown["pool_total"] - sources["none"] - sources["review"])
-                if breakdown["pool_total"] - sources["none"] - sources["review"] > 0
-                else None
-            ),
             agreement=agreement,
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
-            hourly=hourly,
-            daily=daily,
+            throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),
             queue=queue,
             queue_error=queue_error,

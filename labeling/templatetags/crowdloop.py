@@ -1,6 +1,7 @@
 """Template filters every page uses, so a figure reads the same everywhere.
 
-``num`` formats every count and ratio one way (``1,797``, ``0.85``, ``85 %``), ``when``
+``num`` formats every count and ratio one way (``1,797``, ``0.85``), ``pct`` every share
+(``85%``, as the charts), ``when``
 shows a time relative to now with the absolute UTC time on hover, and ``manages_projects``
 tells the navigation whether to offer the dashboard.
 """
@@ -15,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from labeling import selectors
+from labeling.dashboard.charts import fmt_number
 
 register = template.Library()
 
@@ -39,14 +41,11 @@ def num(value, digits=None):
 
 
 @register.filter
-def pct(value, digits=0):
-    """A share in ``[0, 1]`` as a percentage (``0.853`` → ``85 %``)."""
+def pct(value):
+    """A share in ``[0, 1]`` as a percentage (``0.853`` → ``85%``), as the charts write it."""
     if value is None or value == "":
         return DASH
-    number = float(value)
-    if math.isnan(number):
-        return DASH
-    return f"{100 * number:.{int(digits)}f} %"
+    return fmt_number(float(value), percent=True)
 
 
 def _as_datetime(value):

@@ -423,7 +423,7 @@ def test_sites_show_the_public_key_and_suspected_bots(client, owner, project):
     site = Site.objects.get(projects=project)
     assert site.sitekey in html and "shop.example" in html and site.secret_hash not in html and "5ec7e7" not in html
     bots = html.split("Suspected bots")[1]
-    assert "visitor #" in bots and "0 / 3" in bots
+    assert "visitor #" in bots and "0 of 3" in bots
 
 
 # --- Actions ------------------------------------------------------------------------------------
@@ -669,7 +669,7 @@ def test_untrusted_names_render_as_text_on_every_page(client, owner):
         worker=worker, project=project, previous_status="active", new_status="paused", reason=XSS
     )
     Site.objects.filter(projects=project).update(name=XSS, allowed_hostnames=[XSS])
-    PipelineRun.objects.filter(project=project).update(message=XSS)
+    PipelineRun.objects.filter(project=project).update(message=XSS, status=RunStatus.RUNNING)
     client.force_login(owner)
     run = project.training_runs.first()
     urls = (
