@@ -81,8 +81,9 @@ def label_distribution(classes, breakdown):
     ]
     if not any(value for _, segments in rows for _, value, _ in segments):
         return None
-    return charts.hbar_chart(
-        rows,
+    return charts.responsive(
+        charts.hbar_chart,
+        rows=rows,
         title="Labels per class, by source",
         x_label="items",
         legend=[(SOURCE_NAMES[source], f"src-{source}") for source in TRUE_LABEL_SOURCES],
@@ -100,7 +101,9 @@ def throughput(activity):
         buckets = activity[key]
         chart = None
         if any(value for _, _, value in buckets):
-            chart = charts.column_chart(buckets, title=title, x_label=x_label, y_label="answers", label_every=every)
+            chart = charts.responsive(
+                charts.column_chart, buckets=buckets, title=title, x_label=x_label, y_label="answers", label_every=every
+            )
         figures.append({"title": title, "chart": chart, "empty": empty})
     return figures
 
@@ -120,8 +123,9 @@ def worker_confusion(skill, classes, name):
 def posterior(consensus, classes, threshold):
     if consensus is None or not consensus.posterior or len(consensus.posterior) != len(classes):
         return None
-    return charts.hbar_chart(
-        [(c["name"], [("", p, c["css"])]) for c, p in zip(classes, consensus.posterior, strict=True)],
+    return charts.responsive(
+        charts.hbar_chart,
+        rows=[(c["name"], [("", p, c["css"])]) for c, p in zip(classes, consensus.posterior, strict=True)],
         title="Posterior over the classes",
         x_label="probability",
         percent=True,
@@ -162,7 +166,8 @@ def cluster_map(project, classes, points, by):
         ]
     else:
         legend = [(name, f"src-{key}", "dot") for key, name in SOURCES]
-    return charts.scatter_map(marks, title="Items on the 2-D map of the embedding", legend=legend)
+    chart = charts.scatter_map(marks, title="Items on the 2-D map of the embedding", legend=None)
+    return chart, legend
 
 
 def _per_class_values(values, names):
@@ -181,14 +186,16 @@ def run_panel(project, run):
     def series(name, css, key):
         return {"name": name, "css": css, "points": [(h.get("epoch"), h.get(key)) for h in history]}
 
-    loss = charts.line_chart(
-        [series("training loss", "s-train", "train_loss"), series("validation loss", "s-val", "val_loss")],
+    loss = charts.responsive(
+        charts.line_chart,
+        series=[series("training loss", "s-train", "train_loss"), series("validation loss", "s-val", "val_loss")],
         title="Loss per epoch",
         x_label="epoch",
         y_label="loss",
     )
-    accuracy = charts.line_chart(
-        [series("validation accuracy", "s-acc", "val_accuracy")],
+    accuracy = charts.responsive(
+        charts.line_chart,
+        series=[series("validation accuracy", "s-acc", "val_accuracy")],
         title="Validation accuracy per epoch",
         x_label="epoch",
         y_label="accuracy",
@@ -201,8 +208,9 @@ def run_panel(project, run):
         confusion = charts.heatmap(metrics["confusion"], names, title="Confusion matrix on the validation set")
     if metrics.get("per_class"):
         values = _per_class_values(metrics["per_class"], names)
-        per_class = charts.hbar_chart(
-            [(c["name"], [("accuracy", v, c["css"])]) for c, v in zip(classes, values) if v is not None],
+        per_class = charts.responsive(
+            charts.hbar_chart,
+            rows=[(c["name"], [("accuracy", v, c["css"])]) for c, v in zip(classes, values) if v is not None],
             title="Accuracy per class",
             x_label="accuracy",
             percent=True,
@@ -221,8 +229,9 @@ def run_panel(project, run):
 
 def learning_curve(curve):
     """Model accuracy against human answers spent, one point per succeeded run."""
-    return charts.line_chart(
-        [
+    return charts.responsive(
+        charts.line_chart,
+        series=[
             {"name": "validation accuracy", "css": "s-acc", "points": [(a, acc) for a, acc, _, _ in curve]},
             {
                 "name": "accuracy on evaluation truth (held-out)",

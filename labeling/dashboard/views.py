@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -392,7 +394,7 @@ def clusters(request, slug):
     project = _project(request, slug)
     by = "source" if request.GET.get("by") == "source" else "label"
     data = aggregates.cluster_points(project)
-    chart = figures.cluster_map(project, selectors.label_classes(project), data["points"], by)
+    chart, legend = figures.cluster_map(project, selectors.label_classes(project), data["points"], by)
     return render(
         request,
         "dashboard/clusters.html",
@@ -401,6 +403,7 @@ def clusters(request, slug):
             project,
             "clusters",
             chart=chart,
+            legend=legend,
             by=by,
             shown=len(data["points"]),
             total=data["total"],
@@ -437,8 +440,18 @@ def training(request, slug):
             panel=figures.run_panel(project, selected) if selected else None,
             learning=figures.learning_curve(selectors.learning_curve(project)),
             form=forms.TrainingForm(),
+            awaiting=_awaiting_run(request, runs),
+            known_runs=",".join(str(run.pk) for run in runs[:5]),
         ),
     )
+
+
+def _awaiting_run(request, runs):
+    """Whether a run requested at ``?requested=<time>`` has not been created yet."""
+    requested = parse_datetime(request.GET.get("requested") or "")
+    if requested is None:
+        return False
+    return not any(run.created_at >= requested for run in runs)
 
 
 @login_required
@@ -453,7 +466,10 @@ def training_panel(request, slug, run_id):
 @login_required
 @require_POST
 def training_start(request, slug):
-    from labeling.services.training import TrainingRefused, training_run_create
+    """Checks (reads only) and queues the request; the run itself is created by a task,
+    so this answers at once even while a worker holds the database's write lock. The
+    training page then shows the run as soon as it is queued."""
+    from labeling.services.training import TrainingRefused
 
     project = _project(request, slug)
     form = forms.TrainingForm(request.POST)
@@ -462,13 +478,13 @@ def training_start(request, slug):
         return redirect("dashboard:training", slug=project.slug)
     config = {"epochs": form.cleaned_data["epochs"]} if form.cleaned_data.get("epochs") else None
     try:
-        run = training_run_create(project, config=config, user=request.user)
+        services.training_request(project, config=config, user=request.user)
     except TrainingRefused as exc:
         messages.error(request, f"Training not started: {exc}")
         return redirect("dashboard:training", slug=project.slug)
-    if run.status in selectors.ACTIVE:
-        messages.success(request, "Training run queued; its progress shows below.")
-    return redirect(reverse("dashboard:training", args=[project.slug]) + f"?run={run.pk}")
+    messages.success(request, "Training requested: the run shows below as soon as it is queued, then its progress.")
+    requested = timezone.now().isoformat(timespec="microseconds")
+    return redirect(reverse("dashboard:training", args=[project.slug]) + _query(request, requested=requested))
 
 
 @login_required
