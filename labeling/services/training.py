@@ -62,25 +62,31 @@ def default_config(project):
     return {**config, **APP_KEYS}
 
 
-def training_run_create(project, *, config=None, user=None):
-    """Queue a training run for ``project`` (or return the one already queued or
-    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
+def training_run_check(project, config=None):
+    """The full config a run of ``project`` would get; raises :class:`TrainingRefused`
+    when there is nothing to train on. Reads only and takes no lock, so a web request can
+    refuse at once before it queues the run."""
     if project.data_kind != DataKind.IMAGE:
         raise TrainingRefused("training runs on image projects; text projects are not supported yet")
     config = {**default_config(project), **(config or {})}
     unknown = sorted(set(config) - set(default_config(project)) - _ml_keys())
     if unknown:
         raise TrainingRefused(f"unknown config key(s): {', '.join(unknown)}")
+    labeled = human_labels(project)
+    if len(labeled) < 2 * project.label_classes.count():
+        raise TrainingRefused(f"only {len(labeled)} human-verified labels; at least two per class are needed to train")
+    return config
+
+
+def training_run_create(project, *, config=None, user=None):
+    """Queue a training run for ``project`` (or return the one already queued or
+    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
+    config = training_run_check(project, config)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         active = TrainingRun.objects.filter(project=project, status__in=ACTIVE).first()
         if active is not None:
             return active
-        labeled = human_labels(project)
-        if len(labeled) < 2 * project.label_classes.count():
-            raise TrainingRefused(
-                f"only {len(labeled)} human-verified labels; at least two per class are needed to train"
-            )
         run = TrainingRun.objects.create(project=project, config=config, n_epochs=int(config["epochs"]))
     from labeling.tasks import gpu_training_run_task
 

@@ -493,21 +493,39 @@ def test_a_label_of_another_project_is_refused(client, owner, project):
     assert not KnownLabel.objects.filter(item=item).exists()
 
 
-def test_start_training_calls_the_training_service(client, owner, project, monkeypatch):
+def test_start_training_answers_at_once_and_a_task_creates_the_run(
+    client, owner, project, monkeypatch, django_capture_on_commit_callbacks
+):
+    from labeling import tasks
     from labeling.services import training
 
-    calls = []
+    checked, queued = [], []
+    monkeypatch.setattr(training, "training_run_check", lambda p, config=None: checked.append(config) or config)
+    monkeypatch.setattr(tasks.training_request_task, "delay", lambda *args: queued.append(args))
+    client.force_login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(page_url("training-start", project), {"epochs": "7"})
+    assert checked == [{"epochs": 7}] and queued == [(project.pk, {"epochs": 7}, owner.pk)]
+    assert not TrainingRun.objects.filter(n_epochs=7).exists()
+    assert "?requested=" in response["Location"]
+    page = client.get(response["Location"]).content.decode()
+    assert "data-awaiting-run" in page and "Training requested" in page
+    TrainingRun.objects.create(project=project, n_epochs=7)
+    assert "data-awaiting-run" not in client.get(response["Location"]).content.decode()
+
+
+def test_the_training_request_task_creates_the_run_once(project, monkeypatch):
+    from labeling import tasks
+    from labeling.services import training
 
     def fake_create(project, *, config=None, user=None):
-        calls.append((project.pk, config, user))
-        return TrainingRun.objects.create(project=project, n_epochs=7)
+        run = TrainingRun.objects.filter(project=project, status=RunStatus.QUEUED).first()
+        return run or TrainingRun.objects.create(project=project, n_epochs=config["epochs"])
 
     monkeypatch.setattr(training, "training_run_create", fake_create)
-    client.force_login(owner)
-    response = client.post(page_url("training-start", project), {"epochs": "7"})
-    run = TrainingRun.objects.get(n_epochs=7)
-    assert calls == [(project.pk, {"epochs": 7}, owner)]
-    assert response["Location"].endswith(f"?run={run.pk}")
+    first = tasks.training_request_task(project.pk, {"epochs": 7})
+    again = tasks.training_request_task(project.pk, {"epochs": 7})
+    assert first["run"] == again["run"] and TrainingRun.objects.filter(n_epochs=7).count() == 1
 
 
 def test_start_training_shows_why_it_was_refused(client, owner, project):
