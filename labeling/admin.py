@@ -6,6 +6,11 @@ from django.urls import reverse
 from labeling import models
 from labeling.services import owner_tokens, sites, workers
 
+admin.site.site_header = "Crowdloop administration"
+admin.site.site_title = "Crowdloop administration"
+admin.site.index_title = "Projects, workers and sites"
+admin.site.site_url = "/"
+
 
 class LabelClassInline(admin.TabularInline):
     model = models.LabelClass

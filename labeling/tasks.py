@@ -17,6 +17,24 @@ def import_job_run_task(job_id):
 
 
 @shared_task(acks_late=True)
+def training_request_task(project_id, config=None, user_id=None):
+    """A training run asked for on the dashboard. The request only checks and queues
+    this; creating the run takes the project's lock, which on SQLite waits for a
+    worker's write, so it happens here. Idempotent: an active run is returned, not doubled."""
+    from django.contrib.auth import get_user_model
+
+    from labeling.services.training import TrainingRefused, training_run_create
+
+    project = Project.objects.get(pk=project_id)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        run = training_run_create(project, config=config, user=user)
+    except TrainingRefused as exc:
+        return {"project": project_id, "refused": str(exc)}
+    return {"project": project_id, "run": str(run.pk), "status": run.status}
+
+
+@shared_task(acks_late=True)
 def project_stats_refresh_task(project_id):
     from labeling.services.projects import project_stats_refresh
 

@@ -8,6 +8,8 @@ from labeling import api, demo_site, predict_api, token_views, views, widget_api
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("docs/", views.docs, name="docs"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("projects/<slug:slug>/import", views.project_import, name="project-import"),
     path("projects/<slug:slug>/export", views.project_export, name="project-export"),

@@ -1,10 +1,16 @@
-"""Server-rendered pages for project owners."""
+"""Server-rendered pages: the front door (landing, docs, favicon) and project owners' pages."""
+from pathlib import Path
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors
 from labeling.models import Split
@@ -25,12 +31,38 @@ class ImportForm(forms.Form):
     )
 
 
-@login_required
+README = Path(settings.BASE_DIR) / "README.md"
+
+
 def project_list(request):
+    """``/``: the landing page for visitors, the projects for owners, the worker's home
+    for crowd workers."""
+    if not request.user.is_authenticated:
+        return render(request, "labeling/landing.html", {"docs_url": reverse("docs")})
     projects = selectors.projects_managed_by(request.user).select_related("stats")
     if not request.user.is_staff and not projects.exists():
         return redirect("worker-home")  # a crowd worker, not a project owner
     return render(request, "labeling/project_list.html", {"projects": projects})
+
+
+@require_GET
+def docs(request):
+    """The README, the one document that says how Crowdloop works, as a readable page."""
+    try:
+        text = README.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Http404("The documentation is not installed here.") from exc
+    return render(request, "labeling/docs.html", {"text": text})
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """``/favicon.ico``: browsers ask for it whatever the page links; the SVG icon."""
+    path = finders.find("favicon.svg")
+    if path is None:
+        raise Http404("No favicon.")
+    return FileResponse(open(path, "rb"), content_type="image/svg+xml")
 
 
 @login_required

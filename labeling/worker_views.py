@@ -15,7 +15,6 @@ from labeling.models import (
     Project,
     QualityRules,
     Worker,
-    WorkerDecision,
     WorkerKind,
     WorkerStatus,
 )
@@ -128,33 +127,28 @@ class AdmitForm(forms.Form):
     username = forms.CharField(max_length=150, label="Worker's user name")
 
 
+def _workers_url(project, anchor="rules"):
+    return reverse("dashboard:workers", args=[project.slug]) + f"#{anchor}"
+
+
 @login_required
 def project_workers(request, slug):
+    """The quality rules and who labels. They are shown on the dashboard's one workers
+    page; a GET goes there, a POST saves them (or shows that page with the errors)."""
+    from labeling.dashboard.views import workers_render
+
     project = selectors.project_get_managed(request.user, slug)
-    rules = svc.quality_rules_for(project)
-    rules_form = RulesForm(request.POST or None, instance=rules, prefix="rules")
-    crowd_form = CrowdSettingsForm(request.POST or None, instance=project, prefix="crowd")
-    if request.method == "POST":
-        if rules_form.is_valid() and crowd_form.is_valid():
-            svc.quality_rules_update(project, **rules_form.cleaned_data)
-            svc.project_crowd_settings_update(project, **crowd_form.cleaned_data)
-            messages.success(request, "Saved.")
-            return redirect("project-workers", slug=project.slug)
-        messages.error(request, "Please correct the errors below.")
-    return render(
-        request,
-        "worker/project_workers.html",
-        {
-            "project": project,
-            "rules_form": rules_form,
-            "crowd_form": crowd_form,
-            "admit_form": AdmitForm(),
-            "members": project.memberships.select_related("worker__user").order_by("worker__user__username"),
-            "workers": svc.project_workers(project),
-            "decisions": WorkerDecision.objects.filter(project=project).select_related("worker__user")[:50],
-        },
-        status=400 if request.method == "POST" else 200,
-    )
+    if request.method != "POST":
+        return redirect(_workers_url(project))
+    rules_form = RulesForm(request.POST, instance=svc.quality_rules_for(project), prefix="rules")
+    crowd_form = CrowdSettingsForm(request.POST, instance=project, prefix="crowd")
+    if rules_form.is_valid() and crowd_form.is_valid():
+        svc.quality_rules_update(project, **rules_form.cleaned_data)
+        svc.project_crowd_settings_update(project, **crowd_form.cleaned_data)
+        messages.success(request, "Saved.")
+        return redirect(_workers_url(project))
+    messages.error(request, "Please correct the errors below.")
+    return workers_render(request, project, rules_form=rules_form, crowd_form=crowd_form, status=400)
 
 
 @login_required
@@ -170,7 +164,7 @@ def project_worker_admit(request, slug):
     else:
         svc.membership_grant(project, svc.worker_for_user(user))
         messages.success(request, f"{user.username} may now label {project.name}.")
-    return redirect("project-workers", slug=project.slug)
+    return redirect(_workers_url(project, "admitted"))
 
 
 @login_required
@@ -180,4 +174,4 @@ def project_worker_remove(request, slug, worker_id):
     worker = get_object_or_404(Worker, pk=worker_id, kind=WorkerKind.REGISTERED, memberships__project=project)
     svc.membership_revoke(project, worker)
     messages.success(request, f"{worker.user} no longer labels {project.name}.")
-    return redirect("project-workers", slug=project.slug)
+    return redirect(_workers_url(project, "admitted"))

@@ -46,12 +46,19 @@ SOURCES = [
     ("consensus", "Human consensus"),
     ("verified", "Verified pseudo-label"),
     ("pseudo", "Pseudo-label"),
-    ("model", "Model prediction"),
+    ("model", "Model guess only (not a label)"),
     ("review", "Needs review"),
-    ("none", "No label yet"),
+    ("none", "Unlabeled, no model guess"),
 ]
 SOURCE_NAMES = dict(SOURCES)
+#: Sources that give an item a class (what the per-class counts hold).
 LABEL_SOURCES = ("gold", "settled", "consensus", "verified", "pseudo", "model")
+#: Labels people gave or confirmed.
+HUMAN_SOURCES = ("gold", "settled", "consensus", "verified")
+#: Labels: human ones and accepted pseudo-labels. A model's prediction is never one.
+TRUE_LABEL_SOURCES = (*HUMAN_SOURCES, "pseudo")
+#: Pool items with no label yet.
+UNLABELED_SOURCES = ("model", "review", "none")
 
 
 def _key(name, project_id, *parts):

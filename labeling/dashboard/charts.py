@@ -14,7 +14,9 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 PALETTE_SIZE = 10
-CHAR_W = 6.6  # average glyph width at the chart font size, for layout only
+CHAR_W = 7.2  # average glyph width at the chart font size (12 px), for layout only
+TICK_SPACING = 48  # the least room one x tick label needs, in px
+NARROW = 300  # the width of a chart drawn for a phone
 
 
 def class_css(position):
@@ -97,7 +99,7 @@ def _legend(entries, x, y, width):
     """``entries``: ``[(name, css, shape)]`` laid out left to right, wrapping."""
     out, cx, cy = [], x, y
     for name, css, shape in entries:
-        label = _truncate(name, 40)
+        label = _truncate(name, max(8, min(40, int((width - 20) / CHAR_W))))
         w = 18 + CHAR_W * len(label) + 14
         if cx + w > x + width and cx > x:
             cx, cy = x, cy + 16
@@ -160,7 +162,7 @@ class _Axes:
             _text(
                 (self.left + self.width - self.right) / 2,
                 self.height - 8,
-                x_label,
+                _truncate(x_label, int((self.width - 10) / CHAR_W)),
                 class_="axis-label",
                 text_anchor="middle",
             )
@@ -195,7 +197,7 @@ def line_chart(series, *, title, x_label, y_label, y_domain=None, percent=False,
     x_low, x_high = min(xs), max(xs)
     if x_low == x_high:
         x_low, x_high = (x_low - 1, x_high + 1) if x_low < 0 or x_low >= 1 else (0, 1)
-    x_ticks = nice_ticks(x_low, x_high, 6)
+    x_ticks = nice_ticks(x_low, x_high, max(2, min(6, int((width - 76) // 55))))
     if integer_x:
         x_ticks = sorted({int(round(t)) for t in x_ticks if abs(t - round(t)) < 1e-9}) or [min(xs)]
     legend, legend_y = _legend([(s["name"], s["css"], "line") for s in series], 58, 16, width - 68)
@@ -243,7 +245,8 @@ def column_chart(buckets, *, title, x_label, y_label, css="s-answers", width=640
     values = [value for _, _, value in buckets]
     y_ticks = nice_ticks(0, max(values), 4)
     axes = _Axes(width, height, (0, len(buckets)), (0, y_ticks[-1]), top=16)
-    every = label_every or max(1, math.ceil(len(buckets) / 8))
+    plot_w = width - axes.left - axes.right
+    every = max(label_every or 1, math.ceil(len(buckets) * TICK_SPACING / plot_w))
     x_ticks = [(i + 0.5, label) for i, (label, _, _) in enumerate(buckets) if i % every == 0]
     body = [axes.frame(x_ticks, y_ticks, x_label, y_label, fmt_number, fmt_number)]
     slot = (width - axes.left - axes.right) / len(buckets)
@@ -275,7 +278,7 @@ def hbar_chart(rows, *, title, x_label, legend=(), percent=False, x_max=None, ma
     if not rows:
         return _empty(width, 80, title, "no data yet")
     names = [_truncate(label, 22) for label, _ in rows]
-    left = int(min(max(CHAR_W * max(len(n) for n in names) + 16, 60), 190))
+    left = int(min(max(CHAR_W * max(len(n) for n in names) + 16, 60), 190, width // 3))
     legend_svg, legend_y = _legend([(name, css, "box") for name, css in legend], left, 16, width - left - 10)
     top = legend_y + 16 if legend else 14
     bar_h = 22
@@ -421,7 +424,7 @@ def scatter_map(points, *, title, legend, width=960, height=600):
     if not points:
         return _empty(width, 120, title, "no map yet: run clustering first")
     pad = 14
-    legend_svg, legend_y = _legend(legend, pad, 16, width - 2 * pad)
+    legend_svg, legend_y = _legend(legend, pad, 16, width - 2 * pad) if legend else ("", 6)
     top = legend_y + 18
     height += top - 40
     xs = [p["x"] for p in points]
@@ -436,4 +439,12 @@ def scatter_map(points, *, title, legend, width=960, height=600):
         y = height - pad - (p["y"] - y0) * sy
         out.append(_el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point"))
     out.append(legend_svg)
-    return _svg(width, height, title, "".join(out), css="chart map")
+    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"))
+
+
+def responsive(draw, **kwargs):
+    """A chart drawn twice, for a wide screen and for a phone (CSS shows one), so that its
+    text keeps its size instead of shrinking with the picture."""
+    wide = draw(**kwargs)
+    narrow = draw(**kwargs, width=NARROW)
+    return mark_safe(f'<div class="chart-box wide">{wide}</div><div class="chart-box narrow">{narrow}</div>')

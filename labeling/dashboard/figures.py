@@ -7,7 +7,13 @@ Only layout decisions live here (which series, which colours, which titles); dra
 from django.urls import reverse
 
 from labeling.dashboard import charts
-from labeling.dashboard.aggregates import LABEL_SOURCES, SOURCE_NAMES, SOURCES
+from labeling.dashboard.aggregates import (
+    HUMAN_SOURCES,
+    SOURCE_NAMES,
+    SOURCES,
+    TRUE_LABEL_SOURCES,
+    UNLABELED_SOURCES,
+)
 from labeling.dashboard.selectors import ACTIVE, label_classes
 
 #: Marker shapes on the cluster map when colour shows the label: shape shows the source.
@@ -23,41 +29,83 @@ MAP_SHAPES = {
 }
 
 
+def label_counts(breakdown, answers_total):
+    """The pool's labels by kind: people's labels, pseudo-labels, and items with no label
+    (a model's guess is not a label), with answers spent per label."""
+    sources = breakdown["sources"]
+    human = sum(sources[key] for key in HUMAN_SOURCES)
+    labels = sum(sources[key] for key in TRUE_LABEL_SOURCES)
+    return {
+        "pool": breakdown["pool_total"],
+        "holdout": breakdown["holdout_total"],
+        "human": human,
+        "pseudo": sources["pseudo"],
+        "labels": labels,
+        "no_label": sum(sources[key] for key in UNLABELED_SOURCES),
+        "model_guess": sources["model"],
+        "review": sources["review"],
+        "answers_per_human_label": answers_total / human if human else None,
+        "answers_per_label": answers_total / labels if labels else None,
+    }
+
+
 def label_sources(breakdown):
-    """Rows ``(name, count, css, key)`` of the label-source table and its stacked bar."""
-    rows = [(name, breakdown["sources"][key], f"src-{key}", key) for key, name in SOURCES]
-    bar = charts.stack_bar([(name, n, css) for name, n, css, _ in rows], label="Pool items by label source")
-    return rows, bar
+    """The label-source table in two groups (labels, then pool items without one) and
+    its stacked bar. Rows: ``(name, count, css, key)``."""
+    sources = breakdown["sources"]
+
+    def rows(keys):
+        return [(SOURCE_NAMES[key], sources[key], f"src-{key}", key) for key in keys]
+
+    groups = [
+        {"title": "Labels", "rows": rows(TRUE_LABEL_SOURCES), "total": sum(sources[k] for k in TRUE_LABEL_SOURCES)},
+        {"title": "No label yet", "rows": rows(UNLABELED_SOURCES), "total": sum(sources[k] for k in UNLABELED_SOURCES)},
+    ]
+    bar = charts.stack_bar(
+        [(SOURCE_NAMES[key], sources[key], f"src-{key}") for key, _ in SOURCES], label="Pool items by label source"
+    )
+    return groups, bar
 
 
 def label_distribution(classes, breakdown):
+    """Labels per class by source; model guesses are not labels and are left out."""
     rows = [
         (
             label["name"],
             [
                 (SOURCE_NAMES[source], breakdown["per_class"].get(label["id"], {}).get(source, 0), f"src-{source}")
-                for source in LABEL_SOURCES
+                for source in TRUE_LABEL_SOURCES
             ],
         )
         for label in classes
     ]
-    return charts.hbar_chart(
-        rows,
+    if not any(value for _, segments in rows for _, value, _ in segments):
+        return None
+    return charts.responsive(
+        charts.hbar_chart,
+        rows=rows,
         title="Labels per class, by source",
         x_label="items",
-        legend=[(SOURCE_NAMES[source], f"src-{source}") for source in LABEL_SOURCES],
+        legend=[(SOURCE_NAMES[source], f"src-{source}") for source in TRUE_LABEL_SOURCES],
     )
 
 
 def throughput(activity):
-    """Answers per hour and per day, as two column charts."""
-    hourly = charts.column_chart(
-        activity["hourly"], title="Answers per hour, last 48 hours (UTC)", x_label="hour (UTC)", y_label="answers"
-    )
-    daily = charts.column_chart(
-        activity["daily"], title="Answers per day, last 30 days", x_label="day", y_label="answers", label_every=5
-    )
-    return hourly, daily
+    """Answers per hour and per day: ``[{"title", "chart", "empty"}]``, ``chart`` is
+    ``None`` when the period has no answer (the page says so in words)."""
+    figures = []
+    for key, title, x_label, every, empty in (
+        ("hourly", "Answers per hour, last 48 hours (UTC)", "hour (UTC)", None, "No answers in the last 48 hours."),
+        ("daily", "Answers per day, last 30 days (UTC)", "day", 5, "No answers in the last 30 days."),
+    ):
+        buckets = activity[key]
+        chart = None
+        if any(value for _, _, value in buckets):
+            chart = charts.responsive(
+                charts.column_chart, buckets=buckets, title=title, x_label=x_label, y_label="answers", label_every=every
+            )
+        figures.append({"title": title, "chart": chart, "empty": empty})
+    return figures
 
 
 def worker_confusion(skill, classes, name):
@@ -75,8 +123,9 @@ def worker_confusion(skill, classes, name):
 def posterior(consensus, classes, threshold):
     if consensus is None or not consensus.posterior or len(consensus.posterior) != len(classes):
         return None
-    return charts.hbar_chart(
-        [(c["name"], [("", p, c["css"])]) for c, p in zip(classes, consensus.posterior, strict=True)],
+    return charts.responsive(
+        charts.hbar_chart,
+        rows=[(c["name"], [("", p, c["css"])]) for c, p in zip(classes, consensus.posterior, strict=True)],
         title="Posterior over the classes",
         x_label="probability",
         percent=True,
@@ -117,7 +166,8 @@ def cluster_map(project, classes, points, by):
         ]
     else:
         legend = [(name, f"src-{key}", "dot") for key, name in SOURCES]
-    return charts.scatter_map(marks, title="Items on the 2-D map of the embedding", legend=legend)
+    chart = charts.scatter_map(marks, title="Items on the 2-D map of the embedding", legend=None)
+    return chart, legend
 
 
 def _per_class_values(values, names):
@@ -136,14 +186,16 @@ def run_panel(project, run):
     def series(name, css, key):
         return {"name": name, "css": css, "points": [(h.get("epoch"), h.get(key)) for h in history]}
 
-    loss = charts.line_chart(
-        [series("training loss", "s-train", "train_loss"), series("validation loss", "s-val", "val_loss")],
+    loss = charts.responsive(
+        charts.line_chart,
+        series=[series("training loss", "s-train", "train_loss"), series("validation loss", "s-val", "val_loss")],
         title="Loss per epoch",
         x_label="epoch",
         y_label="loss",
     )
-    accuracy = charts.line_chart(
-        [series("validation accuracy", "s-acc", "val_accuracy")],
+    accuracy = charts.responsive(
+        charts.line_chart,
+        series=[series("validation accuracy", "s-acc", "val_accuracy")],
         title="Validation accuracy per epoch",
         x_label="epoch",
         y_label="accuracy",
@@ -156,8 +208,9 @@ def run_panel(project, run):
         confusion = charts.heatmap(metrics["confusion"], names, title="Confusion matrix on the validation set")
     if metrics.get("per_class"):
         values = _per_class_values(metrics["per_class"], names)
-        per_class = charts.hbar_chart(
-            [(c["name"], [("accuracy", v, c["css"])]) for c, v in zip(classes, values) if v is not None],
+        per_class = charts.responsive(
+            charts.hbar_chart,
+            rows=[(c["name"], [("accuracy", v, c["css"])]) for c, v in zip(classes, values) if v is not None],
             title="Accuracy per class",
             x_label="accuracy",
             percent=True,
@@ -176,8 +229,9 @@ def run_panel(project, run):
 
 def learning_curve(curve):
     """Model accuracy against human answers spent, one point per succeeded run."""
-    return charts.line_chart(
-        [
+    return charts.responsive(
+        charts.line_chart,
+        series=[
             {"name": "validation accuracy", "css": "s-acc", "points": [(a, acc) for a, acc, _, _ in curve]},
             {
                 "name": "accuracy on evaluation truth (held-out)",

@@ -114,7 +114,20 @@ def queue_preview(project, n=15):
 
 
 def pipeline_runs(project, n=5):
-    return list(PipelineRun.objects.filter(project=project).defer("state").order_by("-created_at")[:n])
+    """The latest background runs, each with ``display_message``: the step a running
+    one is on, and for a finished one that it finished (its last step is history)."""
+    runs = list(PipelineRun.objects.filter(project=project).defer("state").order_by("-created_at")[:n])
+    for run in runs:
+        run.display_message = pipeline_message(run)
+    return runs
+
+
+def pipeline_message(run):
+    if run.status in ACTIVE:
+        return run.message or ("waiting for a worker" if run.status == RunStatus.QUEUED else "starting")
+    if run.status == RunStatus.SUCCEEDED:
+        return "finished"
+    return "stopped" if run.status != RunStatus.FAILED else "failed"
 
 
 def training_runs(project, n=50):
@@ -154,7 +167,7 @@ def live_state(project, now=None):
                 "status": run.status,
                 "status_display": run.get_status_display(),
                 "progress": round(run.progress, 4),
-                "message": run.message,
+                "message": run.display_message,
                 "error": run.error[:300],
             }
             for run in pipelines

@@ -129,3 +129,14 @@ def item_mark_gold(item, label, *, user=None):
         )
     items_consensus_update([item.pk])
     project_changed(item.project)
+
+
+def training_request(project, *, config=None, user=None):
+    """Refuse at once what cannot train (:func:`training_run_check`, reads only), else
+    queue :func:`~labeling.tasks.training_request_task` after commit. Takes no lock."""
+    from labeling.services.training import training_run_check
+    from labeling.tasks import training_request_task
+
+    training_run_check(project, config)
+    user_id = user.pk if user is not None else None
+    transaction.on_commit(lambda: training_request_task.delay(project.pk, config, user_id))

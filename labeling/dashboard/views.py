@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -53,6 +55,8 @@ def _context(request, project, tab, **extra):
 @require_GET
 def project_list(request):
     projects = list(selectors.projects_for(request.user))
+    if not projects and not request.user.is_staff:
+        return redirect("worker-home")  # a crowd worker: the dashboard is for project owners
     services.stats_refresh_if_stale(projects)
     last_hour = aggregates.answers_last_hour([p.pk for p in projects])
     rows = []
@@ -103,15 +107,12 @@ def overview(request, slug):
     summary["answers_last_hour"] = aggregates.answers_last_hour([project.pk])[project.pk]
     classes = selectors.label_classes(project)
     breakdown = aggregates.label_breakdown(project)
-    sources = breakdown["sources"]
-    human_labels = sources["consensus"] + sources["verified"] + sources["settled"]
     agreement = aggregates.agreement(project)
     try:
         queue, queue_error = selectors.queue_preview(project), ""
     except ValueError as exc:
         queue, queue_error = [], str(exc)
-    source_rows, sources_bar = figures.label_sources(breakdown)
-    hourly, daily = figures.throughput(aggregates.throughput(project))
+    source_groups, sources_bar = figures.label_sources(breakdown)
     run = project.active_run
     return render(
         request,
@@ -123,18 +124,12 @@ def overview(request, slug):
             summary=summary,
             classes=classes,
             breakdown=breakdown,
-            source_rows=source_rows,
+            counts=figures.label_counts(breakdown, summary["answers_total"]),
+            source_groups=source_groups,
             sources_bar=sources_bar,
-            answers_per_label=(summary["answers_total"] / human_labels) if human_labels else None,
-            answers_per_any_label=(
-                summary["answers_total"] / (breakdown["pool_total"] - sources["none"] - sources["review"])
-                if breakdown["pool_total"] - sources["none"] - sources["review"] > 0
-                else None
-            ),
             agreement=agreement,
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
-            hourly=hourly,
-            daily=daily,
+            throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),
             queue=queue,
             queue_error=queue_error,
@@ -170,7 +165,15 @@ WORKER_COLUMNS = [
 @login_required
 @require_GET
 def workers(request, slug):
-    project = _project(request, slug)
+    return workers_render(request, _project(request, slug))
+
+
+def workers_render(request, project, *, rules_form=None, crowd_form=None, status=200):
+    """The one workers page of a project: who answered, the decisions log, the quality
+    rules and who may label (those forms post to ``project-workers``)."""
+    from labeling.services.workers import quality_rules_for
+    from labeling.worker_views import AdmitForm, CrowdSettingsForm, RulesForm
+
     form = forms.WorkerFilterForm(request.GET)
     data = form.cleaned_data if form.is_valid() else {}
     filters = selectors.WorkerFilters(
@@ -211,7 +214,13 @@ def workers(request, slug):
             decisions=selectors.decisions_log(project, automatic={"auto": True, "manual": False}.get(automatic)),
             log_filter=automatic or "",
             log_urls={key: _query(request, log=key or None) for key in ("", "auto", "manual")},
+            rules_form=rules_form or RulesForm(instance=quality_rules_for(project), prefix="rules"),
+            crowd_form=crowd_form or CrowdSettingsForm(instance=project, prefix="crowd"),
+            admit_form=AdmitForm(),
+            members=project.memberships.select_related("worker__user").order_by("worker__user__username"),
+            rules_open=status != 200,
         ),
+        status=status,
     )
 
 
@@ -385,7 +394,7 @@ def clusters(request, slug):
     project = _project(request, slug)
     by = "source" if request.GET.get("by") == "source" else "label"
     data = aggregates.cluster_points(project)
-    chart = figures.cluster_map(project, selectors.label_classes(project), data["points"], by)
+    chart, legend = figures.cluster_map(project, selectors.label_classes(project), data["points"], by)
     return render(
         request,
         "dashboard/clusters.html",
@@ -394,6 +403,7 @@ def clusters(request, slug):
             project,
             "clusters",
             chart=chart,
+            legend=legend,
             by=by,
             shown=len(data["points"]),
             total=data["total"],
@@ -430,8 +440,18 @@ def training(request, slug):
             panel=figures.run_panel(project, selected) if selected else None,
             learning=figures.learning_curve(selectors.learning_curve(project)),
             form=forms.TrainingForm(),
+            awaiting=_awaiting_run(request, runs),
+            known_runs=",".join(str(run.pk) for run in runs[:5]),
         ),
     )
+
+
+def _awaiting_run(request, runs):
+    """Whether a run requested at ``?requested=<time>`` has not been created yet."""
+    requested = parse_datetime(request.GET.get("requested") or "")
+    if requested is None:
+        return False
+    return not any(run.created_at >= requested for run in runs)
 
 
 @login_required
@@ -446,7 +466,10 @@ def training_panel(request, slug, run_id):
 @login_required
 @require_POST
 def training_start(request, slug):
-    from labeling.services.training import TrainingRefused, training_run_create
+    """Checks (reads only) and queues the request; the run itself is created by a task,
+    so this answers at once even while a worker holds the database's write lock. The
+    training page then shows the run as soon as it is queued."""
+    from labeling.services.training import TrainingRefused
 
     project = _project(request, slug)
     form = forms.TrainingForm(request.POST)
@@ -455,13 +478,13 @@ def training_start(request, slug):
         return redirect("dashboard:training", slug=project.slug)
     config = {"epochs": form.cleaned_data["epochs"]} if form.cleaned_data.get("epochs") else None
     try:
-        run = training_run_create(project, config=config, user=request.user)
+        services.training_request(project, config=config, user=request.user)
     except TrainingRefused as exc:
         messages.error(request, f"Training not started: {exc}")
         return redirect("dashboard:training", slug=project.slug)
-    if run.status in selectors.ACTIVE:
-        messages.success(request, "Training run queued; its progress shows below.")
-    return redirect(reverse("dashboard:training", args=[project.slug]) + f"?run={run.pk}")
+    messages.success(request, "Training requested: the run shows below as soon as it is queued, then its progress.")
+    requested = timezone.now().isoformat(timespec="microseconds")
+    return redirect(reverse("dashboard:training", args=[project.slug]) + _query(request, requested=requested))
 
 
 @login_required

@@ -73,6 +73,7 @@ class LabelClass(models.Model):
 
     class Meta:
         ordering = ["project_id", "position"]
+        verbose_name_plural = "label classes"
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="labelclass_unique_name"),
             models.UniqueConstraint(fields=["project", "position"], name="labelclass_unique_position"),

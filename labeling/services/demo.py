@@ -129,10 +129,13 @@ def demo_site_secret():
 
 def demo_site_create(project, *, hostnames=None, **difficulty):
     """The site behind ``/demo/signup/``: the digits project, on local hostnames and
-    those of ``ALLOWED_HOSTS``. Safe to run twice; the secret is derived, not stored."""
+    those of ``ALLOWED_HOSTS`` (not Django's test client's ``testserver``). Safe to run
+    twice; the secret is derived, not stored."""
     if hostnames is None:
         hostnames = ["localhost", "127.0.0.1", "::1"] + [
-            host for host in settings.ALLOWED_HOSTS if "*" not in host and not host.startswith(".")
+            host
+            for host in settings.ALLOWED_HOSTS
+            if "*" not in host and not host.startswith(".") and host != "testserver"
         ]
     site = Site.objects.filter(sitekey=DEMO_SITEKEY).first()
     if site is None:

@@ -61,9 +61,10 @@ def default_config(project):
     return {**config, **APP_KEYS}
 
 
-def training_run_create(project, *, config=None, user=None):
-    """Queue a training run for ``project`` (or return the one already queued or
-    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
+def training_run_check(project, config=None):
+    """The full config a run of ``project`` would get; raises :class:`TrainingRefused`
+    when there is nothing to train on. Reads only and takes no lock, so a web request can
+    refuse at once before it queues the run."""
     config = {**default_config(project), **(config or {})}
     unknown = sorted(set(config) - set(default_config(project)) - _ml_keys())
     if unknown:
@@ -72,16 +73,23 @@ def training_run_create(project, *, config=None, user=None):
         raise TrainingRefused(f"model must be auto, cnn, spreading, knn or logreg, got {config['model']!r}")
     if config["model"] == "cnn" and project.data_kind != DataKind.IMAGE:
         raise TrainingRefused("a CNN trains on images; text projects use the other models")
+    labeled = human_labels(project)
+    if len(set(labeled.values())) < 2:
+        raise TrainingRefused(
+            f"only {len(labeled)} human-verified labels, in fewer than two classes; a model needs two classes"
+        )
+    return config
+
+
+def training_run_create(project, *, config=None, user=None):
+    """Queue a training run for ``project`` (or return the one already queued or
+    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
+    config = training_run_check(project, config)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         active = TrainingRun.objects.filter(project=project, status__in=ACTIVE).first()
         if active is not None:
             return active
-        labeled = human_labels(project)
-        if len(set(labeled.values())) < 2:
-            raise TrainingRefused(
-                f"only {len(labeled)} human-verified labels, in fewer than two classes; a model needs two classes"
-            )
         run = TrainingRun.objects.create(project=project, config=config, n_epochs=int(config["epochs"]))
     from labeling.tasks import gpu_training_run_task
 

@@ -95,6 +95,18 @@
       .catch(function () { delete panel.dataset.loading; });
   }
 
+  // After "Start training" the run is created by a background task: follow it once it exists.
+  function followRequestedRun(state) {
+    var waiting = root.querySelector("[data-awaiting-run]");
+    if (!waiting) return false;
+    var known = (waiting.dataset.knownRuns || "").split(",");
+    var fresh = state.training.filter(function (run) { return known.indexOf(run.id) < 0; })[0];
+    if (fresh) {
+      window.location.replace(waiting.dataset.trainingUrl + "?run=" + encodeURIComponent(fresh.id));
+    }
+    return true;
+  }
+
   function schedule(ms) {
     clearTimeout(timer);
     timer = setTimeout(poll, ms);
@@ -111,8 +123,9 @@
         renderCounts(state);
         renderPipeline(state);
         renderTraining(state);
+        var waiting = followRequestedRun(state);
         root.dataset.liveAt = new Date().toISOString();
-        schedule(state.active ? ACTIVE_MS : IDLE_MS);
+        schedule(state.active || waiting ? ACTIVE_MS : IDLE_MS);
       })
       .catch(function () { schedule(ERROR_MS); });
   }

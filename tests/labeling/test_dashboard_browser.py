@@ -104,13 +104,15 @@ def owner(db):
     return get_user_model().objects.create_user("owner", password=PASSWORD)
 
 
-def log_in(watched, live_server, user):
+def log_in(watched, live_server, user, expect_url="/dashboard/"):
     page = watched.page
-    page.goto(f"{live_server.url}/accounts/login/?next=/dashboard/")
+    page.goto(f"{live_server.url}/accounts/login/?next={expect_url or '/'}")
     page.fill("#id_username", user.username)
     page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/dashboard/")
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    if expect_url:
+        page.wait_for_url(f"{live_server.url}{expect_url}")
 
 
 def shoot(page, name):
@@ -164,7 +166,7 @@ def test_the_owner_walks_every_page_and_watches_a_run_progress_live(live_server,
         TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, epoch=epoch, history=history)
         expect(page.locator(f'[data-panel-for="{run.pk}"] [data-field=epoch]')).to_have_text(f"{epoch} / 3")
         expect(page.locator(f'#runs-table [data-run="{run.pk}"][data-field=status]')).to_have_text("Running")
-    expect(page.locator(f'[data-panel-for="{run.pk}"] svg[aria-label="Loss per epoch"] polyline')).to_have_count(2)
+    expect(page.locator(f'[data-panel-for="{run.pk}"] .chart-box.wide svg[aria-label="Loss per epoch"] polyline')).to_have_count(2)
     shoot(page, "training-running")
     history.append({"epoch": 3, "train_loss": 0.4, "val_loss": 0.5, "val_accuracy": 0.85})
     TrainingRun.objects.filter(pk=run.pk).update(
@@ -203,8 +205,9 @@ def test_a_real_training_run_started_from_the_page_reaches_succeeded(live_server
     log_in(watched, live_server, owner)
     page = open_page(watched, live_server, reverse("dashboard:training", args=[project.slug]))
     page.fill("#id_epochs", "2")
+    # Celery runs eagerly here, so this one request also trains; a real worker would not.
     with page.expect_navigation(timeout=180_000):
-        page.get_by_role("button", name="Start training").click()
+        page.get_by_role("button", name="Start training").click(timeout=180_000)
     run = TrainingRun.objects.get(project=project)
     panel = page.locator(f'[data-panel-for="{run.pk}"]')
     expect(panel.locator("[data-field=status]")).to_have_text("Succeeded", timeout=60_000)
@@ -270,3 +273,98 @@ def test_an_untrusted_label_name_renders_as_text_on_every_page_and_no_dialog_fir
     page = open_page(watched, live_server, reverse("dashboard:items", args=[project.slug]), "items-untrusted")
     expect(page.locator("#items-table .chip", has_text=XSS).first).to_be_visible()
     assert watched.dialogs == [] and watched.problems == []
+
+
+# --- Every page, every role, a phone and a desktop ------------------------------------------------
+
+VIEWPORTS = [(360, 740), (1280, 900)]
+MIN_CHART_TEXT_PX = 11
+LAYOUT_PROBLEMS = """() => {
+  const problems = [];
+  const width = window.innerWidth;
+  if (document.documentElement.scrollWidth > width) {
+    problems.push(`scrolls sideways: ${document.documentElement.scrollWidth} px wide at ${width}`);
+  }
+  for (const text of document.querySelectorAll("svg text")) {
+    const box = text.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;  // not shown at this width
+    const svg = text.ownerSVGElement;
+    const view = svg.viewBox && svg.viewBox.baseVal;
+    const scale = view && view.width ? svg.getBoundingClientRect().width / view.width : 1;
+    const size = parseFloat(getComputedStyle(text).fontSize) * scale;
+    if (size < MIN) problems.push(`chart text "${text.textContent}" at ${size.toFixed(1)} px`);
+  }
+  return problems.slice(0, 5);
+}""".replace("MIN", str(MIN_CHART_TEXT_PX))
+
+
+class Guarded(Watched):
+    """A watched page that also counts console errors."""
+
+    def __init__(self, context):
+        super().__init__(context)
+        self.page.on("console", lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None)
+
+
+def role_paths(project, worker_user, owner_user):
+    worker = Worker.objects.filter(skills__project=project).first()
+    item = project.items.filter(answers__isnull=False).first()
+    slug = project.slug
+    return {
+        "anonymous": [
+            ("landing", "/"),
+            ("login", reverse("login")),
+            ("signup", reverse("worker-signup")),
+            ("docs", reverse("docs")),
+        ],
+        "worker": [
+            ("home", reverse("worker-home")),
+            ("label", reverse("worker-label", args=[slug])),
+        ],
+        "owner": [
+            ("projects", "/"),
+            ("project", reverse("project-detail", args=[slug])),
+            ("dashboard", reverse("dashboard:projects")),
+            ("overview", reverse("dashboard:overview", args=[slug])),
+            ("workers", reverse("dashboard:workers", args=[slug])),
+            ("worker", reverse("dashboard:worker", args=[slug, worker.pk])),
+            ("items", reverse("dashboard:items", args=[slug])),
+            ("item", reverse("dashboard:item", args=[slug, item.pk])),
+            ("clusters", reverse("dashboard:clusters", args=[slug])),
+            ("training", reverse("dashboard:training", args=[slug])),
+            ("sites", reverse("dashboard:sites", args=[slug])),
+            ("label-home", reverse("worker-home")),
+        ],
+    }
+
+
+def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, browser, settings, celery_eager, owner):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from labeling.models import Project
+    from labeling.services.workers import worker_sign_up
+
+    project = loop_project(owner)
+    Project.objects.filter(pk=project.pk).update(open_to_all_workers=True)
+    worker_user = worker_sign_up(username="ann", password=PASSWORD, email="")
+    folder = ARTIFACTS / "responsive"
+    folder.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for role, paths in role_paths(project, worker_user, owner).items():
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            guarded = Guarded(context)
+            if role != "anonymous":
+                log_in(guarded, live_server, owner if role == "owner" else worker_user, expect_url=None)
+            page = guarded.page
+            for width, height in VIEWPORTS:
+                page.set_viewport_size({"width": width, "height": height})
+                for name, path in paths:
+                    guarded.problems.clear()
+                    page.goto(live_server.url + path)
+                    page.wait_for_load_state("load")
+                    found = page.evaluate(LAYOUT_PROBLEMS) + list(guarded.problems)
+                    problems += [f"{role} {name} at {width} px: {problem}" for problem in found]
+                    page.screenshot(path=str(folder / f"{role}-{name}-{width}.png"), full_page=True)
+        finally:
+            context.close()
+    assert problems == []

@@ -101,8 +101,8 @@ ALLOWED = {
     "next: admitted by name": ("ann", lambda c, w: c.get(reverse("api-task-next", args=[w["also"].slug])), 200),
     "image: own lease": ("bob", lambda c, w: c.get(reverse("api-task-image", args=[w["bob_lease"]])), 200),
     "label page: open project": ("ann", lambda c, w: c.get(reverse("worker-label", args=[w["mine"].slug])), 200),
-    "rules page: own project": ("owner", lambda c, w: c.get(reverse("project-workers", args=[w["mine"].slug])), 200),
-    "rules page: staff": ("staff", lambda c, w: c.get(reverse("project-workers", args=[w["theirs"].slug])), 200),
+    "rules page: own project": ("owner", lambda c, w: c.get(reverse("project-workers", args=[w["mine"].slug])), 302),
+    "rules page: staff": ("staff", lambda c, w: c.get(reverse("project-workers", args=[w["theirs"].slug])), 302),
 }
 
 
