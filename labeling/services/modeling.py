@@ -102,6 +102,7 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
                 metrics["kind"] = "cnn"
                 metrics["estimate"] = _estimate(cnn_hits, len(val), "validation", wilson_interval)
                 metrics["oof"] = {str(items[i].pk): int(cnn_proba[i].argmax()) for i in val}
+    metrics["accuracy"] = metrics["estimate"]["accuracy"]
     metrics.update(_holdout_accuracy(project, items, proba, label_ids))
     return items, proba, confidence, metrics, cnn
 

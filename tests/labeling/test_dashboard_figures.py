@@ -162,3 +162,19 @@ def test_the_demo_site_allows_real_hostnames_but_not_the_test_client(owner):
     site = demo_site_create(project)
     assert "testserver" not in site.allowed_hostnames
     assert {"localhost", "crowd.example"} <= set(site.allowed_hostnames)
+
+
+def test_the_headline_accuracy_is_held_out_when_there_is_a_split_else_cross_validated_with_its_interval(client, owner):
+    from labeling.models import Project, TrainingRun
+
+    project = project_create(name="Measured", labels=["a", "b"], owner=owner)
+    estimate = {"accuracy": 0.9, "n": 40, "low": 0.769, "high": 0.96, "method": "cross-validation"}
+    run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED, metrics={"estimate": estimate})
+    Project.objects.filter(pk=project.pk).update(active_run=run)
+    client.force_login(owner)
+    page = text_of(overview(client, project))
+    assert "90% active model accuracy cross-validation on 40 human labels; 95% interval 77%–96%" in page
+    run.metrics = {"estimate": estimate, "eval_accuracy": 0.935, "eval_n": 397}
+    run.save(update_fields=["metrics"])
+    page = text_of(overview(client, project))
+    assert "94% active model, held-out accuracy on 397 held-out items" in page
