@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from labeling import selectors
 from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
-from labeling.services.training import TrainingRefused, model_predict, training_run_create
+from labeling.services.training import TrainingConfigInvalid, TrainingRefused, model_predict, training_run_create
 
 
 class PayloadTooLarge(APIException):
@@ -171,6 +171,8 @@ class TrainingRunsApi(APIView):
             raise ValidationError({"config": "an object of config overrides"})
         try:
             run = training_run_create(project, config=config, user=request.user)
+        except TrainingConfigInvalid as exc:
+            raise ValidationError({"config": {key: [message] for key, message in exc.errors.items()}}) from exc
         except TrainingRefused as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(training_run_payload(run), status=status.HTTP_202_ACCEPTED)

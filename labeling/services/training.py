@@ -37,15 +37,17 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import human_labels
+from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
+    APP_KEYS,
+    TrainingConfigInvalid,
+    TrainingRefused,
+    training_config_validate,
+    transfer_source_get,
+)
 
 logger = logging.getLogger(__name__)
 
-APP_KEYS = {"use_pseudo_labels": True, "pseudo_min_confidence": 0.0, "val_share": 0.2, "transfer_from": None}
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-class TrainingRefused(ValueError):
-    """The project cannot be trained now; the message says why."""
 
 
 def default_config(project):
@@ -64,13 +66,16 @@ def default_config(project):
 
 def training_run_create(project, *, config=None, user=None):
     """Queue a training run for ``project`` (or return the one already queued or
-    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
+    running) on behalf of ``user`` (``None``: the project's owner). Raises
+    :class:`TrainingRefused` when there is nothing to train on, and
+    :class:`TrainingConfigInvalid` on a bad config value or a ``transfer_from`` run
+    that is not ``user``'s to start from."""
     if project.data_kind != DataKind.IMAGE:
         raise TrainingRefused("training runs on image projects; text projects are not supported yet")
-    config = {**default_config(project), **(config or {})}
-    unknown = sorted(set(config) - set(default_config(project)) - _ml_keys())
-    if unknown:
-        raise TrainingRefused(f"unknown config key(s): {', '.join(unknown)}")
+    requester = user if user is not None and user.is_authenticated else None
+    config = training_config_validate(project, {**default_config(project), **(config or {})})
+    if config["transfer_from"]:
+        transfer_source_get(config["transfer_from"], project=project, requester=requester or project.owner)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         active = TrainingRun.objects.filter(project=project, status__in=ACTIVE).first()
@@ -81,18 +86,13 @@ def training_run_create(project, *, config=None, user=None):
             raise TrainingRefused(
                 f"only {len(labeled)} human-verified labels; at least two per class are needed to train"
             )
-        run = TrainingRun.objects.create(project=project, config=config, n_epochs=int(config["epochs"]))
+        run = TrainingRun.objects.create(
+            project=project, config=config, n_epochs=int(config["epochs"]), requested_by=requester
+        )
     from labeling.tasks import gpu_training_run_task
 
     transaction.on_commit(lambda: gpu_training_run_task.delay(str(run.pk)))
     return run
-
-
-def _ml_keys():
-    from ml.nets import MODEL_KEYS
-    from ml.training import TRAIN_DEFAULTS
-
-    return set(MODEL_KEYS) | set(TRAIN_DEFAULTS)
 
 
 def _in_validation(item_id, share):
@@ -155,7 +155,7 @@ def _execute(run):
 
     init_state = None
     if app["transfer_from"]:
-        source = TrainingRun.objects.get(pk=app["transfer_from"], status=RunStatus.SUCCEEDED)
+        source = transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
         with source.artifact.open("rb") as handle:
             init_state = load_model(handle.read(), device="cpu").model.state_dict()
 
