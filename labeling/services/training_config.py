@@ -58,11 +58,67 @@ def transfer_source_get(run_id, *, project, requester):
 def training_config_validate(project, config):
     """``config`` (defaults already merged in) checked key by key for ``project``;
     returns it. Raises :class:`TrainingConfigInvalid` naming every bad key."""
-    from ml.nets import MODEL_KEYS
-    from ml.training import TRAIN_DEFAULTS
+    from ml.nets import ARCHS, MODEL_KEYS
+    from ml.training import TRAIN_DEFAULTS, resolve_config
 
-    known = set(APP_KEYS) | set(MODEL_KEYS) | set(TRAIN_DEFAULTS) | {"augment"}
+    if not isinstance(config, dict):
+        raise TrainingConfigInvalid({"config": "must be an object of config values"})
+    known = set(APP_KEYS) | set(MODEL_KEYS) | set(TRAIN_DEFAULTS)
     errors = {key: "unknown config key" for key in config if key not in known}
+    errors.update({key: "set from the project's data, not by a config" for key in PROJECT_KEYS if key in config})
+    errors.update(_app_errors(config))
+    epochs = config.get("epochs")
+    if _is_number(epochs) and epochs > MAX_EPOCHS:
+        errors["epochs"] = f"at most {MAX_EPOCHS}"
+    arch = config.get("arch", "cnn")
+    base = {"arch": arch if arch in ARCHS else "cnn", "n_classes": max(2, project.label_classes.count())}
+    base.update({"in_features": 1} if base["arch"] == "mlp" else {"in_channels": 1, "image_size": project.image_size})
+    ml_keys = [key for key in config if key in known and key not in APP_KEYS and key not in PROJECT_KEYS]
+    for key in ml_keys:
+        if key in errors:
+            continue
+        try:
+            resolve_config({**base, key: config[key]})
+        except (ValueError, TypeError) as exc:
+            errors[key] = _message(exc, key)
+    if not errors:
+        try:
+            resolve_config({**base, **{key: config[key] for key in ml_keys}})
+        except (ValueError, TypeError) as exc:
+            errors["config"] = _message(exc, None)
     if errors:
         raise TrainingConfigInvalid(errors)
     return config
+
+
+def _message(exc, key):
+    """ml's message without the ``config['key']`` prefix the field name already gives."""
+    text = str(exc)
+    if key is not None:
+        for prefix in (f"config[{key!r}] ", f"{key} "):
+            if text.startswith(prefix):
+                return text[len(prefix):]
+    return text
+
+
+def _app_errors(config):
+    errors = {}
+    if not isinstance(config.get("use_pseudo_labels", True), bool):
+        errors["use_pseudo_labels"] = "must be true or false"
+    confidence = config.get("pseudo_min_confidence", 0.0)
+    if not (_is_number(confidence) and 0 <= confidence <= 1):
+        errors["pseudo_min_confidence"] = "must be a number from 0 to 1"
+    share = config.get("val_share", 0.2)
+    if not (_is_number(share) and 0 <= share < 1):
+        errors["val_share"] = "must be a number from 0 up to (not including) 1"
+    transfer = config.get("transfer_from")
+    if transfer is not None and not _is_uuid(transfer):
+        errors["transfer_from"] = "must be the id of a training run"
+    return errors
+
+
+def _is_uuid(value):
+    try:
+        return isinstance(value, str) and uuid.UUID(value) is not None
+    except ValueError:
+        return False

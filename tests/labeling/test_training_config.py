@@ -102,3 +102,88 @@ def test_a_queued_run_naming_another_tenants_run_fails_in_the_task_without_loadi
     run = training_run_execute(run.pk)
     assert run.status == RunStatus.FAILED
     assert "transfer_from" in run.error and "a project you own" in run.error
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("epochs", "abc"),
+        ("epochs", -5),
+        ("epochs", [1]),
+        ("epochs", 10_000),
+        ("epochs", 2.5),
+        ("lr", "fast"),
+        ("lr", 0),
+        ("batch_size", {"n": 2}),
+        ("val_share", 2),
+        ("use_pseudo_labels", "maybe"),
+        ("augment", [1]),
+        ("transfer_from", "run-7"),
+        ("epochz", 3),
+    ],
+)
+def test_a_bad_config_value_is_a_400_naming_the_key_and_queues_nothing(alice, key, value):
+    project = _project(alice, "Mine")
+    response = _post_run(alice, project, {**TINY, key: value})
+    assert response.status_code == 400
+    assert key in response.json()["config"]
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize("config", [["epochs", 3], "epochs=3", None])
+def test_a_config_that_is_not_an_object_is_a_400(alice, config):
+    project = _project(alice, "Mine")
+    response = _post_run(alice, project, config)
+    assert response.status_code == 400 and "config" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("epochs", "abc"),
+        ("epochs", True),
+        ("epochs", -5),
+        ("epochs", [1]),
+        ("epochs", 501),
+        ("lr", float("nan")),
+        ("lr", -1.0),
+        ("width", 0),
+        ("dropout", 1.0),
+        ("monitor", "val_f1"),
+        ("augment", {"shift": -1}),
+        ("augment", {"spin": 1}),
+        ("freeze_backbone", "no"),
+        ("pseudo_min_confidence", 1.5),
+        ("n_classes", 7),
+        ("image_size", 64),
+    ],
+)
+def test_the_service_refuses_every_bad_value_with_the_key_named(alice, key, value):
+    project = _project(alice, "Mine")
+    with pytest.raises(TrainingConfigInvalid) as refused:
+        training_run_create(project, config={**TINY, key: value}, user=alice)
+    assert list(refused.value.errors) == [key]
+    assert not TrainingRun.objects.exists()
+
+
+def test_every_bad_key_is_reported_at_once(alice):
+    project = _project(alice, "Mine")
+    with pytest.raises(TrainingConfigInvalid) as refused:
+        training_run_create(project, config={"epochs": "abc", "lr": "x", "val_share": -1}, user=alice)
+    assert set(refused.value.errors) == {"epochs", "lr", "val_share"}
+
+
+def test_a_value_is_judged_against_the_chosen_arch(alice):
+    project = _project(alice, "Mine")
+    with pytest.raises(TrainingConfigInvalid, match="mlp") as refused:
+        training_run_create(project, config={"arch": "mlp", "augment": {"shift": 2}}, user=alice)
+    assert set(refused.value.errors) == {"augment"}
+
+
+def test_the_dashboard_form_refuses_a_bad_epochs_value_with_a_message(client, alice):
+    project = _project(alice, "Mine")
+    client.force_login(alice)
+    response = client.post(f"/dashboard/{project.slug}/training/start", {"epochs": "abc"}, follow=True)
+    assert response.status_code == 200
+    assert "Epochs must be a whole number" in response.content.decode()
+    assert not TrainingRun.objects.exists()
