@@ -238,8 +238,13 @@ def _bad_utf8(value):
 
 
 def read_csv(handle, *, source="upload.csv"):
-    """Entries of a CSV with a ``text`` column and an optional ``label`` column."""
-    reader = csv.reader(_decode_lines(handle))
+    """Entries of a CSV with a ``text`` column and an optional ``label`` column.
+
+    A row that cannot be read is a problem naming the lines it took with it (an unclosed
+    quote swallows every line after it), so nothing is lost silently.
+    """
+    lines = _RecordedLines(_decode_lines(handle))
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
@@ -254,18 +259,26 @@ def read_csv(handle, *, source="upload.csv"):
     entries, problems = [], []
     while True:
         line = reader.line_num + 1
+        lines.consumed.clear()
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(ImportProblem(f"{source} line {line}", f"malformed CSV: {exc}"))
+            problems.append(ImportProblem(f"{source} line {line}", f"malformed CSV: {exc}{_lost(line, reader.line_num)}"))
             continue
-        name = f"{source} line {reader.line_num}"
+        end = reader.line_num
+        name = f"{source} line {end}"
+        if end > line and _unclosed_quote(lines.consumed):
+            problems.append(ImportProblem(f"{source} line {line}", f"unclosed quote{_lost(line, end)}"))
+            continue
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            problems.append(ImportProblem(name, f"expected {len(columns)} fields, found {len(row)}"))
+            reason = f"expected {len(columns)} fields, found {len(row)}"
+            if end > line:
+                name, reason = f"{source} line {line}", f"{reason}: a quoted field runs over several lines{_lost(line, end)}"
+            problems.append(ImportProblem(name, reason))
             continue
         label = row[label_at].strip() if label_at is not None else ""
         problem = _text_problem(row[text_at], label)
@@ -274,6 +287,37 @@ def read_csv(handle, *, source="upload.csv"):
             continue
         entries.append(ImportEntry(name=name, text=row[text_at], label=label or None))
     return entries, problems
+
+
+class _RecordedLines:
+    """The lines of a text file, keeping those read since ``consumed`` was cleared:
+    the raw lines of the CSV record being parsed."""
+
+    def __init__(self, lines):
+        self._lines = iter(lines)
+        self.consumed = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = next(self._lines)
+        self.consumed.append(line)
+        return line
+
+
+def _unclosed_quote(raw_lines):
+    """Whether a record's raw lines end inside a quoted field (the file ended first)."""
+    try:
+        for _ in csv.reader(raw_lines, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _lost(first, last):
+    return f"; lines {first}-{last} could not be read" if last > first else f"; line {first} could not be read"
 
 
 def read_jsonl(handle, *, source="upload.jsonl"):
