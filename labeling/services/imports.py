@@ -161,6 +161,11 @@ def _import_batch(project, batch, label_role, report, progress):
     report.created += len(fresh)
 
 
+def project_media_prefix(project):
+    """Where ``project``'s own files lie in the media storage (``item_upload_path``)."""
+    return f"projects/{project.pk}/"
+
+
 def _write_batch(project, fresh, label_role):
     """Write one batch atomically; files written for a batch that fails are removed."""
     written = []
@@ -207,7 +212,7 @@ def _save(written, name, content):
 
 def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD):
     """Read ``path`` and import it; ``on_total(n)`` learns the entry count first."""
-    entries, problems = read_source(path, data_kind=project.data_kind)
+    entries, problems = read_source(path, data_kind=project.data_kind, media_prefix=project_media_prefix(project))
     if on_total:
         on_total(len(entries))
     return items_import(project, entries, problems=problems, progress=progress, label_role=label_role)

@@ -5,6 +5,7 @@ The checks are the domain's own: the API, the dashboard, the ``train`` command a
 task that executes a run all pass through them, so a bad value is a clear error with
 its key, never a run that fails half-way or a 500.
 """
+import math
 import uuid
 
 from labeling.models import RunStatus, TrainingRun
@@ -29,7 +30,7 @@ class TrainingConfigInvalid(TrainingRefused):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def transfer_source_get(run_id, *, project, requester):
