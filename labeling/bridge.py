@@ -21,7 +21,7 @@ def label_positions(project):
 
 def counted_answers(project, item_ids=None):
     """Answers that count as label votes: not from banned workers, not rejections."""
-    query = Answer.objects.filter(item__project=project).exclude(worker__status=WorkerStatus.BANNED)
+    query = Answer.objects.filter(item__project=project).without_banned_workers()
     query = query.exclude(verdict=False)
     if item_ids is not None:
         query = query.filter(item_id__in=item_ids)

@@ -116,7 +116,7 @@ def _pseudo_labels_checked(item_ids):
     )
     rejected = set(
         Answer.objects.filter(item_id__in=list(pseudo), verdict=False)
-        .exclude(worker__status=WorkerStatus.BANNED)
+        .without_banned_workers()
         .values_list("item_id", "label_id")
     )
     demoted = [item_id for item_id, label_id in pseudo.items() if (item_id, label_id) in rejected]

@@ -264,7 +264,8 @@ def read_csv(handle, *, source="upload.csv"):
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(ImportProblem(f"{source} line {line}", f"malformed CSV: {exc}{_lost(line, reader.line_num)}"))
+            reason = f"malformed CSV: {exc}{_lost(line, reader.line_num)}"
+            problems.append(ImportProblem(f"{source} line {line}", reason))
             continue
         end = reader.line_num
         name = f"{source} line {end}"
@@ -276,7 +277,8 @@ def read_csv(handle, *, source="upload.csv"):
         if len(row) != len(columns):
             reason = f"expected {len(columns)} fields, found {len(row)}"
             if end > line:
-                name, reason = f"{source} line {line}", f"{reason}: a quoted field runs over several lines{_lost(line, end)}"
+                name = f"{source} line {line}"
+                reason = f"{reason}: a quoted field runs over several lines{_lost(line, end)}"
             problems.append(ImportProblem(name, reason))
             continue
         label = row[label_at].strip() if label_at is not None else ""
