@@ -148,7 +148,7 @@ def worker_decision_reverse(decision, *, by=None, now=None):
     (with a logged, manual decision), unless their status there has changed since."""
     now = now or _now()
     with transaction.atomic():
-        decision = WorkerDecision.objects.select_for_update().select_related("worker", "project").get(pk=decision.pk)
+        decision = WorkerDecision.objects.select_for_update().select_related("worker").get(pk=decision.pk)
         if decision.reversed_at is not None:
             raise DecisionError(f"Decision {decision.pk} was already reversed.")
         current = decision_status_now(decision)
