@@ -15,7 +15,8 @@ from labeling.models import DataKind, Project
 from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
 from labeling.services.projects import MAX_LABEL_CHARS, project_create
-from labeling.services.training import TrainingRefused, training_run_create
+from labeling.services.training import TrainingConfigInvalid, TrainingRefused, training_run_create
+from labeling.services.training_config import MAX_EPOCHS
 
 
 class PayloadTooLarge(APIException):
@@ -224,6 +225,47 @@ def training_run_payload(run):
     }
 
 
+class TrainingConfigSerializer(serializers.Serializer):
+    """A training config at the API edge: each key typed and bounded, unknown keys
+    refused. The service checks the rest (rules across keys, whose run may be a
+    ``transfer_from``)."""
+
+    arch = serializers.CharField(max_length=20, required=False)
+    epochs = serializers.IntegerField(min_value=1, max_value=MAX_EPOCHS, required=False)
+    patience = serializers.IntegerField(min_value=1, max_value=MAX_EPOCHS, required=False)
+    start_from_epoch = serializers.IntegerField(min_value=0, max_value=MAX_EPOCHS, required=False, allow_null=True)
+    batch_size = serializers.IntegerField(min_value=1, max_value=65536, required=False)
+    eval_batch_size = serializers.IntegerField(min_value=1, max_value=65536, required=False)
+    max_device_bytes = serializers.IntegerField(min_value=1, required=False)
+    width = serializers.IntegerField(min_value=1, max_value=1024, required=False)
+    dropout = serializers.FloatField(min_value=0.0, max_value=0.99, required=False)
+    lr = serializers.FloatField(min_value=1e-9, max_value=10.0, required=False)
+    weight_decay = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    min_delta = serializers.FloatField(min_value=0.0, required=False)
+    label_smoothing = serializers.FloatField(min_value=0.0, max_value=0.99, required=False)
+    lr_schedule = serializers.CharField(max_length=20, required=False)
+    monitor = serializers.CharField(max_length=20, required=False)
+    class_balance = serializers.CharField(max_length=20, required=False)
+    augment = serializers.DictField(required=False, allow_null=True)
+    freeze_backbone = serializers.BooleanField(required=False)
+    amp = serializers.BooleanField(required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    use_pseudo_labels = serializers.BooleanField(required=False)
+    pseudo_min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    val_share = serializers.FloatField(min_value=0.0, max_value=0.99, required=False)
+    transfer_from = serializers.UUIDField(required=False, allow_null=True)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise ValidationError({key: ["unknown config key"] for key in unknown})
+        values = super().to_internal_value(data)
+        if values.get("transfer_from") is not None:
+            values["transfer_from"] = str(values["transfer_from"])
+        return values
+
+
 class TrainingRunsApi(APIView):
     """``GET`` the project's runs; ``POST`` (optional JSON ``config``) queues a run."""
 
@@ -233,11 +275,13 @@ class TrainingRunsApi(APIView):
 
     def post(self, request, slug):
         project = selectors.project_get_managed(request.user, slug)
-        config = request.data.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValidationError({"config": "an object of config overrides"})
+        config = TrainingConfigSerializer(data=request.data.get("config", {}))
+        if not config.is_valid():
+            raise ValidationError({"config": config.errors})
         try:
-            run = training_run_create(project, config=config, user=request.user)
+            run = training_run_create(project, config=dict(config.validated_data), user=request.user)
+        except TrainingConfigInvalid as exc:
+            raise ValidationError({"config": {key: [message] for key, message in exc.errors.items()}}) from exc
         except TrainingRefused as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(training_run_payload(run), status=status.HTTP_202_ACCEPTED)

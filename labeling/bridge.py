@@ -5,7 +5,7 @@ by database ids. Nothing else in ``labeling/`` touches numpy or torch internals.
 """
 import numpy as np
 
-from labeling.models import Answer, KnownLabel, WorkerStatus
+from labeling.models import Answer, KnownLabel
 from ml.aggregation import make_aggregator
 from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exported)
     binary_accuracy,
@@ -26,7 +26,7 @@ def label_positions(project):
 
 def counted_answers(project, item_ids=None):
     """Answers that count as label votes: not from banned workers, not rejections."""
-    query = Answer.objects.filter(item__project=project).exclude(worker__status=WorkerStatus.BANNED)
+    query = Answer.objects.filter(item__project=project).without_banned_workers()
     query = query.exclude(verdict=False)
     if item_ids is not None:
         query = query.filter(item_id__in=item_ids)
@@ -53,7 +53,7 @@ def answer_evidence(project, item_ids):
     positions, _ = label_positions(project)
     rows = (
         Answer.objects.filter(item_id__in=item_ids)
-        .exclude(worker__status=WorkerStatus.BANNED)
+        .without_banned_workers()
         .values_list("item_id", "worker_id", "label_id", "verdict")
     )
     evidence = {item_id: [] for item_id in item_ids}

@@ -52,8 +52,9 @@ def worker_of(user):
     return Worker.objects.filter(user=user, kind=WorkerKind.REGISTERED).first()
 
 
-def worker_payload(worker):
-    return {"status": worker.status, "answers": worker.answer_total}
+def worker_payload(worker, status=None):
+    """The worker's counters and status (``status``: theirs in the project at hand)."""
+    return {"status": status or worker.status, "answers": worker.answer_total}
 
 
 def task_payload(project, lease):
@@ -139,7 +140,7 @@ class TaskNextApi(WorkerApiView):
                 "labels": labels_payload(project),
                 "target": batch.target.name if batch.target is not None else None,
                 "items": [task_payload(project, lease) for lease in batch.leases],
-                "worker": worker_payload(worker),
+                "worker": worker_payload(worker, svc.worker_status_in(worker, project)),
             }
         )
 
@@ -194,8 +195,8 @@ class AnswerBatchApi(WorkerApiView):
                     {"id": o.lease_id, "key": o.key, "status": o.status, "skipped": o.skipped, "feedback": o.feedback}
                     for o in result.outcomes
                 ],
-                "worker": worker_payload(result.worker),
-                "message": f"Your account is now {result.worker.status}." if result.decision else None,
+                "worker": worker_payload(result.worker, result.status),
+                "message": f"You are now {result.status} in this project." if result.decision else None,
             }
         )
 
@@ -230,6 +231,7 @@ def task_image(request, lease_id):
         return response
     lease = (
         worker.leases.filter(public_id=lease_id, item__project__in=svc.projects_for_worker(worker))
+        .exclude(item__project_id__in=svc.projects_closing(worker))
         .select_related("item")
         .first()
     )

@@ -68,9 +68,12 @@ def signup(request):
 def worker_home(request):
     worker = svc.worker_for_user(request.user)
     projects = list(svc.projects_for_worker(worker).select_related("stats"))
+    standing = {row.project_id: row for row in worker.project_statuses.exclude(status=WorkerStatus.ACTIVE)}
+    for project in projects:
+        project.standing = standing.get(project.pk)
     decision = None
     if worker.status != WorkerStatus.ACTIVE:
-        decision = worker.decisions.filter(new_status=worker.status).first()
+        decision = worker.decisions.filter(project__isnull=True, new_status=worker.status).first()
     return render(
         request,
         "worker/home.html",
@@ -87,6 +90,7 @@ def worker_home(request):
 def worker_label(request, slug):
     worker = svc.worker_for_user(request.user)
     project = svc.project_get_for_worker(worker, slug)
+    status = WorkerStatus(svc.worker_status_in(worker, project))
     labels = labels_payload(project)
     return render(
         request,
@@ -95,7 +99,8 @@ def worker_label(request, slug):
             "worker": worker,
             "project": project,
             "labels": labels,
-            "active": worker.status == WorkerStatus.ACTIVE,
+            "status": status,
+            "active": status == WorkerStatus.ACTIVE,
             "next_url": reverse("api-task-next", args=[project.slug]),
             "answers_url": reverse("api-task-answers", args=[project.slug]),
             "undo_url": reverse("api-answer-undo", args=["KEY"]),

@@ -19,6 +19,7 @@ class WorkerFilterForm(forms.Form):
 class WorkerStatusForm(forms.Form):
     status = forms.ChoiceField(choices=WorkerStatus.choices)
     reason = forms.CharField(max_length=2000, widget=forms.TextInput, help_text="Kept on record with the decision.")
+    everywhere = forms.BooleanField(required=False, label="platform-wide (every project; staff only)")
 
 
 class ItemFilterForm(forms.Form):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import (
     Case,
+    CharField,
     Count,
     Exists,
     F,
@@ -26,11 +27,12 @@ from django.db.models import (
     When,
     Window,
 )
-from django.db.models.functions import Cast, RowNumber
+from django.db.models.functions import Cast, Coalesce, RowNumber
 from django.http import Http404
 
 from labeling.dashboard.aggregates import SOURCE_NAMES, answers_last_hour
 from labeling.dashboard.charts import class_css, fmt_number
+from labeling.services.worker_status import status_here
 from labeling.models import (
     Answer,
     Item,
@@ -46,6 +48,7 @@ from labeling.models import (
     Worker,
     WorkerDecision,
     WorkerKind,
+    WorkerProjectStatus,
     WorkerSkill,
     WorkerStatus,
 )
@@ -240,7 +243,7 @@ def _worked_on(project):
 
 def project_workers(project):
     """Workers who answered in (or were admitted to) ``project``, annotated with their
-    control accuracy and their estimated skill here."""
+    control accuracy, their estimated skill and their status here."""
     skill = WorkerSkill.objects.filter(worker=OuterRef("pk"), project=project)
     return (
         Worker.objects.filter(_worked_on(project))
@@ -252,6 +255,7 @@ def project_workers(project):
                 output_field=FloatField(),
             ),
             project_skill=Subquery(skill.values("accuracy")[:1], output_field=FloatField()),
+            status_here=status_here(project),
         )
     )
 
@@ -260,7 +264,7 @@ def workers_page(project, filters):
     """One page of the workers table and whether there is a next one."""
     workers = project_workers(project)
     if filters.status:
-        workers = workers.filter(status=filters.status)
+        workers = workers.filter(status_here=filters.status)
     if filters.kind:
         workers = workers.filter(kind=filters.kind)
     if filters.min_controls:
@@ -294,6 +298,7 @@ def _workers_decorate(project, workers):
         worker.median_ms = speeds.get(worker.pk)
         worker.control_interval = interval = wilson_interval(worker.control_correct, worker.control_total)
         worker.display_name = worker_name(worker)
+        worker.status_here_display = WorkerStatus(worker.status_here).label
         worker.accuracy_text = fmt_number(worker.control_accuracy, percent=True)
         worker.interval_text = f"{fmt_number(interval[0], True)}–{fmt_number(interval[1], True)}" if interval else ""
         worker.skill_text = fmt_number(worker.project_skill, percent=True)
@@ -340,7 +345,12 @@ def worker_detail(project, worker):
         "controls_here": here["controls"],
         "correct_here": here["correct"],
         "interval_here": wilson_interval(here["correct"], here["controls"]),
-        "decisions": list(worker.decisions.select_related("decided_by", "project").order_by("-created_at")[:50]),
+        "decisions": _undoable(
+            worker.decisions.filter(Q(project=project) | Q(project__isnull=True))
+            .select_related("decided_by", "project")
+            .order_by("-created_at"),
+            50,
+        ),
         "answers": list(
             Answer.objects.filter(worker=worker, item__project=project)
             .select_related("item", "label")
@@ -353,16 +363,33 @@ def decisions_log(project, *, automatic=None, n=50):
     decisions = WorkerDecision.objects.filter(project=project).select_related("worker__user", "decided_by")
     if automatic is not None:
         decisions = decisions.filter(automatic=automatic)
-    return list(decisions.order_by("-created_at")[:n])
+    return _undoable(decisions.order_by("-created_at"), n)
 
 
-def decision_get(project, decision_id):
-    """A decision about a worker of ``project`` (made here or in another project)."""
-    decision = (
-        WorkerDecision.objects.filter(pk=decision_id, worker__in=Worker.objects.filter(_worked_on(project)))
-        .select_related("worker")
-        .first()
+def _undoable(decisions, n):
+    """The first ``n`` decisions, each with ``undoable``: not reversed, and the worker
+    still has the status it set where it applied (its project, or platform-wide)."""
+    here = WorkerProjectStatus.objects.filter(worker=OuterRef("worker_id"), project=OuterRef("project_id"))
+    decisions = list(
+        decisions.annotate(
+            status_now=Case(
+                When(project__isnull=True, then=F("worker__status")),
+                default=Coalesce(Subquery(here.values("status")[:1]), Value(WorkerStatus.ACTIVE.value)),
+                output_field=CharField(),
+            )
+        )[:n]
     )
+    for decision in decisions:
+        decision.undoable = decision.reversed_at is None and decision.status_now == decision.new_status
+    return decisions
+
+
+def decision_get(project, decision_id, user=None):
+    """A decision made in ``project``; a platform-wide one for staff only."""
+    scope = Q(project=project)
+    if user is not None and user.is_staff:
+        scope |= Q(project__isnull=True, worker__in=Worker.objects.filter(_worked_on(project)))
+    decision = WorkerDecision.objects.filter(scope, pk=decision_id).select_related("worker").first()
     if decision is None:
         raise Http404("No such decision")
     return decision
@@ -373,7 +400,9 @@ def suspected_bots(project, n=50):
     return list(
         project_workers(project)
         .filter(kind=WorkerKind.VISITOR)
-        .filter(Q(status=WorkerStatus.BANNED) | Q(control_total__gte=3, control_correct__lt=F("control_total") * 0.5))
+        .filter(
+            Q(status_here=WorkerStatus.BANNED) | Q(control_total__gte=3, control_correct__lt=F("control_total") * 0.5)
+        )
         .order_by("control_accuracy", "-answer_total")[:n]
     )
 

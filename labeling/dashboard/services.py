@@ -60,13 +60,15 @@ def project_changed(project):
     transaction.on_commit(lambda: _enqueue(project_stats_refresh_task, project.pk))
 
 
-def worker_status_set(worker, status, *, reason, user=None, project=None):
-    """Pause, ban or re-activate ``worker`` by hand, with the reason on record.
+def worker_status_set(worker, status, *, reason, user=None, project=None, everywhere=False):
+    """Pause, ban or re-activate ``worker`` by hand in ``project``, or with
+    ``everywhere`` on the whole platform (staff only), with the reason on record.
 
-    The workers service does the work (it logs the :class:`WorkerDecision`, frees the
-    worker's leases and, after a ban or its lifting, recounts the answers and consensus
-    of every item the worker answered); here the project's cached aggregates are
-    dropped. Returns the decision, or ``None`` when the worker already had that status.
+    The worker-status service does the work (it logs the :class:`WorkerDecision`, frees
+    the worker's leases there and, after a ban or its lifting, recounts the answers and
+    consensus of the items the worker answered there); here the project's cached
+    aggregates are dropped. Returns the decision, or ``None`` when the worker already
+    had that status.
     """
     from labeling.services.workers import worker_status_change
 
@@ -75,7 +77,10 @@ def worker_status_set(worker, status, *, reason, user=None, project=None):
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("give a reason")
-    decision = worker_status_change(worker, status, reason=reason[:2000], project=project, automatic=False, by=user)
+    scope = None if everywhere else project
+    if scope is None and not (user is not None and user.is_staff):
+        raise PermissionError("only staff change a worker's status on the whole platform")
+    decision = worker_status_change(worker, status, reason=reason[:2000], project=scope, automatic=False, by=user)
     if project is not None:
         project_changed(project)
     return decision

@@ -7,7 +7,7 @@ Views validate input, call a selector or one service, render. Pages are server-r
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -259,13 +259,20 @@ def worker_status(request, slug, worker_id):
     if not form.is_valid():
         messages.error(request, "Choose a status and give a reason.")
     else:
+        everywhere = form.cleaned_data["everywhere"]
+        if everywhere and not request.user.is_staff:
+            raise PermissionDenied("Only staff change a worker's status on the whole platform.")
         decision = services.worker_status_set(
-            worker, form.cleaned_data["status"], reason=form.cleaned_data["reason"], user=request.user, project=project
+            worker, form.cleaned_data["status"], reason=form.cleaned_data["reason"], user=request.user,
+            project=project, everywhere=everywhere,
         )
+        where = "on the whole platform" if everywhere else "in this project"
         if decision is None:
-            messages.info(request, f"{worker.display_name} is already {form.cleaned_data['status']}.")
+            messages.info(request, f"{worker.display_name} is already {form.cleaned_data['status']} {where}.")
         else:
-            messages.success(request, f"{worker.display_name} is now {decision.get_new_status_display().lower()}.")
+            messages.success(
+                request, f"{worker.display_name} is now {decision.get_new_status_display().lower()} {where}."
+            )
     return redirect("dashboard:worker", slug=project.slug, worker_id=worker.pk)
 
 
@@ -275,7 +282,7 @@ def decision_undo(request, slug, decision_id):
     from labeling.services.workers import DecisionError
 
     project = _project(request, slug)
-    decision = selectors.decision_get(project, decision_id)
+    decision = selectors.decision_get(project, decision_id, request.user)
     try:
         services.worker_decision_undo(decision, user=request.user, project=project)
     except DecisionError as exc:

@@ -1,9 +1,9 @@
 """Crowdloop's data model: fields, choices and database constraints, no business logic.
 
 Split by sub-domain: :mod:`.core` (projects, items, known labels, imports), :mod:`.crowd`
-(workers, answers, consensus, sites, challenges, leases, quality rules) and
-:mod:`.learning` (pseudo-labels, training runs, predictions, pipeline runs) and
-:mod:`.owners` (owners' API tokens).
+(workers and their status per project, answers, consensus, sites, challenges, leases,
+quality rules and decisions), :mod:`.learning` (pseudo-labels, training runs,
+predictions, pipeline runs) and :mod:`.owners` (owners' API tokens).
 """
 from labeling.models.core import (
     DataKind,
@@ -38,6 +38,7 @@ from labeling.models.crowd import (
     Worker,
     WorkerDecision,
     WorkerKind,
+    WorkerProjectStatus,
     WorkerSkill,
     WorkerStatus,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "Worker",
     "WorkerDecision",
     "WorkerKind",
+    "WorkerProjectStatus",
     "WorkerSkill",
     "WorkerStatus",
     "import_upload_path",

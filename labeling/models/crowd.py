@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from labeling.models.core import Item, LabelClass, Project, _unit_interval
 
@@ -58,6 +58,16 @@ class AnswerSource(models.TextChoices):
     IMPORT = "import", "Imported"
 
 
+class AnswerQuerySet(models.QuerySet):
+    def without_banned_workers(self):
+        """Answers whose worker is banned neither platform-wide nor in the answer's own
+        project: the ones that count."""
+        banned_here = WorkerProjectStatus.objects.filter(
+            worker=OuterRef("worker_id"), project=OuterRef("item__project_id"), status=WorkerStatus.BANNED
+        )
+        return self.exclude(worker__status=WorkerStatus.BANNED).exclude(Exists(banned_here))
+
+
 class Answer(models.Model):
     """One worker's label for one item, given in one challenge or task."""
 
@@ -74,6 +84,8 @@ class Answer(models.Model):
     )
     correct = models.BooleanField(null=True, blank=True, help_text="For control answers: right or wrong.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnswerQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -245,6 +257,27 @@ class QualityRules(models.Model):
                 condition=Q(min_control_answers__lte=F("control_window")), name="rules_min_answers_within_window"
             ),
         ]
+
+
+class WorkerProjectStatus(models.Model):
+    """A worker's standing in one project, set by its owner or its quality rules.
+
+    No row means active there. The platform-wide ``Worker.status`` (staff only) holds
+    on top of it: the stricter of the two applies.
+    """
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="project_statuses")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="worker_statuses")
+    status = models.CharField(max_length=10, choices=WorkerStatus.choices, default=WorkerStatus.ACTIVE)
+    reason = models.TextField(blank=True)
+    decided_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "project"], name="workerprojectstatus_unique")]
+        indexes = [models.Index(fields=["project", "status"], name="workerprojectstatus_status_idx")]
 
 
 class WorkerDecision(models.Model):

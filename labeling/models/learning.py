@@ -1,6 +1,7 @@
 """The machine side: pseudo-labels, training runs, predictions, pipeline runs, the map."""
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from labeling.models.core import Item, LabelClass, Project, RunStatus, _unit_interval
@@ -40,6 +41,10 @@ class TrainingRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who queued the run; whose projects it may transfer from (none: the project's owner).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

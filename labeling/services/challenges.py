@@ -43,6 +43,7 @@ from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
 from labeling.services.tokens import challenge_token_generator, visitor_key
+from labeling.services.worker_status import projects_closing
 
 GRID_TILES = 9
 CHOICE_UNKNOWN = 2
@@ -129,7 +130,8 @@ def visitor_strikes(worker, *, now):
 
 
 def _visitor_admit(worker, *, now):
-    """Extra control items this visitor gets; refuses blocked and banned visitors."""
+    """Extra control items this visitor gets; refuses blocked visitors and those paused
+    or banned platform-wide (a project's own ban only keeps them out of that project)."""
     if worker.status != WorkerStatus.ACTIVE:
         raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
     strikes = visitor_strikes(worker, now=now)
@@ -174,7 +176,9 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
         )
     worker = visitor_get(site, client)
     extra = _visitor_admit(worker, now=now)
-    projects = list(site.projects.all())
+    projects = list(site.projects.exclude(pk__in=projects_closing(worker)))
+    if not projects and site.projects.exists():
+        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
     rng.shuffle(projects)
     n_control = site.control_items + extra
     for project in projects:

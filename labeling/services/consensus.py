@@ -33,7 +33,6 @@ from labeling.models import (
     Worker,
     WorkerKind,
     WorkerSkill,
-    WorkerStatus,
 )
 from labeling.services.pipeline import (
     pipeline_run_fail,
@@ -134,7 +133,7 @@ def _item_beliefs(item_ids):
     accepted = {item_id: label_id for item_id, label_id, _, ok in rows if ok}
     rejected = set(
         Answer.objects.filter(item_id__in=list(accepted), verdict=False)
-        .exclude(worker__status=WorkerStatus.BANNED)
+        .without_banned_workers()
         .values_list("item_id", "label_id")
     )
     demoted = [item_id for item_id, label_id in accepted.items() if (item_id, label_id) in rejected]

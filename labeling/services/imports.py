@@ -220,6 +220,11 @@ def _labels_merge(project, batch, existing, label_role, report):
         items_consensus_update([item.pk for item, _ in gold])
 
 
+def project_media_prefix(project):
+    """Where ``project``'s own files lie in the media storage (``item_upload_path``)."""
+    return f"projects/{project.pk}/"
+
+
 def _write_batch(project, fresh, label_role):
     """Write one batch atomically; files written for a batch that fails are removed."""
     written = []
@@ -271,7 +276,7 @@ def path_import(project, path, *, progress=None, on_total=None, label_role=Label
     truth, its items are never served, and models are measured on them. Every held-out
     entry needs a label. A finished import starts the project's next semi-supervised
     round (the first one right after the first import: cold start)."""
-    entries, problems = read_source(path, data_kind=project.data_kind)
+    entries, problems = read_source(path, data_kind=project.data_kind, media_prefix=project_media_prefix(project))
     if split == Split.HOLDOUT:
         label_role = LabelRole.EVALUATION
         problems = list(problems) + [

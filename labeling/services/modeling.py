@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from labeling import bridge
-from labeling.models import DataKind, EvaluationTruth, Item, Prediction, RunStatus, Split, TrainingRun
+from labeling.models import DataKind, EvaluationTruth, Item, Prediction, Split, TrainingRun
 from labeling.selectors import human_labels
 
 logger = logging.getLogger(__name__)
@@ -157,9 +157,10 @@ def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
     position = {i: k for k, i in enumerate(rows)}
     init_state = None
     if app["transfer_from"]:
+        from labeling.services.training_config import transfer_source_get
         from ml.inference import load_model
 
-        source = TrainingRun.objects.get(pk=app["transfer_from"], status=RunStatus.SUCCEEDED)
+        source = transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
         with source.artifact.open("rb") as handle:
             init_state = load_model(handle.read(), device="cpu").model.state_dict()
     watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)

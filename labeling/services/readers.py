@@ -5,8 +5,6 @@ what cannot be read) and write nothing. A source that is unsafe as a whole (a zi
 a path escaping its root, a symlink entry, a bomb) is refused with
 :class:`ImportRefused` before anything is written.
 """
-import base64
-import binascii
 import csv
 import io
 import json
@@ -14,10 +12,8 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
 from labeling.models import DataKind, Split
 
@@ -82,9 +78,10 @@ class ImportReport:
 # --- Readers ------------------------------------------------------------------------------
 
 
-def read_source(path, *, data_kind):
-    """Return ``(entries, problems)`` for a path: a folder, a ``.zip``, a ``.csv`` or a
-    ``.jsonl``. Entries of image sources load their bytes lazily."""
+def read_source(path, *, data_kind, media_prefix=None):
+    """Return ``(entries, problems)`` for a path: a folder, a ``.zip``, a ``.csv``, a
+    ``.jsonl`` or a Label Studio ``.json`` (whose media URLs may point only under
+    ``media_prefix``). Entries of image sources load their bytes lazily."""
     path = Path(path)
     if not path.exists():
         raise ImportRefused(f"{path}: no such file or folder")
@@ -101,7 +98,9 @@ def read_source(path, *, data_kind):
             entries, problems = read_jsonl(handle, source=path.name)
     elif suffix == ".json":
         with path.open("rb") as handle:
-            entries, problems = read_label_studio(handle, source=path.name)
+            from labeling.services.labelstudio import read_label_studio
+
+            entries, problems = read_label_studio(handle, source=path.name, media_prefix=media_prefix)
     else:
         raise ImportRefused(
             f"{path.name}: unsupported source; give a folder, a .zip, a .csv, a .jsonl or a Label Studio .json"
@@ -241,8 +240,13 @@ def _bad_utf8(value):
 
 
 def read_csv(handle, *, source="upload.csv"):
-    """Entries of a CSV with a ``text`` column and an optional ``label`` column."""
-    reader = csv.reader(_decode_lines(handle))
+    """Entries of a CSV with a ``text`` column and an optional ``label`` column.
+
+    A row that cannot be read is a problem naming the lines it took with it (an unclosed
+    quote swallows every line after it), so nothing is lost silently.
+    """
+    lines = _RecordedLines(_decode_lines(handle))
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
@@ -257,26 +261,67 @@ def read_csv(handle, *, source="upload.csv"):
     entries, problems = [], []
     while True:
         line = reader.line_num + 1
+        lines.consumed.clear()
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(ImportProblem(f"{source} line {line}", f"malformed CSV: {exc}"))
+            reason = f"malformed CSV: {exc}{_lost(line, reader.line_num)}"
+            problems.append(ImportProblem(f"{source} line {line}", reason))
             continue
-        name = f"{source} line {reader.line_num}"
+        end = reader.line_num
+        name = f"{source} line {end}"
+        if end > line and _unclosed_quote(lines.consumed):
+            problems.append(ImportProblem(f"{source} line {line}", f"unclosed quote{_lost(line, end)}"))
+            continue
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            problems.append(ImportProblem(name, f"expected {len(columns)} fields, found {len(row)}"))
+            reason = f"expected {len(columns)} fields, found {len(row)}"
+            if end > line:
+                name = f"{source} line {line}"
+                reason = f"{reason}: a quoted field runs over several lines{_lost(line, end)}"
+            problems.append(ImportProblem(name, reason))
             continue
         label = row[label_at].strip() if label_at is not None else ""
-        problem = _text_problem(row[text_at], label)
+        problem = text_problem(row[text_at], label)
         if problem:
             problems.append(ImportProblem(name, problem))
             continue
         entries.append(ImportEntry(name=name, text=row[text_at], label=label or None))
     return entries, problems
+
+
+class _RecordedLines:
+    """The lines of a text file, keeping those read since ``consumed`` was cleared:
+    the raw lines of the CSV record being parsed."""
+
+    def __init__(self, lines):
+        self._lines = iter(lines)
+        self.consumed = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = next(self._lines)
+        self.consumed.append(line)
+        return line
+
+
+def _unclosed_quote(raw_lines):
+    """Whether a record's raw lines end inside a quoted field (the file ended first)."""
+    try:
+        for _ in csv.reader(raw_lines, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _lost(first, last):
+    return f"; lines {first}-{last} could not be read" if last > first else f"; line {first} could not be read"
 
 
 def read_jsonl(handle, *, source="upload.jsonl"):
@@ -302,7 +347,7 @@ def read_jsonl(handle, *, source="upload.jsonl"):
             problems.append(ImportProblem(name, "'label' must be a string"))
             continue
         label = str(label).strip() if label is not None else ""
-        problem = _text_problem(record["text"], label)
+        problem = text_problem(record["text"], label)
         if problem:
             problems.append(ImportProblem(name, problem))
             continue
@@ -310,82 +355,7 @@ def read_jsonl(handle, *, source="upload.jsonl"):
     return entries, problems
 
 
-def read_label_studio(handle, *, source="tasks.json"):
-    """Entries of a Label Studio JSON export: tasks with ``data.text`` or ``data.image``
-    and, optionally, an annotation whose ``choices`` result gives the label.
-
-    Images are taken from ``data:`` URIs or from this installation's own media URLs;
-    remote URLs are never downloaded (reported per task).
-    """
-    try:
-        tasks = json.load(io.TextIOWrapper(handle, encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ImportRefused(f"{source}: not a Label Studio JSON export: {exc}") from exc
-    if not isinstance(tasks, list):
-        raise ImportRefused(f"{source}: a Label Studio export is a JSON list of tasks")
-    entries, problems = [], []
-    for number, task in enumerate(tasks, start=1):
-        name = f"{source} task {task.get('id', number) if isinstance(task, dict) else number}"
-        data = task.get("data") if isinstance(task, dict) else None
-        if not isinstance(data, dict):
-            problems.append(ImportProblem(name, "expected a task object with 'data'"))
-            continue
-        label = _label_studio_choice(task)
-        if isinstance(data.get("text"), str):
-            problem = _text_problem(data["text"], label or "")
-            if problem:
-                problems.append(ImportProblem(name, problem))
-            else:
-                entries.append(ImportEntry(name=name, text=data["text"], label=label))
-        elif isinstance(data.get("image"), str):
-            loader, problem = _image_reference(data["image"])
-            if problem:
-                problems.append(ImportProblem(name, problem))
-            else:
-                entries.append(ImportEntry(name=name, label=label, loader=loader))
-        else:
-            problems.append(ImportProblem(name, "task data has neither 'text' nor 'image'"))
-    return entries, problems
-
-
-def _label_studio_choice(task):
-    """The first choice of the task's last annotation that was not cancelled."""
-    for annotation in reversed(task.get("annotations") or []):
-        if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
-            continue
-        for result in annotation.get("result") or []:
-            choices = (result.get("value") or {}).get("choices") if isinstance(result, dict) else None
-            if result.get("type") == "choices" and choices:
-                return str(choices[0]).strip() or None
-    return None
-
-
-def _image_reference(reference):
-    if reference.startswith("data:"):
-        header, _, payload = reference.partition(",")
-        if ";base64" not in header:
-            return None, "only base64 data: URIs are supported"
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return None, "invalid base64 in data: URI"
-        return (lambda: data), None
-    media_url = "/" + settings.MEDIA_URL.strip("/") + "/"
-    path = urlparse(reference).path
-    if path.startswith(media_url):
-        name = unquote(path[len(media_url):])
-        if ".." in PurePosixPath(name).parts:
-            return None, "image path climbs out of the media folder"
-
-        def load():
-            with default_storage.open(name, "rb") as image:
-                return image.read()
-
-        return load, None
-    return None, "remote image URLs are not downloaded; embed images as data: URIs"
-
-
-def _text_problem(text, label):
+def text_problem(text, label):
     if _bad_utf8(text) or _bad_utf8(label):
         return "not valid UTF-8"
     if not text.strip():

@@ -19,7 +19,6 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from labeling import bridge
 from labeling.services import modeling
 from labeling.models import (
     Answer,
@@ -30,21 +29,17 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import human_labels
+from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
+    APP_KEYS,
+    TrainingConfigInvalid,
+    TrainingRefused,
+    training_config_validate,
+    transfer_source_get,
+)
 
 logger = logging.getLogger(__name__)
 
-APP_KEYS = {
-    "model": "auto",  # or "cnn", "spreading", "knn", "logreg": pin the kind instead of letting them compete
-    "use_pseudo_labels": True,
-    "pseudo_min_confidence": 0.0,
-    "val_share": 0.2,
-    "transfer_from": None,
-}
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-class TrainingRefused(ValueError):
-    """The project cannot be trained now; the message says why."""
 
 
 def default_config(project):
@@ -61,18 +56,18 @@ def default_config(project):
     return {**config, **APP_KEYS}
 
 
-def training_run_check(project, config=None):
-    """The full config a run of ``project`` would get; raises :class:`TrainingRefused`
-    when there is nothing to train on. Reads only and takes no lock, so a web request can
-    refuse at once before it queues the run."""
-    config = {**default_config(project), **(config or {})}
-    unknown = sorted(set(config) - set(default_config(project)) - _ml_keys())
-    if unknown:
-        raise TrainingRefused(f"unknown config key(s): {', '.join(unknown)}")
-    if config["model"] not in ("auto", "cnn", "spreading", "knn", "logreg"):
-        raise TrainingRefused(f"model must be auto, cnn, spreading, knn or logreg, got {config['model']!r}")
+def training_run_check(project, config=None, user=None):
+    """The full config a run of ``project`` would get on behalf of ``user`` (``None``:
+    the project's owner); raises :class:`TrainingRefused` when there is nothing to train
+    on, and :class:`TrainingConfigInvalid` on a bad config value or a ``transfer_from``
+    run that is not ``user``'s to start from. Reads only and takes no lock, so a web
+    request can refuse at once before it queues the run."""
+    requester = user if user is not None and user.is_authenticated else None
+    config = training_config_validate(project, {**default_config(project), **(config or {})})
     if config["model"] == "cnn" and project.data_kind != DataKind.IMAGE:
-        raise TrainingRefused("a CNN trains on images; text projects use the other models")
+        raise TrainingConfigInvalid({"model": "a CNN trains on images; text projects use the other models"})
+    if config["transfer_from"]:
+        transfer_source_get(config["transfer_from"], project=project, requester=requester or project.owner)
     labeled = human_labels(project)
     if len(set(labeled.values())) < 2:
         raise TrainingRefused(
@@ -83,25 +78,21 @@ def training_run_check(project, config=None):
 
 def training_run_create(project, *, config=None, user=None):
     """Queue a training run for ``project`` (or return the one already queued or
-    running). Raises :class:`TrainingRefused` when there is nothing to train on."""
-    config = training_run_check(project, config)
+    running) on behalf of ``user``; refuses as :func:`training_run_check` does."""
+    config = training_run_check(project, config, user)
+    requester = user if user is not None and user.is_authenticated else None
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         active = TrainingRun.objects.filter(project=project, status__in=ACTIVE).first()
         if active is not None:
             return active
-        run = TrainingRun.objects.create(project=project, config=config, n_epochs=int(config["epochs"]))
+        run = TrainingRun.objects.create(
+            project=project, config=config, n_epochs=int(config["epochs"]), requested_by=requester
+        )
     from labeling.tasks import gpu_training_run_task
 
     transaction.on_commit(lambda: gpu_training_run_task.delay(str(run.pk)))
     return run
-
-
-def _ml_keys():
-    from ml.nets import MODEL_KEYS
-    from ml.training import TRAIN_DEFAULTS
-
-    return set(MODEL_KEYS) | set(TRAIN_DEFAULTS)
 
 
 def _now():

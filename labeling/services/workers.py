@@ -17,8 +17,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, F, Max, Q
+from django.db.models.functions import Greatest
 from django.http import Http404
 from django.utils import timezone
 
@@ -43,6 +43,16 @@ from labeling.models import (
 from labeling.services import selection
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.consensus import items_consensus_update
+from labeling.services.worker_status import (  # noqa: F401 (re-exported for callers)
+    DecisionError,
+    fresh_start,
+    projects_closing,
+    status_here,
+    worker_answers_recount,
+    worker_decision_reverse,
+    worker_status_change,
+    worker_status_in,
+)
 
 # Share of control items: raised for new or doubtful workers, lowered for trusted ones.
 NEW_OR_DOUBTFUL_SHARE = 0.25
@@ -62,16 +72,13 @@ class UnknownTask(WorkerError):
 
 
 class WorkerNotActive(WorkerError):
-    def __init__(self, worker):
-        super().__init__(f"Your account is {worker.get_status_display().lower()}; you cannot label for now.")
-        self.status = worker.status
+    def __init__(self, worker, status=None):
+        self.status = status or worker.status
+        where = "Your account is" if self.status == worker.status else "You are"
+        super().__init__(f"{where} {WorkerStatus(self.status).label.lower()}; you cannot label for now.")
 
 
 class UndoRefused(WorkerError):
-    pass
-
-
-class DecisionError(WorkerError):
     pass
 
 
@@ -189,9 +196,11 @@ def control_share_for(worker, project, rules=None):
     return min(share, MAX_CONTROL_SHARE)
 
 
-def _ensure_active(worker):
-    if worker.status != WorkerStatus.ACTIVE:
-        raise WorkerNotActive(worker)
+def _ensure_active(worker, project=None):
+    """Refuse a worker paused or banned platform-wide or, given one, in ``project``."""
+    status = worker.status if project is None else worker_status_in(worker, project)
+    if status != WorkerStatus.ACTIVE:
+        raise WorkerNotActive(worker, status)
 
 
 def _items_seen_by(worker, project):
@@ -213,7 +222,7 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None
     """
     now = now or _now()
     rng = rng or random.SystemRandom()
-    _ensure_active(worker)
+    _ensure_active(worker, project)
     held = list(
         Lease.objects.filter(worker=worker, item__project=project, expires_at__gt=now)
         .exclude(public_id__in=list(exclude))
@@ -295,6 +304,7 @@ class SubmitResult:
     outcomes: list
     decision: WorkerDecision | None = None
     worker: Worker = None
+    status: str = WorkerStatus.ACTIVE  # the worker's status in the project after the rules ran
 
 
 def _feedback(project, *, is_control, correct, control_label):
@@ -314,7 +324,7 @@ def task_answers_submit(*, worker, project, answers, now=None):
     (:class:`UnknownTask`) before anything is written. The quality rules run after.
     """
     now = now or _now()
-    _ensure_active(worker)
+    _ensure_active(worker, project)
     labels = {label.name: label for label in project.label_classes.all()}
     by_id = {label.pk: label for label in labels.values()}
     for answer in answers:
@@ -397,7 +407,8 @@ def task_answers_submit(*, worker, project, answers, now=None):
             outcome.status = "duplicate"
     decision = worker_rules_apply(worker, project, now=now)
     worker.refresh_from_db()
-    return SubmitResult(outcomes=outcomes, decision=decision, worker=worker)
+    status = worker_status_in(worker, project)
+    return SubmitResult(outcomes=outcomes, decision=decision, worker=worker, status=status)
 
 
 def answer_undo(*, worker, key, now=None):
@@ -407,9 +418,14 @@ def answer_undo(*, worker, key, now=None):
     lease."""
     now = now or _now()
     _ensure_active(worker)
-    answer = Answer.objects.filter(worker=worker, source=AnswerSource.WORKER, task_ref=key).first()
+    answer = (
+        Answer.objects.filter(worker=worker, source=AnswerSource.WORKER, task_ref=key)
+        .select_related("item__project")
+        .first()
+    )
     if answer is None:
         raise UnknownTask("Unknown answer.")
+    _ensure_active(worker, answer.item.project)
     with transaction.atomic():
         Item.objects.select_for_update(no_key=True).filter(pk=answer.item_id).first()
         answer = Answer.objects.filter(pk=answer.pk).first()
@@ -435,19 +451,12 @@ def answer_undo(*, worker, key, now=None):
 # --- Quality rules and decisions --------------------------------------------------------------
 
 
-def _fresh_start(worker):
-    """When an admin last made this worker active: rules judge only answers after it."""
-    return WorkerDecision.objects.filter(worker=worker, automatic=False, new_status=WorkerStatus.ACTIVE).aggregate(
-        at=Max("created_at")
-    )["at"]
-
-
 def worker_rules_check(worker, project, rules=None):
     """The first of the project's rules this worker breaks, as a sentence, or ``None``."""
     rules = rules or quality_rules_for(project)
     mine = Answer.objects.filter(worker=worker, item__project=project, source=AnswerSource.WORKER)
     skips = Skip.objects.filter(worker=worker, item__project=project)
-    since = _fresh_start(worker)
+    since = fresh_start(worker, project)
     if since is not None:
         mine, skips = mine.filter(created_at__gt=since), skips.filter(created_at__gt=since)
     window = rules.control_window
@@ -480,81 +489,16 @@ def worker_rules_check(worker, project, rules=None):
 
 
 def worker_rules_apply(worker, project, *, now=None):
-    """Run the project's rules on an active worker; pause or ban (per the rules) and log
-    the decision when one is broken. Returns the decision or ``None``."""
-    if worker.status != WorkerStatus.ACTIVE:
+    """Run the project's rules on a worker active there; pause or ban them in this
+    project (per the rules) and log the decision when one is broken. Returns the
+    decision or ``None``."""
+    if worker_status_in(worker, project) != WorkerStatus.ACTIVE:
         return None
     rules = quality_rules_for(project)
     reason = worker_rules_check(worker, project, rules)
     if reason is None:
         return None
     return worker_status_change(worker, rules.action, reason=reason, project=project, automatic=True, now=now)
-
-
-def worker_status_change(worker, status, *, reason, project=None, automatic=False, by=None, now=None):
-    """Set a worker's status and log it as a :class:`WorkerDecision`.
-
-    A worker who stops being active gives back their open leases. A ban takes their
-    answers out of the counts and the consensus of the items they answered (those
-    items return to the queue); lifting it puts them back.
-    """
-    now = now or _now()
-    with transaction.atomic():
-        previous = Worker.objects.select_for_update(no_key=True).values_list("status", flat=True).get(pk=worker.pk)
-        if previous == status:
-            return None
-        Worker.objects.filter(pk=worker.pk).update(status=status)
-        decision = WorkerDecision.objects.create(
-            worker=worker, project=project, previous_status=previous, new_status=status, reason=reason,
-            automatic=automatic, decided_by=by,
-        )
-        if status != WorkerStatus.ACTIVE:
-            Lease.objects.filter(worker=worker, expires_at__gt=now).update(expires_at=now)
-        worker.status = status
-        if WorkerStatus.BANNED in (previous, status):
-            worker_answers_recount(worker)
-    return decision
-
-
-def worker_answers_recount(worker, chunk=500):
-    """Recount the answers and recompute the consensus of every item ``worker`` answered
-    (after a ban or its lifting; banned workers' answers do not count)."""
-    item_ids = sorted(set(Answer.objects.filter(worker=worker).values_list("item_id", flat=True)))
-    counted = (
-        Answer.objects.filter(item=OuterRef("pk"))
-        .exclude(worker__status=WorkerStatus.BANNED)
-        .order_by()
-        .values("item")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    for start in range(0, len(item_ids), chunk):
-        ids = item_ids[start : start + chunk]
-        Item.objects.filter(pk__in=ids).update(answer_count=Coalesce(Subquery(counted), 0))
-        items_consensus_update(ids)
-    return len(item_ids)
-
-
-def worker_decision_reverse(decision, *, by=None, now=None):
-    """Undo ``decision``: the worker gets their previous status back (with a logged,
-    manual decision), unless their status has changed since."""
-    now = now or _now()
-    with transaction.atomic():
-        decision = WorkerDecision.objects.select_for_update().select_related("worker").get(pk=decision.pk)
-        if decision.reversed_at is not None:
-            raise DecisionError(f"Decision {decision.pk} was already reversed.")
-        worker = decision.worker
-        if worker.status != decision.new_status:
-            raise DecisionError(
-                f"Worker {worker.pk} is {worker.status} now, no longer {decision.new_status}; "
-                "change the status instead."
-            )
-        decision.reversed_at = now
-        decision.save(update_fields=["reversed_at"])
-        return worker_status_change(
-            worker, decision.previous_status, reason=f"Reverses decision {decision.pk}: {decision.reason}",
-            project=decision.project, automatic=False, by=by, now=now,
-        )
 
 
 # --- Reputation -------------------------------------------------------------------------------
@@ -646,7 +590,8 @@ def _median(values):
 
 
 def project_workers(project, limit=50):
-    """Workers who answered in ``project``, most active first, with their reputation there."""
+    """Workers who answered in ``project``, most active first, with their reputation and
+    (as ``status_here``) their status there."""
     ids = (
         Answer.objects.filter(item__project=project)
         .values("worker_id")
@@ -654,5 +599,5 @@ def project_workers(project, limit=50):
         .order_by("-n")
         .values_list("worker_id", flat=True)[:limit]
     )
-    workers = Worker.objects.in_bulk(list(ids))
+    workers = Worker.objects.annotate(status_here=status_here(project)).in_bulk(list(ids))
     return [(workers[pk], worker_reputation(workers[pk], project)) for pk in ids if pk in workers]

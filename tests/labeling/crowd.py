@@ -48,7 +48,7 @@ def simulate(worker, project, truth, *, p_correct, rng, per_next=10, per_submit=
     control answers given."""
     names = [label.name for label in project.label_classes.all()]
     given = 0
-    while given < max_answers and worker.status == "active":
+    while given < max_answers and svc.worker_status_in(worker, project) == "active":
         batch = svc.tasks_next(worker=worker, project=project, n=per_next, rng=rng)
         if not batch.leases:
             break
@@ -65,10 +65,10 @@ def simulate(worker, project, truth, *, p_correct, rng, per_next=10, per_submit=
         answers = answers[: max_answers - given]
         for start in range(0, len(answers), per_submit):
             chunk = answers[start : start + per_submit]
-            svc.task_answers_submit(worker=worker, project=project, answers=chunk)
+            result = svc.task_answers_submit(worker=worker, project=project, answers=chunk)
             given += len(chunk)
             worker.refresh_from_db()
-            if worker.status != "active" or given >= max_answers:
+            if result.status != "active" or given >= max_answers:
                 break
         controls = worker.answers.filter(correct__isnull=False).count()
         if stop_after_controls is not None and controls >= stop_after_controls:

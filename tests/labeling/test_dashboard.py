@@ -39,6 +39,7 @@ from labeling.models import (
 )
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.projects import project_create, project_stats_refresh
+from labeling.services.worker_status import worker_status_in
 from ml.agreement import fleiss_kappa, krippendorff_alpha, ratings_table
 
 pytestmark = pytest.mark.django_db
@@ -438,13 +439,13 @@ def test_banning_a_worker_records_the_decision_and_undo_reverses_it(client, owne
     client.post(url, {"status": "banned", "reason": "copies answers from a bot"})
     worker.refresh_from_db()
     decision = WorkerDecision.objects.get(worker=worker)
-    assert worker.status == WorkerStatus.BANNED
+    assert worker_status_in(worker, project) == WorkerStatus.BANNED and worker.status == WorkerStatus.ACTIVE
     assert (decision.automatic, decision.decided_by, decision.previous_status) == (False, owner, "active")
     html = client.get(page_url("worker", project, worker.pk)).content.decode()
     assert reverse("dashboard:decision-undo", args=[project.slug, decision.pk]) in html
     client.post(reverse("dashboard:decision-undo", args=[project.slug, decision.pk]))
     decision.refresh_from_db()
-    assert Worker.objects.get(pk=worker.pk).status == WorkerStatus.ACTIVE and decision.reversed_at is not None
+    assert worker_status_in(worker, project) == WorkerStatus.ACTIVE and decision.reversed_at is not None
     response = client.post(reverse("dashboard:decision-undo", args=[project.slug, decision.pk]), follow=True)
     assert "already reversed" in response.content.decode()
 

@@ -23,6 +23,7 @@ from labeling.models import (
 )
 from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create, project_stats_refresh
+from labeling.services.worker_status import worker_status_in
 from tests.conftest import service_missing
 from tests.labeling.factories import bar_png
 from tests.labeling.test_dashboard import XSS, fresh_cache, loop_project  # noqa: F401
@@ -231,8 +232,8 @@ def test_the_owner_bans_a_worker_and_exports_a_csv(live_server, watched, owner):
     expect(page.locator("h1 .status")).to_have_text("Banned")
     expect(page.get_by_role("cell", name="answers at random")).to_be_visible()
     shoot(page, "worker-banned")
-    assert Worker.objects.get(pk=worker.pk).status == WorkerStatus.BANNED
-    assert WorkerDecision.objects.get(worker=worker, automatic=False).decided_by == owner
+    assert worker_status_in(worker, project) == WorkerStatus.BANNED
+    assert WorkerDecision.objects.get(worker=worker, automatic=False, project=project).decided_by == owner
 
     page = open_page(watched, live_server, reverse("dashboard:overview", args=[project.slug]))
     page.select_option("#export-format", "csv")

@@ -81,7 +81,17 @@ def test_text_export_round_trips_through_import(text_project, tmp_path, fmt, suf
     assert labels_of(fresh) == labels_of(text_project)
 
 
-@pytest.mark.parametrize("fmt, suffix", [("imagefolder", "zip"), ("labelstudio", "json")])
+def test_a_label_studio_image_export_imports_back_into_its_own_project_only(image_project, tmp_path):
+    path = tmp_path / "export.json"
+    path.write_bytes(exported(image_project, "labelstudio"))
+    again = path_import(image_project, path)
+    assert again.problems == [] and again.created + again.duplicates == 3
+    other = path_import(project_create(name="Other", labels=["cat", "dog"]), path)
+    assert other.created == 0 and len(other.problems) == 3
+    assert all("not one of this project's files" in problem.reason for problem in other.problems)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("imagefolder", "zip")])
 def test_image_export_round_trips_through_import(image_project, tmp_path, fmt, suffix):
     path = tmp_path / f"export.{suffix}"
     path.write_bytes(exported(image_project, fmt))

@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_manage(args, env_extra, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CROWDLOOP_ENV"}}
+    ignored = {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CROWDLOOP_ENV", "CROWDLOOP_TRUST_PROXY_SSL_HEADER"}
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
     env.update({"CROWDLOOP_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "labeling.settings"}, **env_extra)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -41,6 +42,29 @@ def test_production_settings_pass_check_deploy_without_warnings(tmp_path):
     result = run_manage(["check", "--deploy", "--fail-level", "WARNING"], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_believes_x_forwarded_proto_only_when_told_a_proxy_sets_it(tmp_path):
+    env = {
+        "CROWDLOOP_ENV": "production",
+        "SECRET_KEY": "kT3-vQ9_zR7mW2pL8xN4bY6cH1jF5dS0gA" * 2,
+        "ALLOWED_HOSTS": "labels.example.com",
+    }
+    code = (
+        "from django.conf import settings; from django.test import RequestFactory; "
+        "request = RequestFactory().get('/', HTTP_X_FORWARDED_PROTO='https'); "
+        "print(settings.SECURE_PROXY_SSL_HEADER, request.is_secure())"
+    )
+    plain = run_manage(["shell", "--verbosity", "0", "-c", code], env, tmp_path)
+    trusted = run_manage(
+        ["shell", "--verbosity", "0", "-c", code], {**env, "CROWDLOOP_TRUST_PROXY_SSL_HEADER": "1"}, tmp_path
+    )
+    assert plain.stdout.split() == ["None", "False"], plain.stderr
+    assert trusted.stdout.split() == ["('HTTP_X_FORWARDED_PROTO',", "'https')", "True"], trusted.stderr
+    deploy = run_manage(
+        ["check", "--deploy", "--fail-level", "WARNING"], {**env, "CROWDLOOP_TRUST_PROXY_SSL_HEADER": "1"}, tmp_path
+    )
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
 
 
 def test_the_embedded_default_uses_sqlite_and_a_filesystem_broker(tmp_path):

@@ -175,6 +175,10 @@ def test_the_answer_api_needs_the_csrf_token_of_the_session(world):
 
 
 def test_a_paused_worker_is_told_so_by_every_worker_endpoint_and_their_home_page(world):
+    undo_me = svc.tasks_next(worker=world["ann"], project=world["mine"], n=2).leases[-1]
+    svc.task_answers_submit(
+        worker=world["ann"], project=world["mine"], answers=[svc.TaskAnswer(undo_me.public_id, "ann-key-0001", "a", 1500)]
+    )
     svc.worker_status_change(world["ann"], "paused", reason="too many skips in a row (test)", project=world["mine"])
     client = client_for(world["ann"].user)
     responses = [

@@ -124,15 +124,13 @@ def test_a_spammer_is_paused_within_ten_control_answers_and_honest_workers_are_n
     honest = [registered_worker(f"honest{i}") for i in range(3)]
 
     controls = simulate(spammer, project, truth, p_correct=None, rng=rng)
-    spammer.refresh_from_db()
-    assert spammer.status == "paused" and controls <= 10
+    assert svc.worker_status_in(spammer, project) == "paused" and controls <= 10
     decision = spammer.decisions.get()
     assert decision.automatic and decision.project == project and decision.reason.startswith("accuracy")
 
     for worker in honest:
         given = simulate(worker, project, truth, p_correct=0.85, rng=rng, per_submit=10, stop_after_controls=40)
-        worker.refresh_from_db()
-        assert worker.status == "active" and given >= 40
+        assert svc.worker_status_in(worker, project) == "active" and given >= 40
     assert not WorkerDecision.objects.filter(worker__in=honest).exists()
 
 
@@ -141,11 +139,9 @@ def test_too_many_fast_answers_pause_a_worker():
     QualityRules.objects.create(project=project, control_window=10, min_answer_ms=800, max_fast_share=0.5)
     worker = registered_worker("quick")
     simulate(worker, project, truth, p_correct=1.0, rng=random.Random(0), time_ms=(200, 700), max_answers=9)
-    worker.refresh_from_db()
-    assert worker.status == "active"  # the window is not full yet
+    assert svc.worker_status_in(worker, project) == "active"  # the window is not full yet
     simulate(worker, project, truth, p_correct=1.0, rng=random.Random(0), time_ms=(200, 700), max_answers=1)
-    worker.refresh_from_db()
-    assert worker.status == "paused"
+    assert svc.worker_status_in(worker, project) == "paused"
     assert worker.decisions.get().reason == "10 of the last 10 answers faster than 800 ms (more than 50%)"
 
 
@@ -158,9 +154,9 @@ def test_too_many_skips_in_a_row_pause_a_worker_but_an_answer_resets_the_count()
     svc.task_answers_submit(worker=worker, project=project, answers=skip[:3])
     answer_lease(worker, project, leases[3], "a")
     svc.task_answers_submit(worker=worker, project=project, answers=skip[4:7])
-    assert worker.status == "active"
+    assert svc.worker_status_in(worker, project) == "active"
     result = svc.task_answers_submit(worker=worker, project=project, answers=skip[7:8])
-    assert result.worker.status == "paused" and result.decision.reason == "4 skips in a row (limit 4)"
+    assert result.status == "paused" and result.decision.reason == "4 skips in a row (limit 4)"
     with pytest.raises(svc.WorkerNotActive):
         svc.tasks_next(worker=worker, project=project, n=1)
     # Pausing gave the remaining leases back.
@@ -201,8 +197,7 @@ def test_the_rules_can_ban_and_a_banned_spammers_answers_stop_counting():
     QualityRules.objects.create(project=project, action="banned")
     spammer = registered_worker("spammer")
     simulate(spammer, project, truth, p_correct=None, rng=random.Random(7))
-    spammer.refresh_from_db()
-    assert spammer.status == "banned"
+    assert svc.worker_status_in(spammer, project) == "banned"
     answered = Item.objects.filter(answers__worker=spammer, known_label__isnull=True)
     assert answered.exists()
     assert all(item.answer_count == 0 and item.consensus.n_answers == 0 for item in answered)
@@ -221,9 +216,8 @@ def test_an_admin_reverses_a_pause_once_and_the_rules_judge_only_later_answers(d
         {"action": "decisions_reverse", "_selected_action": [decision.pk]},
     )
     assert response.status_code == 302
-    spammer.refresh_from_db()
     decision.refresh_from_db()
-    assert spammer.status == "active" and decision.reversed_at is not None
+    assert svc.worker_status_in(spammer, project) == "active" and decision.reversed_at is not None
     reversal = WorkerDecision.objects.exclude(pk=decision.pk).get()
     assert reversal.reason.startswith(f"Reverses decision {decision.pk}") and reversal.decided_by == admin
     with pytest.raises(svc.DecisionError, match="already reversed"):
@@ -231,7 +225,7 @@ def test_an_admin_reverses_a_pause_once_and_the_rules_judge_only_later_answers(d
     # A fresh start: the old wrong answers no longer count, so one more is no reason to pause.
     lease = svc.tasks_next(worker=spammer, project=project, n=4, rng=random.Random(0)).leases[0]
     assert answer_lease(spammer, project, lease, "0").decision is None
-    svc.worker_status_change(spammer, "banned", reason="manual")
+    svc.worker_status_change(spammer, "banned", reason="manual", project=project)
     with pytest.raises(svc.DecisionError, match="no longer"):
         svc.worker_decision_reverse(reversal)
 
