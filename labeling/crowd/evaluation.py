@@ -24,9 +24,9 @@ from labeling.models import (
     TrainingRun,
     Worker,
     WorkerSkill,
-    WorkerStatus,
 )
 from labeling.services.tokens import visitor_key
+from labeling.services.worker_status import worker_status_in
 
 
 def people_workers(people, site=None):
@@ -59,7 +59,7 @@ def crowd_evaluate(project, people, site=None):
     for name, worker in workers.items():
         kind = kinds[name]
         by_kind[kind]["known_to_server"] += 1
-        by_kind[kind][worker.status] += 1
+        by_kind[kind][worker_status_in(worker, project)] += 1
         if worker.pk in skills:
             skill_sums[kind].append(skills[worker.pk])
     stored = Counter(
@@ -95,7 +95,7 @@ def _answers(project):
         "by_source": dict(rows.values_list("source").annotate(n=Count("id")).order_by()),
         "controls": rows.filter(correct__isnull=False).count(),
         "on_holdout": rows.filter(item__split=Split.HOLDOUT).count(),
-        "from_banned": rows.filter(worker__status=WorkerStatus.BANNED).count(),
+        "from_banned": rows.count() - rows.without_banned_workers().count(),
     }
 
 
