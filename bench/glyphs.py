@@ -7,7 +7,8 @@ pixel nearest-neighbour is fooled where a CNN is not: a set on which tuning for 
 would not carry over by accident.
 
 ``write_folders(root, n_pool, n_holdout, gold_per_class, seed)`` lays it out as a user's
-folders: ``pool/`` (unlabeled PNGs with random names), ``gold/<class>/`` and
+folders: ``pool/`` (unlabeled PNGs with random names), ``gold/<class>/`` (copies of a
+few pool images: gold imported after the pool must make those items gold) and
 ``holdout/<class>/``, and returns ``{file name: label}`` for the pool (the simulated
 people's eyes and the measurement, never the loop).
 """
@@ -69,10 +70,15 @@ def write_folders(root, *, n_pool=4000, n_holdout=1000, gold_per_class=3, seed=0
         name = f"{secrets.token_hex(8)}.png"
         (root / "pool" / name).write_bytes(render(label, rng, paths))
         truth[name] = label
-    for split, per_class in (("gold", gold_per_class), ("holdout", n_holdout // len(CLASSES))):
-        for label in CLASSES:
-            folder = root / split / label
-            folder.mkdir(parents=True, exist_ok=True)
-            for j in range(per_class):
-                (folder / f"{label}{j:04d}.png").write_bytes(render(label, rng, paths))
+    # Gold: known images that are also in the pool, as an owner labels a few of their own.
+    for label in CLASSES:
+        folder = root / "gold" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in [name for name, known in truth.items() if known == label][:gold_per_class]:
+            (folder / name).write_bytes((root / "pool" / name).read_bytes())
+    for label in CLASSES:
+        folder = root / "holdout" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for j in range(n_holdout // len(CLASSES)):
+            (folder / f"{label}{j:04d}.png").write_bytes(render(label, rng, paths))
     return truth

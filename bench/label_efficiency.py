@@ -75,17 +75,28 @@ def prepare(dataset):
     app.conf.task_always_eager = True
     started = time.perf_counter()
     project, arrays, imported_at = (_prepare_digits if dataset == "digits" else _prepare_glyphs)()
-    first = TrainingRun.objects.filter(project=project, status="succeeded").order_by("finished_at").first()
+    runs = TrainingRun.objects.filter(project=project, status="succeeded").order_by("finished_at")
+    first, measured = runs.first(), runs.last()
     timing = {
         "import_s": imported_at - started,
-        "first_model_s": (time.perf_counter() - imported_at) if first else None,
-        "first_model": first.metrics.get("eval_accuracy") if first else None,
-        "first_kind": first.metrics.get("kind") if first else None,
+        "first_model_s": (first.finished_at - first_import_end(project)).total_seconds() if first else None,
+        "first_model": measured.metrics.get("eval_accuracy") if measured else None,
+        "first_kind": measured.metrics.get("kind") if measured else None,
     }
     connection.close()
     snapshot = DATA_DIR / "prepared.sqlite3"
     _sqlite_copy(Path(settings.DATABASES["default"]["NAME"]), snapshot)
     return snapshot, project.slug, arrays, timing
+
+
+def first_import_end(project):
+    """When the import that let the first model train finished: the gold import (the
+    demo imports everything at once)."""
+    from labeling.models import KnownLabel
+
+    return KnownLabel.objects.filter(item__project=project).order_by("-created_at").values_list(
+        "created_at", flat=True
+    ).first()
 
 
 def _prepare_digits():
@@ -293,10 +304,10 @@ def report(dataset, results, base, args, seconds, timing, crowd_seconds):
         ("- Hands-off: the project is imported with default settings and nothing is started by hand; Celery "
          "eager, beat replayed on the simulated clock. *Answers* counts every answer given, stored or not "
          "(control tiles and failed challenges included)."),
-        (f"- Import to first model: {timing['first_model_s']:.1f} s after the last import returned "
-         f"(import {timing['import_s']:.0f} s); first model {timing['first_kind']}, "
-         f"held-out {pct(timing['first_model'])}" if timing["first_model_s"] is not None else
-         "- Import to first model: no model after the import"),
+        (f"- Import to first model: {timing['first_model_s']:.1f} s from the gold labels' import to the first "
+         f"trained model (all imports {timing['import_s']:.0f} s, their rounds included); the model after the "
+         f"imports: {timing['first_kind']}, held-out {pct(timing['first_model'])}"
+         if timing["first_model_s"] is not None else "- Import to first model: no model after the import"),
         (f"- Baselines (same run): logistic regression and LabelSpreading (kNN, k=7) on the gold items plus N "
          f"clean random pool labels, N = the answer budget; mean ± std over {DRAWS} draws."),
         "",

@@ -16,7 +16,7 @@ from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import UploadRejected, import_job_create
 from labeling.services.projects import MAX_LABEL_CHARS, project_create
 from labeling.services.training import TrainingConfigInvalid, TrainingRefused, training_run_create
-from labeling.services.training_config import MAX_EPOCHS
+from labeling.services.training_config import MAX_EPOCHS, MODEL_KINDS
 
 
 class PayloadTooLarge(APIException):
@@ -230,6 +230,7 @@ class TrainingConfigSerializer(serializers.Serializer):
     refused. The service checks the rest (rules across keys, whose run may be a
     ``transfer_from``)."""
 
+    model = serializers.ChoiceField(choices=MODEL_KINDS, required=False)
     arch = serializers.CharField(max_length=20, required=False)
     epochs = serializers.IntegerField(min_value=1, max_value=MAX_EPOCHS, required=False)
     patience = serializers.IntegerField(min_value=1, max_value=MAX_EPOCHS, required=False)

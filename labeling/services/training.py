@@ -129,6 +129,8 @@ def _execute(run):
     TrainingRun.objects.filter(pk=run.pk).update(
         status=RunStatus.RUNNING, device=str(choose_device()), started_at=run.started_at or _now(), heartbeat_at=_now()
     )
+    if app["transfer_from"]:  # checked again here: the run may have been queued before a change of owner
+        transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
     label_ids = list(project.label_classes.order_by("position").values_list("id", flat=True))
     config.setdefault("n_classes", len(label_ids))
     human_answers = Answer.objects.filter(item__project=project).count()

@@ -133,3 +133,16 @@ def test_a_held_out_split_is_imported_through_the_api(project, owner, celery_eag
         format="multipart",
     )
     assert bad.status_code == 400 and "split" in bad.json()
+
+
+def test_the_web_upload_form_imports_a_held_out_split(client, project, owner, celery_eager, django_capture_on_commit_callbacks):
+    from labeling.models import Split
+
+    client.force_login(owner)
+    assert b"Held-out split" in client.get(f"/projects/{project.slug}/").content
+    upload = zip_upload([("cat/a.png", png_bytes(1)), ("dog/b.png", png_bytes(2))])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/projects/{project.slug}/import", {"file": upload, "split": "holdout"})
+    assert response.status_code == 302
+    assert ImportJob.objects.get().split == Split.HOLDOUT
+    assert set(Item.objects.values_list("split", flat=True)) == {Split.HOLDOUT}

@@ -122,7 +122,9 @@ def test_a_label_studio_task_may_point_at_its_own_projects_files_only(shapes, tm
     report = path_import(mine, path)
     assert report.created + report.duplicates == 1
     reasons = dict(_problems(report))
-    assert set(reasons) == {f"tasks.json task {i}" for i in range(2, 10)}
+    assert set(reasons) == {f"tasks.json task {i}" for i in range(1, 10)}
+    # Its own file is read; its gold label stays, and the contradicting one is reported.
+    assert reasons["tasks.json task 1"] == "already known as 'cat'; the label 'dog' was not applied"
     assert "not one of this project's files" in reasons["tasks.json task 2"]
     assert "not one of this project's files" in reasons["tasks.json task 3"]
     assert "climbs out" in reasons["tasks.json task 4"]
