@@ -229,6 +229,13 @@ CROWDLOOP_RATE_LIMITS = {
 # --- Crowd workers (the labeling UI) ------------------------------------------------------
 # How long after answering a worker may take an answer back (server-enforced).
 CROWDLOOP_UNDO_WINDOW_S = int(os.environ.get("CROWDLOOP_UNDO_WINDOW_S", 10))
+# Feedback on a missed control item (when the project allows it) goes only to trusted
+# workers: this many control answers, the lower Wilson bound of their accuracy at least
+# this, and at most this many explained items a day (an explained item stops being
+# control for that worker).
+CROWDLOOP_FEEDBACK_MIN_CONTROLS = int(os.environ.get("CROWDLOOP_FEEDBACK_MIN_CONTROLS", 30))
+CROWDLOOP_FEEDBACK_MIN_ACCURACY = float(os.environ.get("CROWDLOOP_FEEDBACK_MIN_ACCURACY", 0.8))
+CROWDLOOP_FEEDBACK_PER_DAY = int(os.environ.get("CROWDLOOP_FEEDBACK_PER_DAY", 3))
 # Most items one `next` call hands out, and most answers one batch may carry.
 CROWDLOOP_WORKER_MAX_BATCH = int(os.environ.get("CROWDLOOP_WORKER_MAX_BATCH", 20))
 # Items the labeling page keeps fetched ahead of the one on screen.

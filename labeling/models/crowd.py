@@ -281,3 +281,21 @@ class WorkerSkill(models.Model):
             models.UniqueConstraint(fields=["worker", "project"], name="workerskill_unique"),
             _unit_interval("accuracy", "workerskill_accuracy_unit"),
         ]
+
+
+class ControlExposure(models.Model):
+    """A control item shown to a worker or visitor, once at most: the exposures of an
+    item in a window are what its budget counts. ``explained_at``: the worker was told
+    the item's label, so it is no longer control for them."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="control_exposures")
+    served_at = models.DateTimeField()
+    explained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "item"], name="exposure_one_per_worker_item")]
+        indexes = [
+            models.Index(fields=["item", "served_at"], name="exposure_item_served_idx"),
+            models.Index(fields=["worker", "explained_at"], name="exposure_worker_explained_idx"),
+        ]

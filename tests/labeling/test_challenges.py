@@ -341,6 +341,7 @@ def test_a_failed_answer_over_http_comes_with_the_next_challenge(site):
     )
     data = response.json()
     assert data["passed"] is False and data["token"] is None and data["next"]["id"] != str(challenge.pk)
+    assert set(data) == {"passed", "token", "reason", "next"}, "a miss is never explained tile by tile"
 
 
 # --- Abuse ---------------------------------------------------------------------------------------
