@@ -42,6 +42,7 @@ from labeling.models import (
 )
 from labeling.services import selection
 from labeling.services.answers import AnswerInput, answers_record
+from labeling.services.media import image_render
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
 from labeling.services.tokens import challenge_token_generator, visitor_key
@@ -371,8 +372,9 @@ def challenge_payload(challenge, *, image_url):
     return payload
 
 
-def challenge_image(*, challenge_id, public_id, now=None):
-    """The normalised image file of a tile, while its challenge has not expired."""
+def challenge_image(*, challenge_id, public_id, now=None, rng=None):
+    """PNG bytes of a tile's image, while its challenge has not expired: a fresh
+    rendering at every request (:func:`~labeling.services.media.image_render`)."""
     now = now or _now()
     tile = (
         ChallengeItem.objects.filter(challenge_id=challenge_id, public_id=public_id, challenge__expires_at__gt=now)
@@ -381,7 +383,8 @@ def challenge_image(*, challenge_id, public_id, now=None):
     )
     if tile is None or not tile.item.image:
         raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
-    return tile.item.image
+    with tile.item.image.open("rb") as file:
+        return image_render(file.read(), rng=rng)
 
 
 # --- Answering --------------------------------------------------------------------------------

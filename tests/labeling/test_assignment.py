@@ -1,3 +1,4 @@
+import io
 import json
 import random
 import threading
@@ -9,6 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from PIL import Image
 
 from labeling.models import Answer, Consensus, Item, Lease, PseudoLabel, Worker
 from labeling.services import selection
@@ -285,7 +287,8 @@ def test_an_image_is_served_as_png_to_the_lease_holder_only():
     assert task["image"] == f"/api/v1/tasks/{task['id']}/image" and "normalised" not in task["image"]
     response = api_client(ann).get(task["image"])
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
-    assert b"".join(response.streaming_content) == item.image.open("rb").read()
+    served = Image.open(io.BytesIO(response.content))
+    assert served.size == Image.open(item.image.open("rb")).size, "a fresh rendering of this item's image"
     assert api_client(bob).get(task["image"]).status_code == 404
     assert Client().get(task["image"]).status_code == 403
 
