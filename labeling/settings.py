@@ -213,6 +213,17 @@ CROWDLOOP_TRUSTED_PROXIES = env_list("CROWDLOOP_TRUSTED_PROXIES")
 # A visitor whose recent challenges failed this often gets no more (403) for a while.
 CROWDLOOP_VISITOR_MAX_STRIKES = int(os.environ.get("CROWDLOOP_VISITOR_MAX_STRIKES", 6))
 CROWDLOOP_VISITOR_STRIKE_WINDOW_S = int(os.environ.get("CROWDLOOP_VISITOR_STRIKE_WINDOW_S", 3600))
+# Serve each image as a fresh rendering (crop, resampling, noise, new encoding), so that
+# no two serves share their bytes. Off only for simulations whose readers need the
+# stored bytes.
+CROWDLOOP_RENDER_IMAGES = env_bool("CROWDLOOP_RENDER_IMAGES", default=True)
+# The rotating control pool: each control item (gold or certain consensus) is served at
+# most this often per window and this often in all (then it retires); nobody sees one
+# twice. The pool table follows new gold and consensus within the refresh interval.
+CROWDLOOP_CONTROL_WINDOW_S = int(os.environ.get("CROWDLOOP_CONTROL_WINDOW_S", 3600))
+CROWDLOOP_CONTROL_SERVES_PER_WINDOW = int(os.environ.get("CROWDLOOP_CONTROL_SERVES_PER_WINDOW", 4))
+CROWDLOOP_CONTROL_MAX_SERVES = int(os.environ.get("CROWDLOOP_CONTROL_MAX_SERVES", 12))
+CROWDLOOP_CONTROL_POOL_REFRESH_S = int(os.environ.get("CROWDLOOP_CONTROL_POOL_REFRESH_S", 60))
 # scope: (hits, per seconds). Counted in the cache (Redis in production).
 CROWDLOOP_RATE_LIMITS = {
     "challenge-issue:ip": (30, 60),

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 
 from labeling.models import DataKind, Worker, WorkerKind
 from labeling.services import workers as svc
-from labeling.services.media import image_render
+from labeling.services.media import image_serve
 from labeling.services.ratelimit import RateLimited, ratelimit_enforce
 
 KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -238,6 +238,6 @@ def task_image(request, lease_id):
     if lease is None or not lease.item.image:
         return JsonResponse({"detail": "Not found."}, status=404)
     with lease.item.image.open("rb") as file:
-        response = HttpResponse(image_render(file.read()), content_type="image/png")
+        response = HttpResponse(image_serve(file.read()), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -132,6 +132,7 @@ def overview(request, slug):
                 else None
             ),
             agreement=agreement,
+            control_pool=core_selectors.control_pool_stats(project),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             hourly=hourly,
             daily=daily,

@@ -299,3 +299,21 @@ class ControlExposure(models.Model):
             models.Index(fields=["item", "served_at"], name="exposure_item_served_idx"),
             models.Index(fields=["worker", "explained_at"], name="exposure_worker_explained_idx"),
         ]
+
+
+class ControlPoolEntry(models.Model):
+    """An item that may serve as control (gold, or certain consensus), with its exposure
+    budget: serves in the current window and in all. ``shuffle_key`` is random and
+    drawn anew at each serve, so that a read from a random key is a random sample."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    label = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    shuffle_key = models.FloatField()
+    served_total = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_served = models.PositiveIntegerField(default=0)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "shuffle_key"], name="controlpool_shuffle_idx")]

@@ -30,6 +30,7 @@ from labeling.models import (
     ChallengeKind,
     ChallengeStatus,
     DataKind,
+    Item,
     ItemStatus,
     LabelClass,
     Lease,
@@ -40,9 +41,9 @@ from labeling.models import (
     WorkerKind,
     WorkerStatus,
 )
-from labeling.services import selection
+from labeling.services import control_pool, selection
 from labeling.services.answers import AnswerInput, answers_record
-from labeling.services.media import image_render
+from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
 from labeling.services.tokens import challenge_token_generator, visitor_key
@@ -99,6 +100,11 @@ class AnswerOutcome:
 
 def _now():
     return timezone.now()
+
+
+def _rng():
+    """Where the randomness of issuing and rendering comes from (a seam for tests)."""
+    return random.SystemRandom()
 
 
 # --- Visitors ---------------------------------------------------------------------------------
@@ -161,7 +167,7 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     :class:`~labeling.services.ratelimit.RateLimited` past the limits.
     """
     now = now or _now()
-    rng = rng or random.SystemRandom()
+    rng = rng or _rng()
     ratelimit_enforce([("challenge-issue:ip", client.ip), ("challenge-issue:site", str(sitekey)[:100])])
     site = site_get_by_sitekey(sitekey)
     if site is None:
@@ -217,19 +223,24 @@ def _kinds_in_order(rng):
     return [*rest, ChallengeKind.VERIFY]
 
 
-def _controls(project, worker, n, rng, exclude_ids=()):
-    items = selection.control_items_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng)
-    labels = selection.control_label_of(items)
-    return [(item, labels[item.pk]) for item in items if item.pk in labels]
+def _controls(project, worker, n, rng, exclude_ids=(), now=None):
+    """Up to ``n`` ``(item, label_id)`` control pairs, at random from the control pool."""
+    pairs = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
+    return _with_items(pairs[:n])
 
 
-def _controls_for(project, worker, n, target, rng, exclude_ids=()):
+def _with_items(pairs):
+    items = Item.objects.in_bulk([item_id for item_id, _ in pairs])
+    return [(items[item_id], label_id) for item_id, label_id in pairs if item_id in items]
+
+
+def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
     """``n`` control items for a prompt about ``target``: each one, at random, a positive
     (its label is the target) or a negative, so that no prompt says which tiles are
     control or what they show. Falls back to the other side when one side is empty."""
-    pool = _controls(project, worker, 4 * n + 8, rng, exclude_ids)
-    positives = [entry for entry in pool if entry[1] == target]
-    negatives = [entry for entry in pool if entry[1] != target]
+    pool = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
+    positives = [pair for pair in pool if pair[1] == target]
+    negatives = [pair for pair in pool if pair[1] != target]
     chosen = []
     for _ in range(n):
         side = positives if rng.random() < 0.5 else negatives
@@ -237,7 +248,7 @@ def _controls_for(project, worker, n, target, rng, exclude_ids=()):
         if not side:
             break
         chosen.append(side.pop(rng.randrange(len(side))))
-    return chosen
+    return _with_items(chosen)
 
 
 def _lease(project, worker, items, now):
@@ -271,7 +282,7 @@ def _plan_grid(project, worker, n_control, now, rng):
     if target is None:
         return None
     n_fill = max(GRID_TILES - len(unknown), n_control)
-    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown])
+    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown], now=now)
     if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
     tiles = [(item, True, None, None) for item, _ in controls]
@@ -280,7 +291,7 @@ def _plan_grid(project, worker, n_control, now, rng):
 
 
 def _plan_choice(project, worker, n_control, now, rng):
-    controls = _controls(project, worker, n_control, rng)
+    controls = _controls(project, worker, n_control, rng, now=now)
     if len(controls) < n_control:
         return None
     unknown = selection.unknown_items_pick(
@@ -308,7 +319,9 @@ def _plan_verify(project, worker, n_control, now, rng):
             by_label.setdefault(proposed[item.pk], []).append(item)
     target = sorted(by_label, key=lambda label: (-len(by_label[label]), rng.random()))[0]
     unknown = by_label[target][:VERIFY_UNKNOWN]
-    controls = _controls_for(project, worker, n_control, target, rng, exclude_ids=[i.pk for i in candidates])
+    controls = _controls_for(
+        project, worker, n_control, target, rng, exclude_ids=[i.pk for i in candidates], now=now
+    )
     if len(controls) < n_control:
         return None
     tiles = [(item, True, target, None) for item, _ in controls]
@@ -331,6 +344,9 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
             )
             for position, (item, is_control, proposed, public_id) in enumerate(tiles)
         ]
+    )
+    control_pool.exposures_record(
+        worker=worker, item_ids=[item.pk for item, is_control, _, _ in tiles if is_control], now=now, rng=rng
     )
     return challenge
 
@@ -384,7 +400,7 @@ def challenge_image(*, challenge_id, public_id, now=None, rng=None):
     if tile is None or not tile.item.image:
         raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
     with tile.item.image.open("rb") as file:
-        return image_render(file.read(), rng=rng)
+        return image_serve(file.read(), rng=rng or _rng())
 
 
 # --- Answering --------------------------------------------------------------------------------

@@ -121,9 +121,17 @@ def image_render(data, *, rng=None):
     left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
     out = image.resize((width, height), rng.choice(_RESAMPLING), box=(left, top, left + crop_w, top + crop_h))
     pixels = np.asarray(out, dtype=np.float32)
-    noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, RENDER_NOISE, pixels.shape)
+    noise = np.random.default_rng(rng.getrandbits(64)).standard_normal(pixels.shape, dtype=np.float32) * RENDER_NOISE
     pixels = pixels * rng.uniform(*RENDER_GAIN) + rng.uniform(-RENDER_BIAS, RENDER_BIAS) + noise
     rendered = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode=out.mode)
     buffer = io.BytesIO()
-    rendered.save(buffer, format="PNG", compress_level=rng.randint(1, 9))
+    rendered.save(buffer, format="PNG", compress_level=rng.randint(1, 3))
     return buffer.getvalue()
+
+
+def image_serve(data, *, rng=None):
+    """The bytes to serve for the stored image ``data``: a fresh rendering, unless
+    ``CROWDLOOP_RENDER_IMAGES`` is off (then the stored PNG itself)."""
+    from django.conf import settings
+
+    return image_render(data, rng=rng) if settings.CROWDLOOP_RENDER_IMAGES else data

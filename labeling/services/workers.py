@@ -40,7 +40,7 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
-from labeling.services import feedback, selection
+from labeling.services import control_pool, feedback, selection
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.consensus import items_consensus_update
 
@@ -242,6 +242,7 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None
                 worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_LEASE_TTL_S,
                 control_ids=[c.pk for c in controls], now=now,
             )
+            control_pool.exposures_record(worker=worker, item_ids=[c.pk for c in controls if c in items], now=now)
         order = {item.pk: i for i, item in enumerate(items)}
         fresh = sorted(leases, key=lambda lease: order[lease.item_id])
     leases = held + fresh

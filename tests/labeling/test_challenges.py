@@ -72,7 +72,8 @@ def http():
 # --- Issuing ---------------------------------------------------------------------------------------
 
 
-def test_a_grid_has_nine_tiles_and_control_tiles_at_random_positions(site):
+def test_a_grid_has_nine_tiles_and_control_tiles_at_random_positions():
+    site = site_make(project_make(unknown=60))[0]
     challenge = issue(site, ChallengeKind.GRID)
     tiles = list(challenge.tiles.all())
     controls = [tile for tile in tiles if tile.is_control]

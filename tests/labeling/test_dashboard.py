@@ -623,7 +623,7 @@ def _many_rows(owner, n):
 #: cached aggregates cold (the first request after their TTL).
 MAX_QUERIES = {
     "projects": 5,
-    "overview": 18,
+    "overview": 19,
     "workers": 8,
     "items": 6,
     "clusters": 9,
