@@ -306,6 +306,8 @@ def _plan_verify(project, worker, n_control, now, rng):
     """Yes/no on one proposed label: unknown tiles are pseudo-labeled items carrying it
     (ordered by the project's selection strategy; the label most of them carry). The
     control tiles are then positives or negatives for it at random, like a grid's."""
+    if not Item.objects.filter(project=project, status=ItemStatus.PSEUDO_LABELED).exists():
+        return None
     candidates = selection.unknown_items_pick(
         project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True
     )
