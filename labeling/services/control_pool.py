@@ -146,7 +146,7 @@ def exposures_record(*, worker, item_ids, now=None, rng=None):
     exposure. Each served item gets a new random key."""
     now = now or _now()
     rng = rng or random.SystemRandom()
-    item_ids = list(dict.fromkeys(item_ids))
+    item_ids = sorted(set(item_ids))  # one lock order: concurrent serves never deadlock
     if not item_ids:
         return
     window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
