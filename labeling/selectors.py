@@ -1,9 +1,14 @@
 """Reads: querysets the views and the API build on. Nothing here writes."""
-from django.db.models import Q
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
 from django.http import Http404
+from django.utils import timezone
 
 from labeling.models import (
     Consensus,
+    ControlPoolEntry,
     ImportJob,
     ItemStatus,
     KnownLabel,
@@ -80,3 +85,21 @@ def human_labels(project):
         KnownLabel.objects.filter(item__project=project, item__split=Split.POOL).values_list("item_id", "label_id")
     )
     return labels
+
+
+def control_pool_stats(project, now=None):
+    """The control pool of ``project`` in one query: items in it, those within their
+    exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times),
+    serves in the current window and serves in all."""
+    now = now or timezone.now()
+    current = Q(window_start__gt=now - timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S))
+    retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES)
+    spent = current & Q(window_served__gte=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW)
+    row = ControlPoolEntry.objects.filter(project=project).aggregate(
+        size=Count("pk"),
+        retired=Count("pk", filter=retired),
+        available=Count("pk", filter=~retired & ~spent),
+        served_window=Sum("window_served", filter=current, default=0),
+        served_total=Sum("served_total", default=0),
+    )
+    return row

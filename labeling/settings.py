@@ -229,6 +229,17 @@ CROWDLOOP_TRUSTED_PROXIES = env_list("CROWDLOOP_TRUSTED_PROXIES")
 # A visitor whose recent challenges failed this often gets no more (403) for a while.
 CROWDLOOP_VISITOR_MAX_STRIKES = int(os.environ.get("CROWDLOOP_VISITOR_MAX_STRIKES", 6))
 CROWDLOOP_VISITOR_STRIKE_WINDOW_S = int(os.environ.get("CROWDLOOP_VISITOR_STRIKE_WINDOW_S", 3600))
+# Serve each image as a fresh rendering (crop, resampling, noise, new encoding), so that
+# no two serves share their bytes. Off only for simulations whose readers need the
+# stored bytes.
+CROWDLOOP_RENDER_IMAGES = env_bool("CROWDLOOP_RENDER_IMAGES", default=True)
+# The rotating control pool: each control item (gold or certain consensus) is served at
+# most this often per window and this often in all (then it retires); nobody sees one
+# twice. The pool table follows new gold and consensus within the refresh interval.
+CROWDLOOP_CONTROL_WINDOW_S = int(os.environ.get("CROWDLOOP_CONTROL_WINDOW_S", 3600))
+CROWDLOOP_CONTROL_SERVES_PER_WINDOW = int(os.environ.get("CROWDLOOP_CONTROL_SERVES_PER_WINDOW", 4))
+CROWDLOOP_CONTROL_MAX_SERVES = int(os.environ.get("CROWDLOOP_CONTROL_MAX_SERVES", 12))
+CROWDLOOP_CONTROL_POOL_REFRESH_S = int(os.environ.get("CROWDLOOP_CONTROL_POOL_REFRESH_S", 60))
 # scope: (hits, per seconds). Counted in the cache (Redis in production).
 CROWDLOOP_RATE_LIMITS = {
     "challenge-issue:ip": (30, 60),
@@ -245,6 +256,13 @@ CROWDLOOP_RATE_LIMITS = {
 # --- Crowd workers (the labeling UI) ------------------------------------------------------
 # How long after answering a worker may take an answer back (server-enforced).
 CROWDLOOP_UNDO_WINDOW_S = int(os.environ.get("CROWDLOOP_UNDO_WINDOW_S", 10))
+# Feedback on a missed control item (when the project allows it) goes only to trusted
+# workers: this many control answers, the lower Wilson bound of their accuracy at least
+# this, and at most this many explained items a day (an explained item stops being
+# control for that worker).
+CROWDLOOP_FEEDBACK_MIN_CONTROLS = int(os.environ.get("CROWDLOOP_FEEDBACK_MIN_CONTROLS", 30))
+CROWDLOOP_FEEDBACK_MIN_ACCURACY = float(os.environ.get("CROWDLOOP_FEEDBACK_MIN_ACCURACY", 0.8))
+CROWDLOOP_FEEDBACK_PER_DAY = int(os.environ.get("CROWDLOOP_FEEDBACK_PER_DAY", 3))
 # Most items one `next` call hands out, and most answers one batch may carry.
 CROWDLOOP_WORKER_MAX_BATCH = int(os.environ.get("CROWDLOOP_WORKER_MAX_BATCH", 20))
 # Items the labeling page keeps fetched ahead of the one on screen.

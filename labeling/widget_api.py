@@ -2,7 +2,7 @@
 
 ``GET  /api/v1/challenge?sitekey=K``           a challenge for this visitor
 ``POST /api/v1/challenge/<id>/answer``          judge it; a pass returns a token
-``GET  /api/v1/challenge/<id>/image/<tile>``    a tile's image (signed URL)
+``GET  /api/v1/challenge/<id>/image/<tile>``    a tile's image (signed URL, rendered afresh)
 ``POST /api/siteverify``                        the site's server checks a token
 
 Views validate input, call one service and render JSON. Garbage in gives a 4xx (or,
@@ -12,7 +12,7 @@ import json
 from functools import wraps
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -153,7 +153,7 @@ def challenge_image_view(request, challenge_id, public_id):
         image = challenge_image(challenge_id=challenge_id, public_id=public_id)
     except ChallengeRefused as exc:
         return _refused(exc)
-    response = FileResponse(image.open("rb"), content_type="image/png")
+    response = HttpResponse(image, content_type="image/png")
     response["Cache-Control"] = "private, max-age=300"
     return response
 

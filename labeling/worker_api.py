@@ -8,7 +8,7 @@ a file name or another worker's answer.
 import re
 
 from django.conf import settings
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from rest_framework import serializers, status
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from labeling.models import DataKind, Worker, WorkerKind
 from labeling.services import workers as svc
+from labeling.services.media import image_serve
 from labeling.services.ratelimit import RateLimited, ratelimit_enforce
 
 KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -219,7 +220,8 @@ class AnswerUndoApi(WorkerApiView):
 
 @require_GET
 def task_image(request, lease_id):
-    """The normalised PNG of a leased item, for the lease holder only."""
+    """A fresh rendering of a leased item's PNG (never the same bytes twice), for the
+    lease holder only."""
     worker = worker_of(request.user)
     if worker is None:
         return JsonResponse({"detail": "Authentication credentials were not provided."}, status=403)
@@ -237,6 +239,7 @@ def task_image(request, lease_id):
     )
     if lease is None or not lease.item.image:
         return JsonResponse({"detail": "Not found."}, status=404)
-    response = FileResponse(lease.item.image.open("rb"), content_type="image/png")
+    with lease.item.image.open("rb") as file:
+        response = HttpResponse(image_serve(file.read()), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -128,6 +128,7 @@ def overview(request, slug):
             source_groups=source_groups,
             sources_bar=sources_bar,
             agreement=agreement,
+            control_pool=core_selectors.control_pool_stats(project),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),

@@ -41,7 +41,8 @@ class Project(models.Model):
         default=False, help_text="Any registered worker may label; otherwise only admitted ones."
     )
     show_control_feedback = models.BooleanField(
-        default=True, help_text="Tell workers the right answer after a missed control item."
+        default=True,
+        help_text="Tell trusted workers the right answer after a missed control item (a few a day).",
     )
     selection_strategy = models.CharField(max_length=40, default="priority")
     aggregation_method = models.CharField(max_length=30, default="auto")

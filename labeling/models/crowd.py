@@ -314,3 +314,39 @@ class WorkerSkill(models.Model):
             models.UniqueConstraint(fields=["worker", "project"], name="workerskill_unique"),
             _unit_interval("accuracy", "workerskill_accuracy_unit"),
         ]
+
+
+class ControlExposure(models.Model):
+    """A control item shown to a worker or visitor, once at most: the exposures of an
+    item in a window are what its budget counts. ``explained_at``: the worker was told
+    the item's label, so it is no longer control for them."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="control_exposures")
+    served_at = models.DateTimeField()
+    explained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "item"], name="exposure_one_per_worker_item")]
+        indexes = [
+            models.Index(fields=["item", "served_at"], name="exposure_item_served_idx"),
+            models.Index(fields=["worker", "explained_at"], name="exposure_worker_explained_idx"),
+        ]
+
+
+class ControlPoolEntry(models.Model):
+    """An item that may serve as control (gold, or certain consensus), with its exposure
+    budget: serves in the current window and in all. ``shuffle_key`` is random and
+    drawn anew at each serve, so that a read from a random key is a random sample."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    label = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    shuffle_key = models.FloatField()
+    served_total = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_served = models.PositiveIntegerField(default=0)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "shuffle_key"], name="controlpool_shuffle_idx")]

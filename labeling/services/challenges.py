@@ -3,7 +3,9 @@
 A challenge mixes control items (gold, or certain consensus) with unknown items leased
 through :mod:`labeling.services.selection`, the same mechanism as the worker UI. Which
 tiles are control is random per challenge, and a client sees only opaque tile ids,
-signed image URLs and texts. Answers on unknown items become :class:`Answer` rows only
+signed image URLs and texts. Prompts leak nothing: the target of a grid or verify
+challenge is chosen before its control tiles, which are then positives or negatives for
+it at random (a grid may have no positive at all). Answers on unknown items become :class:`Answer` rows only
 when the control items were answered right and not faster than a human can; a failed
 challenge keeps what was answered as evidence on its tiles and nothing else.
 
@@ -28,6 +30,7 @@ from labeling.models import (
     ChallengeKind,
     ChallengeStatus,
     DataKind,
+    Item,
     ItemStatus,
     LabelClass,
     Lease,
@@ -38,8 +41,9 @@ from labeling.models import (
     WorkerKind,
     WorkerStatus,
 )
-from labeling.services import selection
+from labeling.services import control_pool, selection
 from labeling.services.answers import AnswerInput, answers_record
+from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
 from labeling.services.tokens import challenge_token_generator, visitor_key
@@ -97,6 +101,11 @@ class AnswerOutcome:
 
 def _now():
     return timezone.now()
+
+
+def _rng():
+    """Where the randomness of issuing and rendering comes from (a seam for tests)."""
+    return random.SystemRandom()
 
 
 # --- Visitors ---------------------------------------------------------------------------------
@@ -160,7 +169,7 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     :class:`~labeling.services.ratelimit.RateLimited` past the limits.
     """
     now = now or _now()
-    rng = rng or random.SystemRandom()
+    rng = rng or _rng()
     ratelimit_enforce([("challenge-issue:ip", client.ip), ("challenge-issue:site", str(sitekey)[:100])])
     site = site_get_by_sitekey(sitekey)
     if site is None:
@@ -218,10 +227,32 @@ def _kinds_in_order(rng):
     return [*rest, ChallengeKind.VERIFY]
 
 
-def _controls(project, worker, n, rng, exclude_ids=()):
-    items = selection.control_items_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng)
-    labels = selection.control_label_of(items)
-    return [(item, labels[item.pk]) for item in items if item.pk in labels]
+def _controls(project, worker, n, rng, exclude_ids=(), now=None):
+    """Up to ``n`` ``(item, label_id)`` control pairs, at random from the control pool."""
+    pairs = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
+    return _with_items(pairs[:n])
+
+
+def _with_items(pairs):
+    items = Item.objects.in_bulk([item_id for item_id, _ in pairs])
+    return [(items[item_id], label_id) for item_id, label_id in pairs if item_id in items]
+
+
+def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
+    """``n`` control items for a prompt about ``target``: each one, at random, a positive
+    (its label is the target) or a negative, so that no prompt says which tiles are
+    control or what they show. Falls back to the other side when one side is empty."""
+    pool = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
+    positives = [pair for pair in pool if pair[1] == target]
+    negatives = [pair for pair in pool if pair[1] != target]
+    chosen = []
+    for _ in range(n):
+        side = positives if rng.random() < 0.5 else negatives
+        side = side or positives or negatives
+        if not side:
+            break
+        chosen.append(side.pop(rng.randrange(len(side))))
+    return _with_items(chosen)
 
 
 def _lease(project, worker, items, now):
@@ -231,23 +262,32 @@ def _lease(project, worker, items, now):
     return [(lease.item, lease.public_id) for lease in leases]
 
 
+def _grid_target(project, unknown, rng):
+    """The label a grid asks for, chosen without looking at its control tiles: half of
+    the time the pseudo-label of one of its unknown tiles (so that the answers are
+    useful), otherwise any of the project's labels."""
+    proposed = list(PseudoLabel.objects.filter(item_id__in=[item.pk for item in unknown]).values_list(
+        "label_id", flat=True))
+    if proposed and rng.random() < 0.5:
+        return rng.choice(proposed)
+    labels = list(project.label_classes.values_list("id", flat=True))
+    return rng.choice(labels) if labels else None
+
+
 def _plan_grid(project, worker, n_control, now, rng):
-    """Nine tiles; the target is the label of one control tile, so a right answer
-    always selects at least one tile."""
-    controls = _controls(project, worker, min(n_control, GRID_TILES - 1), rng)
-    if not controls:
-        return None
-    target = rng.choice(controls)[1]
+    """Nine tiles. The target comes first, from the unknown tiles or at random; the
+    control tiles are then positives or negatives for it at random, so a grid may have
+    no positive at all (then selecting none of its controls is right)."""
+    n_control = min(n_control, GRID_TILES - 1)
     unknown = selection.unknown_items_pick(
-        project, worker=worker, n=GRID_TILES - len(controls), exclude_ids=[i.pk for i, _ in controls],
-        now=now, for_update=True,
+        project, worker=worker, n=GRID_TILES - n_control, now=now, for_update=True,
     )
-    if len(controls) + len(unknown) < GRID_TILES:
-        controls += _controls(
-            project, worker, GRID_TILES - len(controls) - len(unknown), rng,
-            exclude_ids=[i.pk for i, _ in controls] + [i.pk for i in unknown],
-        )
-    if len(controls) + len(unknown) < MIN_GRID_TILES:
+    target = _grid_target(project, unknown, rng)
+    if target is None:
+        return None
+    n_fill = max(GRID_TILES - len(unknown), n_control)
+    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown], now=now)
+    if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
     tiles = [(item, True, None, None) for item, _ in controls]
     tiles += [(item, False, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
@@ -255,8 +295,8 @@ def _plan_grid(project, worker, n_control, now, rng):
 
 
 def _plan_choice(project, worker, n_control, now, rng):
-    controls = _controls(project, worker, n_control, rng)
-    if not controls:
+    controls = _controls(project, worker, n_control, rng, now=now)
+    if len(controls) < n_control:
         return None
     unknown = selection.unknown_items_pick(
         project, worker=worker, n=CHOICE_UNKNOWN, exclude_ids=[i.pk for i, _ in controls], now=now, for_update=True
@@ -268,13 +308,12 @@ def _plan_choice(project, worker, n_control, now, rng):
 
 def _plan_verify(project, worker, n_control, now, rng):
     """Yes/no on one proposed label: unknown tiles are pseudo-labeled items carrying it
-    (ordered by the project's selection strategy); one control tile carries it too when
-    possible, so that answering "no" everywhere fails."""
-    pool = _controls(project, worker, 4 * n_control + 8, rng)
-    if not pool:
+    (ordered by the project's selection strategy; the label most of them carry). The
+    control tiles are then positives or negatives for it at random, like a grid's."""
+    if not Item.objects.filter(project=project, status=ItemStatus.PSEUDO_LABELED).exists():
         return None
     candidates = selection.unknown_items_pick(
-        project, worker=worker, n=8 * VERIFY_UNKNOWN, exclude_ids=[i.pk for i, _ in pool], now=now, for_update=True
+        project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True
     )
     pseudo_ids = [item.pk for item in candidates if item.status == ItemStatus.PSEUDO_LABELED]
     proposed = dict(PseudoLabel.objects.filter(item_id__in=pseudo_ids).values_list("item_id", "label_id"))
@@ -284,13 +323,13 @@ def _plan_verify(project, worker, n_control, now, rng):
     for item in candidates:
         if item.pk in proposed:
             by_label.setdefault(proposed[item.pk], []).append(item)
-    control_labels = {label for _, label in pool}
-    labels = sorted(by_label, key=lambda label: (label not in control_labels, -len(by_label[label]), rng.random()))
-    target = labels[0]
+    target = sorted(by_label, key=lambda label: (-len(by_label[label]), rng.random()))[0]
     unknown = by_label[target][:VERIFY_UNKNOWN]
-    positive = [entry for entry in pool if entry[1] == target][:1]
-    rest = [entry for entry in pool if entry not in positive]
-    controls = positive + rest[: max(n_control - len(positive), 0)]
+    controls = _controls_for(
+        project, worker, n_control, target, rng, exclude_ids=[i.pk for i in candidates], now=now
+    )
+    if len(controls) < n_control:
+        return None
     tiles = [(item, True, target, None) for item, _ in controls]
     tiles += [(item, False, target, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.VERIFY, target, tiles)
@@ -311,6 +350,9 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
             )
             for position, (item, is_control, proposed, public_id) in enumerate(tiles)
         ]
+    )
+    control_pool.exposures_record(
+        worker=worker, item_ids=[item.pk for item, is_control, _, _ in tiles if is_control], now=now, rng=rng
     )
     return challenge
 
@@ -352,8 +394,9 @@ def challenge_payload(challenge, *, image_url):
     return payload
 
 
-def challenge_image(*, challenge_id, public_id, now=None):
-    """The normalised image file of a tile, while its challenge has not expired."""
+def challenge_image(*, challenge_id, public_id, now=None, rng=None):
+    """PNG bytes of a tile's image, while its challenge has not expired: a fresh
+    rendering at every request (:func:`~labeling.services.media.image_render`)."""
     now = now or _now()
     tile = (
         ChallengeItem.objects.filter(challenge_id=challenge_id, public_id=public_id, challenge__expires_at__gt=now)
@@ -362,7 +405,8 @@ def challenge_image(*, challenge_id, public_id, now=None):
     )
     if tile is None or not tile.item.image:
         raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
-    return tile.item.image
+    with tile.item.image.open("rb") as file:
+        return image_serve(file.read(), rng=rng or _rng())
 
 
 # --- Answering --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ Dynamic overlap: an item is served while it is uncertain (status ``unlabeled`` o
 ``pseudo_labeled``) and below the project's answer cap. Up to the minimum answers it may
 be out with several people at once; past it, with one at a time.
 """
-import random
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +19,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Skip, Split
+from labeling.services import control_pool
 
 SERVABLE = (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED)
 WINDOW = 64
@@ -153,31 +153,15 @@ def _taken_by(worker, ids):
     return set(answered) | set(skipped) | set(leased)
 
 
-def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None):
-    """Up to ``n`` control items: gold, or items whose consensus is certain (above the
-    threshold with at least the minimum answers). Random, never one the worker has seen."""
-    rng = rng or random.SystemRandom()
-    gold = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
-    certain = list(
-        Consensus.objects.filter(
-            item__project=project,
-            item__status=ItemStatus.LABELED,
-            confidence__gte=max(project.consensus_threshold, 0.99),
-            n_answers__gte=project.answers_per_item,
-            item__known_label__isnull=True,
-        ).values_list("item_id", flat=True)[:5000]
-    )
-    excluded = set(exclude_ids)
-    candidates = [i for i in dict.fromkeys(gold + certain) if i not in excluded]
-    rng.shuffle(candidates)
-    if worker is not None and candidates:
-        seen = set(
-            Answer.objects.filter(worker=worker, item_id__in=candidates[: 8 * n + 32]).values_list("item_id", flat=True)
-        )
-        fresh = [i for i in candidates if i not in seen]
-        candidates = fresh if len(fresh) >= n else fresh + [i for i in candidates if i in seen]
-    chosen = candidates[:n]
-    return list(Item.objects.filter(pk__in=chosen))
+def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
+    """Up to ``n`` control items (gold, or items whose consensus is certain) from the
+    rotating pool of :mod:`~labeling.services.control_pool`: random, within their
+    exposure budget, never one the worker was shown as control before. The caller
+    counts the serve with :func:`~labeling.services.control_pool.exposures_record`."""
+    pairs = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
+    chosen = [item_id for item_id, _ in pairs[:n]]
+    items = Item.objects.in_bulk(chosen)
+    return [items[item_id] for item_id in chosen if item_id in items]
 
 
 def control_label_of(items):

@@ -40,7 +40,7 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
-from labeling.services import selection
+from labeling.services import control_pool, feedback, selection
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.consensus import items_consensus_update
 from labeling.services.worker_status import (  # noqa: F401 (re-exported for callers)
@@ -251,6 +251,7 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None
                 worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_LEASE_TTL_S,
                 control_ids=[c.pk for c in controls], now=now,
             )
+            control_pool.exposures_record(worker=worker, item_ids=[c.pk for c in controls if c in items], now=now)
         order = {item.pk: i for i, item in enumerate(items)}
         fresh = sorted(leases, key=lambda lease: order[lease.item_id])
     leases = held + fresh
@@ -307,13 +308,6 @@ class SubmitResult:
     status: str = WorkerStatus.ACTIVE  # the worker's status in the project after the rules ran
 
 
-def _feedback(project, *, is_control, correct, control_label):
-    """What a worker is told after a control item: only a miss, and only when allowed."""
-    if not (project.show_control_feedback and is_control and correct is False and control_label is not None):
-        return None
-    return {"correct": False, "label": control_label.name, "message": f"That one was a {control_label.name}."}
-
-
 def task_answers_submit(*, worker, project, answers, now=None):
     """Store a batch of answers (and skips) for leases held by ``worker`` in ``project``.
 
@@ -322,6 +316,8 @@ def task_answers_submit(*, worker, project, answers, now=None):
     item, while the item is below the answer cap); otherwise ``expired``. Any lease id
     that is not this worker's in this project refuses the whole batch
     (:class:`UnknownTask`) before anything is written. The quality rules run after.
+    A missed control item is explained only within :mod:`~labeling.services.feedback`'s
+    limits; an item explained to this worker before is no longer control for them.
     """
     now = now or _now()
     _ensure_active(worker, project)
@@ -354,9 +350,11 @@ def task_answers_submit(*, worker, project, answers, now=None):
             )
         }
         skipped = set(Skip.objects.filter(worker=worker, item_id__in=item_ids).values_list("item_id", flat=True))
+        explained = feedback.explained_item_ids(worker, item_ids)
         control_labels = selection.control_label_of(
-            [items[lease.item_id] for lease in leases.values() if lease.is_control]
+            [items[lease.item_id] for lease in leases.values() if lease.is_control and lease.item_id not in explained]
         )
+        budget = feedback.FeedbackBudget(worker, project, now)
         outcomes, inputs, consumed, skips = [], [], set(), []
         for answer in answers:
             lease = leases[answer.lease_id]
@@ -364,12 +362,11 @@ def task_answers_submit(*, worker, project, answers, now=None):
             control = by_id.get(control_labels.get(item.pk))
             previous = stored.get(answer.key)
             if previous is not None or (answer.label is None and item.pk in skipped):
-                feedback = None
-                if previous is not None:
-                    feedback = _feedback(
-                        project, is_control=previous.is_control, correct=previous.correct, control_label=control
-                    )
-                outcomes.append(TaskOutcome(lease.public_id, answer.key, "duplicate", feedback, previous is None))
+                told = None
+                if previous is not None and previous.correct is False and item.pk in explained:
+                    label = by_id.get(selection.control_label_of([item]).get(item.pk))
+                    told = feedback.feedback_payload(label) if label is not None else None
+                outcomes.append(TaskOutcome(lease.public_id, answer.key, "duplicate", told, previous is None))
                 continue
             is_open = lease.expires_at > now and lease.pk not in consumed
             if is_open and not lease.is_control and item.answer_count >= project.max_answers_per_item:
@@ -392,12 +389,8 @@ def task_answers_submit(*, worker, project, answers, now=None):
                 )
             )
             item.answer_count += 1
-            outcomes.append(
-                TaskOutcome(
-                    lease.public_id, answer.key, "stored",
-                    _feedback(project, is_control=control is not None, correct=correct, control_label=control),
-                )
-            )
+            told = budget.explain(item, control) if correct is False else None
+            outcomes.append(TaskOutcome(lease.public_id, answer.key, "stored", told))
         Lease.objects.filter(pk__in=consumed).update(expires_at=now)
         Skip.objects.bulk_create(skips, ignore_conflicts=True)
         _, raced = answers_record(worker=worker, inputs=inputs, source=AnswerSource.WORKER, now=now)

@@ -25,3 +25,9 @@ def _ratelimit_clock(monkeypatch, request):
 
     frozen = 10**9 + (zlib.crc32(request.node.nodeid.encode()) % 100_000) * 3600 + 30
     monkeypatch.setattr(ratelimit, "_now", lambda: float(frozen))
+
+
+@pytest.fixture(autouse=True)
+def _control_pool_fresh(settings):
+    """The control pool follows gold and consensus at once (no refresh interval)."""
+    settings.CROWDLOOP_CONTROL_POOL_REFRESH_S = 0

@@ -1,5 +1,6 @@
 """Challenges: what a visitor is shown, how answers are judged, what becomes a label."""
 import json
+import random
 import re
 from datetime import timedelta
 
@@ -71,19 +72,79 @@ def http():
 # --- Issuing ---------------------------------------------------------------------------------------
 
 
-def test_a_grid_has_nine_tiles_random_controls_and_its_target_among_the_controls(site):
+def test_a_grid_has_nine_tiles_and_control_tiles_at_random_positions():
+    site = site_make(project_make(unknown=60))[0]
     challenge = issue(site, ChallengeKind.GRID)
     tiles = list(challenge.tiles.all())
     controls = [tile for tile in tiles if tile.is_control]
     assert len(tiles) == 9 and len(controls) == 2
-    known = selection.control_label_of([tile.item for tile in controls])
-    assert challenge.target_label_id in known.values()
     unknown_ids = {tile.item_id for tile in tiles if not tile.is_control}
     leased = set(Lease.objects.filter(worker=challenge.worker).values_list("item_id", flat=True))
     assert unknown_ids == leased
     assert Worker.objects.get(pk=challenge.worker_id).kind == WorkerKind.VISITOR
     positions = {tuple(tile.is_control for tile in issue(site, ChallengeKind.GRID).tiles.all()) for _ in range(6)}
     assert len(positions) > 1, "control tiles must not sit at fixed positions"
+
+
+def _grid_positives(site, n, rng):
+    """Positive control tiles of ``n`` grids, each issued to a visitor of its own."""
+    counts = []
+    for i in range(n):
+        client = ClientInfo(ip=f"198.18.{i // 200}.{i % 200 + 1}", user_agent="ua", hostname=HOST)
+        challenge = challenge_issue(sitekey=site.sitekey, client=client, kind=ChallengeKind.GRID, rng=rng)
+        tiles = [tile for tile in challenge.tiles.all() if tile.is_control]
+        known = selection.control_label_of([tile.item for tile in tiles])
+        counts.append(sum(known[tile.item_id] == challenge.target_label_id for tile in tiles))
+    return counts
+
+
+def test_a_grids_target_is_not_the_label_of_a_control_tile_by_construction():
+    project = project_make(gold_per_class=20, unknown=250)
+    site = site_make(project)[0]
+    counts = _grid_positives(site, 60, random.Random(5))
+    # Each control tile is a positive with probability 1/2, whatever the target.
+    assert len(counts) == 60 and counts.count(0) >= 6, "a grid may have no positive control tile at all"
+    assert counts.count(2) >= 6
+    assert 0.35 < sum(counts) / (2 * len(counts)) < 0.65
+
+
+def test_a_grid_without_a_positive_control_is_passed_by_selecting_none_of_them():
+    project = project_make(gold_per_class=20, unknown=250)
+    site = site_make(project)[0]
+    rng = random.Random(11)
+    for i in range(40):
+        client = ClientInfo(ip=f"198.18.9.{i + 1}", user_agent="ua", hostname=HOST)
+        challenge = challenge_issue(sitekey=site.sitekey, client=client, kind=ChallengeKind.GRID, rng=rng)
+        tiles = [tile for tile in challenge.tiles.all() if tile.is_control]
+        known = selection.control_label_of([tile.item for tile in tiles])
+        if all(known[tile.item_id] != challenge.target_label_id for tile in tiles):
+            break
+    else:
+        pytest.fail("no grid without a positive control tile in 40")
+    outcome = challenge_answer(
+        challenge_id=str(challenge.pk), data={"selected": []}, client=client,
+        now=challenge.issued_at + timedelta(seconds=5),
+    )
+    assert outcome.passed
+
+
+def test_verify_controls_are_positives_or_negatives_for_the_proposed_label_at_random():
+    project = project_make(gold_per_class=20, unknown=100)
+    site = site_make(project)[0]
+    label = project.label_classes.get(name="2")
+    items = list(Item.objects.filter(project=project, known_label__isnull=True))
+    for item in items:
+        PseudoLabel.objects.create(item=item, label=label, confidence=0.95, source="propagation")
+    Item.objects.filter(pk__in=[item.pk for item in items]).update(status=ItemStatus.PSEUDO_LABELED)
+    rng = random.Random(3)
+    positives = []
+    for i in range(30):
+        client = ClientInfo(ip=f"198.18.7.{i + 1}", user_agent="ua", hostname=HOST)
+        challenge = challenge_issue(sitekey=site.sitekey, client=client, kind=ChallengeKind.VERIFY, rng=rng)
+        tiles = [tile for tile in challenge.tiles.all() if tile.is_control]
+        known = selection.control_label_of([tile.item for tile in tiles])
+        positives += [known[tile.item_id] == label.pk for tile in tiles]
+    assert 0.3 < sum(positives) / len(positives) < 0.7
 
 
 @pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.CHOICE, ChallengeKind.VERIFY])
@@ -119,7 +180,7 @@ def test_a_signed_image_url_serves_the_png_only_for_its_challenge_until_it_expir
     path = url.split("://", 1)[1].split("/", 1)[1]
     image = http().get("/" + path)
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
-    assert b"".join(image.streaming_content).startswith(b"\x89PNG")
+    assert image.content.startswith(b"\x89PNG")
     assert image["Access-Control-Allow-Origin"] == "*"
     other = http().get("/api/v1/challenge", {"sitekey": site.sitekey}).json()
     forged = "/" + path.replace(response.json()["id"], other["id"])
@@ -281,6 +342,7 @@ def test_a_failed_answer_over_http_comes_with_the_next_challenge(site):
     )
     data = response.json()
     assert data["passed"] is False and data["token"] is None and data["next"]["id"] != str(challenge.pk)
+    assert set(data) == {"passed", "token", "reason", "next"}, "a miss is never explained tile by tile"
 
 
 # --- Abuse ---------------------------------------------------------------------------------------

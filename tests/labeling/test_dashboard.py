@@ -646,7 +646,7 @@ def _many_rows(owner, n):
 # page also reads the quality rules and the admitted workers.
 MAX_QUERIES = {
     "projects": 6,
-    "overview": 19,
+    "overview": 20,
     "workers": 11,
     "items": 7,
     "clusters": 10,

@@ -25,7 +25,7 @@ def fresh_cache(settings):
     }
 
 
-def project_make(*, data_kind="image", labels=("1", "2", "3"), gold_per_class=2, unknown=12, name="Digits"):
+def project_make(*, data_kind="image", labels=("1", "2", "3"), gold_per_class=10, unknown=12, name="Digits"):
     """A project with ``gold_per_class`` gold items per label and ``unknown`` items."""
     project = project_create(
         name=name, labels=list(labels), data_kind=data_kind, answers_per_item=2, max_answers_per_item=4

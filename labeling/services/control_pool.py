@@ -1,0 +1,164 @@
+"""The rotating pool of control items and their exposure budgets.
+
+Control items are gold or items whose consensus is certain (:func:`pool_refresh` keeps
+a table of them per project, with each item's label). A pick reads a few rows from a
+random point of a random order (an index walk, not every id in Python), skips items
+whose budget is spent (``CROWDLOOP_CONTROL_SERVES_PER_WINDOW`` serves per
+``CROWDLOOP_CONTROL_WINDOW_S``, ``CROWDLOOP_CONTROL_MAX_SERVES`` in all, after which the
+item retires) and items the worker was shown before: nobody sees a control item twice.
+:func:`exposures_record` counts a serve; the budget is checked at the pick and counted
+at the serve, so concurrent picks may overshoot it by a few.
+
+Whoever memorises control items (by their pixels, or by what prompts they came with)
+meets each one a few times at most before it retires, while consensus brings new ones.
+"""
+import math
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from labeling.models import Consensus, ControlExposure, ControlPoolEntry, ItemStatus, KnownLabel
+
+READ_ROUNDS = 6
+
+
+def _now():
+    return timezone.now()
+
+
+def certain_consensus(project):
+    """Items settled by consensus with a high posterior and enough answers (not gold)."""
+    return Consensus.objects.filter(
+        item__project=project,
+        item__status=ItemStatus.LABELED,
+        label__isnull=False,
+        confidence__gte=max(project.consensus_threshold, 0.99),
+        n_answers__gte=project.answers_per_item,
+        item__known_label__isnull=True,
+    )
+
+
+def pool_refresh(project, *, rng=None):
+    """Bring the pool table of ``project`` in line with its gold and certain consensus:
+    new items join with a random key, items no longer certain leave, labels follow.
+    Returns ``(joined, left)``."""
+    rng = rng or random.SystemRandom()
+    wanted = dict(KnownLabel.objects.filter(item__project=project).values_list("item_id", "label_id"))
+    for item_id, label_id in certain_consensus(project).values_list("item_id", "label_id"):
+        wanted.setdefault(item_id, label_id)
+    with transaction.atomic():
+        have = dict(ControlPoolEntry.objects.filter(project=project).values_list("item_id", "label_id"))
+        gone = [item_id for item_id in have if item_id not in wanted]
+        ControlPoolEntry.objects.filter(project=project, item_id__in=gone).delete()
+        for item_id, label_id in wanted.items():
+            if item_id in have and have[item_id] != label_id:
+                ControlPoolEntry.objects.filter(item_id=item_id).update(label_id=label_id)
+        ControlPoolEntry.objects.bulk_create(
+            [
+                ControlPoolEntry(item_id=item_id, project=project, label_id=label_id, shuffle_key=rng.random())
+                for item_id, label_id in wanted.items()
+                if item_id not in have
+            ],
+            ignore_conflicts=True,
+        )
+    return len(wanted.keys() - have.keys()), len(gone)
+
+
+_refreshed = {}  # (project id, created) -> monotonic time of this process's last refresh
+
+
+def _refresh_if_stale(project, rng):
+    """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process."""
+    key, clock = (project.pk, project.created_at), time.monotonic()
+    if clock - _refreshed.get(key, -math.inf) >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
+        pool_refresh(project, rng=rng)
+        _refreshed[key] = clock
+
+
+def _available(project, now):
+    """Pool rows whose budget is not spent at ``now``."""
+    window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
+    return ControlPoolEntry.objects.filter(
+        Q(window_over) | Q(window_served__lt=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW),
+        project=project,
+        served_total__lt=settings.CROWDLOOP_CONTROL_MAX_SERVES,
+    )
+
+
+def _window():
+    return timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S)
+
+
+def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
+    """Up to ``4 n + 8`` candidate ``(item_id, label_id)`` pairs for ``n`` control items,
+    in random order: within budget, not in ``exclude_ids``, never shown to ``worker``."""
+    if n <= 0:
+        return []
+    rng = rng or random.SystemRandom()
+    now = now or _now()
+    _refresh_if_stale(project, rng)
+    want, excluded, found = 4 * n + 8, set(exclude_ids), []
+    available = _available(project, now).order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
+    start = rng.random()
+    for rows in _key_order_from(available, start, want):
+        fresh = [(item_id, label_id) for item_id, label_id, _ in rows if item_id not in excluded]
+        seen = _seen_by(worker, [item_id for item_id, _ in fresh])
+        found += [pair for pair in fresh if pair[0] not in seen]
+        if len(found) >= want:
+            break
+    rng.shuffle(found)
+    return found[:want]
+
+
+def _key_order_from(rows, start, size):
+    """Batches of ``size`` rows in key order from ``start``, wrapping around to the keys
+    below it; at most ``READ_ROUNDS`` batches."""
+    rounds = 0
+    for low, high in ((start, None), (0.0, start)):
+        last = None
+        while rounds < READ_ROUNDS:
+            rounds += 1
+            batch = rows.filter(shuffle_key__gt=last) if last is not None else rows.filter(shuffle_key__gte=low)
+            if high is not None:
+                batch = batch.filter(shuffle_key__lt=high)
+            batch = list(batch[:size])
+            if batch:
+                yield batch
+            if len(batch) < size:
+                break
+            last = batch[-1][2]
+
+
+def _seen_by(worker, item_ids):
+    if worker is None or not item_ids:
+        return set()
+    return set(ControlExposure.objects.filter(worker=worker, item_id__in=item_ids).values_list("item_id", flat=True))
+
+
+def exposures_record(*, worker, item_ids, now=None, rng=None):
+    """Count one serve of each control item in ``item_ids`` to ``worker``: against the
+    item's budget (a new window starts when the last one is over) and as the worker's
+    exposure. Each served item gets a new random key."""
+    now = now or _now()
+    rng = rng or random.SystemRandom()
+    item_ids = sorted(set(item_ids))  # one lock order: concurrent serves never deadlock
+    if not item_ids:
+        return
+    window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
+    for item_id in item_ids:
+        ControlPoolEntry.objects.filter(item_id=item_id).update(
+            served_total=F("served_total") + 1,
+            window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),
+            window_start=Case(When(window_over, then=Value(now)), default=F("window_start")),
+            shuffle_key=rng.random(),
+        )
+    if worker is not None:
+        ControlExposure.objects.bulk_create(
+            [ControlExposure(worker=worker, item_id=item_id, served_at=now) for item_id in item_ids],
+            ignore_conflicts=True,
+        )

@@ -1,0 +1,130 @@
+"""The rotating control pool: budgets per window and in all, nobody sees a control item
+twice, consensus items join, and a pick reads a few rows, not the whole pool."""
+import random
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from labeling import selectors
+from labeling.models import (
+    ChallengeKind,
+    Consensus,
+    ControlExposure,
+    ControlPoolEntry,
+    Item,
+    ItemStatus,
+    KnownLabel,
+)
+from labeling.services import control_pool, selection
+from labeling.services import workers as svc
+from labeling.services.challenges import ChallengeRefused, ClientInfo, challenge_issue
+from tests.labeling.crowd import crowd_project, local_cache, registered_worker  # noqa: F401
+from tests.labeling.widget_support import HOST, VISITOR, fresh_cache, project_make, site_make  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+NOW = timezone.now()
+
+
+def visitor(i):
+    return ClientInfo(ip=f"198.19.{i // 250}.{i % 250 + 1}", user_agent="ua", hostname=HOST)
+
+
+def issue(site, client=VISITOR, now=NOW, kind=ChallengeKind.CHOICE):
+    return challenge_issue(sitekey=site.sitekey, client=client, kind=kind, now=now, rng=random.Random(0))
+
+
+def control_ids(challenge):
+    return [tile.item_id for tile in challenge.tiles.all() if tile.is_control]
+
+
+def test_a_visitor_never_sees_the_same_control_item_twice_and_gets_none_when_all_were_shown():
+    site = site_make(project_make(gold_per_class=3, unknown=40))[0]
+    shown = []
+    with pytest.raises(ChallengeRefused, match="nothing to ask"):
+        for _ in range(10):
+            shown += control_ids(issue(site))
+    assert len(shown) == len(set(shown)) == 8, "9 gold items, 2 per challenge: 4 challenges, then none"
+
+
+def test_a_control_item_is_served_at_most_its_budget_per_window_then_retires(settings):
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 2
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 4
+    site = site_make(project_make(gold_per_class=2, unknown=200))[0]  # 6 gold: 12 serves a window
+    served, visitors = [], iter(range(1000))
+
+    def drain(now):
+        count = 0
+        while True:
+            try:
+                served.extend(control_ids(issue(site, client=visitor(next(visitors)), now=now)))
+            except ChallengeRefused:
+                return count
+            count += 1
+
+    assert drain(NOW) == 6
+    assert drain(NOW + timedelta(minutes=30)) == 0, "the window's budget is spent"
+    assert drain(NOW + timedelta(minutes=61)) == 6, "a new window, a new budget"
+    assert drain(NOW + timedelta(hours=3)) == 0, "each item was served its 4 times: retired"
+    assert all(served.count(item_id) == 4 for item_id in set(served))
+
+
+def test_certain_consensus_items_join_the_pool_and_leave_it_when_no_longer_certain():
+    project = project_make(gold_per_class=1, unknown=6)
+    label = project.label_classes.first()
+    unknown = list(Item.objects.filter(project=project, known_label__isnull=True)[:2])
+    Item.objects.filter(pk__in=[item.pk for item in unknown]).update(status=ItemStatus.LABELED)
+    sure = Consensus.objects.create(item=unknown[0], label=label, confidence=0.995, n_answers=3, method="mv")
+    Consensus.objects.create(item=unknown[1], label=label, confidence=0.8, n_answers=3, method="mv")
+    control_pool.pool_refresh(project)
+    pool = set(ControlPoolEntry.objects.filter(project=project).values_list("item_id", flat=True))
+    gold = set(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
+    assert pool == gold | {unknown[0].pk}
+    sure.confidence = 0.7
+    sure.save()
+    assert control_pool.pool_refresh(project) == (0, 1)
+    assert unknown[0].pk not in set(ControlPoolEntry.objects.values_list("item_id", flat=True))
+
+
+def test_a_pick_reads_a_few_rows_from_a_random_point_not_the_whole_pool(settings):
+    settings.CROWDLOOP_CONTROL_POOL_REFRESH_S = 3600
+    project = project_make(gold_per_class=700, unknown=0)  # 2,100 gold items
+    site = site_make(project)[0]
+    issue(site, client=visitor(0))  # the first pick fills the pool table
+    worker = registered_worker("ann")
+    picks = []
+    for seed in range(5):
+        with CaptureQueriesContext(connection) as queries:
+            picks.append(selection.control_items_pick(project, worker=worker, n=3, rng=random.Random(seed)))
+        assert len(queries) <= 4
+        assert all("LIMIT" in query["sql"] for query in queries if "controlpoolentry" in query["sql"].lower())
+    assert len({item.pk for items in picks for item in items}) == 15, "five picks, fifteen different items"
+
+
+def test_registered_workers_controls_count_against_the_same_budget():
+    project, truth = crowd_project(n_unknown=20, n_gold=10, gold_share=0.5)
+    worker = registered_worker("ann")
+    leases = svc.tasks_next(worker=worker, project=project, n=10, rng=random.Random(0)).leases
+    controls = {lease.item_id for lease in leases if lease.is_control}
+    assert controls and set(ControlExposure.objects.filter(worker=worker).values_list("item_id", flat=True)) == controls
+    served = dict(ControlPoolEntry.objects.filter(item_id__in=controls).values_list("item_id", "served_total"))
+    assert set(served.values()) == {1}
+
+
+def test_the_dashboard_selector_shows_pool_size_budget_and_exposures(settings):
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 1
+    project = project_make(gold_per_class=2, unknown=30)
+    site = site_make(project)[0]
+    issue(site, client=visitor(1))
+    issue(site, client=visitor(2))
+    stats = selectors.control_pool_stats(project, now=NOW)
+    assert stats == {"size": 6, "retired": 0, "available": 2, "served_window": 4, "served_total": 4}
+
+
+def test_the_dashboard_overview_shows_the_control_pool(admin_client):
+    project = project_make(gold_per_class=2, unknown=3)
+    control_pool.pool_refresh(project)
+    page = admin_client.get(f"/dashboard/{project.slug}/").content.decode()
+    assert "Control pool: 6 of 6" in page
