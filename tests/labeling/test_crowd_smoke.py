@@ -161,3 +161,17 @@ def test_the_crowd_works_over_a_real_socket(live_server, crowd_settings):
     assert set(ledger.doors) == {"widget", "worker"}
     assert ledger.summary()["by_kind"]["honest"].get("verified", 0) >= 1
     assert project.items.filter(answers__isnull=False).exists()
+
+
+def test_the_reader_sees_the_digit_in_a_fresh_rendering_of_a_tile():
+    import random
+
+    from sklearn.datasets import load_digits
+
+    from labeling.services.media import image_render
+
+    digits = load_digits()
+    rng = random.Random(1)
+    rows = range(0, 1797, 30)
+    right = sum(read_digit(image_render(digit_png(digits.images[row]), rng=rng)) == str(digits.target[row]) for row in rows)
+    assert right >= 0.95 * len(rows)
