@@ -51,8 +51,11 @@ def prompt_label(payload):
 def challenge_response(person, payload, truths):
     """The body ``person`` sends for ``payload`` after reading its items (``truths``:
     item id to what they read)."""
-    labels = payload.get("labels") or DIGITS
     items = payload.get("items", [])
+    # A grid or verify payload names no label list: the person knows what they read and
+    # what is asked, and errs among those and the digits.
+    asked = prompt_label(payload)
+    labels = payload.get("labels") or sorted({*DIGITS, *(t for t in truths.values() if t), *([asked] if asked else [])})
     kind = payload.get("kind")
     if kind == "grid":
         target = prompt_label(payload)
