@@ -155,10 +155,11 @@ def _model_beliefs(item_ids):
 
 
 FINISH_PRIORITY = 2.0
-"""Priority base of an item that is started (it has an answer) and one more answer is
-likely to settle: above every uncovered cluster's representative (coverage scores lie in
-(1, 2]), since a started item that is never finished gives no label at all."""
-FINISH_MIN_CHANCE = 0.25
+"""Priority base of a started item (an answer named a label, it is still uncertain; a
+grid's "not this one" alone starts nothing): above every
+uncovered cluster's representative (coverage scores lie in (1, 2]), since a started item
+that is never finished gives no label at all. Among started items, those that one more
+answer is likely to settle come first; the answer cap sends hopeless ones to review."""
 TYPICAL_ACCURACY = 0.75
 
 
@@ -188,10 +189,8 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
         )
         if status != current.get(item_id):
             moves.setdefault(status, []).append(item_id)
-        if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_answers:
-            chance = bridge.settle_chance(posterior, TYPICAL_ACCURACY, project.consensus_threshold)
-            if chance >= FINISH_MIN_CHANCE:
-                finish[item_id] = FINISH_PRIORITY + chance
+        if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_votes:
+            finish[item_id] = FINISH_PRIORITY + bridge.settle_chance(posterior, TYPICAL_ACCURACY, project.consensus_threshold)
     fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
     now = timezone.now()
     for row in rows:
@@ -203,7 +202,8 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
             Item.objects.filter(pk__in=moved).update(status=status)
         for item_id, score in finish.items():
             Item.objects.filter(pk=item_id).update(
-                priority=round(score, 6), priority_reason=f"started: one more answer settles it (p={score - 2:.2f})"
+                priority=round(score, 6),
+                priority_reason=f"started: one more answer settles it with p={score - FINISH_PRIORITY:.2f}",
             )
     newly_labeled = len(moves.get(ItemStatus.LABELED, []))
     if newly_labeled:

@@ -142,3 +142,46 @@ def test_every_n_answers_queue_a_full_run(project, labels, settings, celery_eage
     with django_capture_on_commit_callbacks(execute=True):
         answer(ws[2], items[1], labels["a"])
     assert PipelineRun.objects.get(kind=PipelineKind.AGGREGATE).status == RunStatus.SUCCEEDED
+
+
+def _active_model_believing(project, label, confidence):
+    from labeling.models import Prediction, Project, TrainingRun
+
+    run = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED)
+    Prediction.objects.bulk_create(
+        [Prediction(item=item, run=run, label=label, confidence=confidence) for item in project.items.all()]
+    )
+    Project.objects.filter(pk=project.pk).update(active_run=run)
+
+
+def test_one_answer_agreeing_with_a_confident_model_settles_and_a_disagreeing_one_asks_again(project, labels):
+    _active_model_believing(project, labels["b"], 0.97)
+    agreeing, disagreeing = project.items.all()[:2]
+    (w1,) = workers(1)
+    answer(w1, agreeing, labels["b"])
+    answer(w1, disagreeing, labels["c"])
+    agreeing.refresh_from_db()
+    disagreeing.refresh_from_db()
+    assert agreeing.status == ItemStatus.LABELED
+    assert Consensus.objects.get(item=agreeing).label == labels["b"]
+    assert disagreeing.status == ItemStatus.UNLABELED
+    assert disagreeing.priority >= 2.0 and "one more answer" in disagreeing.priority_reason
+
+
+def test_a_weak_model_belief_does_not_settle_on_one_answer(project, labels):
+    _active_model_believing(project, labels["b"], 0.4)
+    item = project.items.first()
+    answer(workers(1)[0], item, labels["b"])
+    item.refresh_from_db()
+    assert item.status == ItemStatus.UNLABELED
+
+
+def test_a_widget_visitor_starts_more_cautious_than_a_registered_worker(project, labels):
+    from labeling.models import WorkerKind
+
+    visitor = Worker.objects.create(kind=WorkerKind.VISITOR, visitor_key="v" * 64)
+    registered = Worker.objects.create()
+    first, second = project.items.all()[:2]
+    answer(visitor, first, labels["a"])
+    answer(registered, second, labels["a"])
+    assert Consensus.objects.get(item=first).confidence < Consensus.objects.get(item=second).confidence
