@@ -207,6 +207,8 @@ def checkpoint_row(project, ledger):
         "latest": latest.metrics.get("eval_accuracy") if latest else None,
         "active": active.metrics.get("eval_accuracy") if active is not None else None,
         "kind": active.metrics.get("kind") if active is not None else None,
+        "cnn": next((run.metrics["cnn"] for run in TrainingRun.objects.filter(project=project, status="succeeded")
+                     .order_by("-finished_at") if "cnn" in run.metrics), None),
     }
 
 

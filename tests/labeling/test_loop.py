@@ -33,6 +33,10 @@ def loop_settings(settings, celery_eager):
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
     }
     settings.CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = 10**6  # the CNN has tests of its own; this one takes seconds
+    # 20 gold items at the default exposure budget run dry within this crowd's first
+    # minutes; the control pool has tests of its own.
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10**6
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**6
     return settings
 
 
@@ -88,7 +92,9 @@ def test_a_new_project_gets_representatives_then_models_from_its_crowd_with_no_m
         spec, slug=project.slug, site=SiteAccess(site.sitekey, secret, ClientTransport(remote_addr="192.0.2.9", user_agent="shop server")),
         connect=client_connector(), clock=VirtualClock(), workers=workers,
         password=crowd_accounts_provision(project, workers), beat=Beat(django_settings.CELERY_BEAT_SCHEDULE),
+        max_wall_s=240,
     )
+    assert ledger.spent >= spec.budget, ledger.summary()
     assert ledger.error_count == 0, ledger.errors
 
     runs = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED).order_by("created_at")
