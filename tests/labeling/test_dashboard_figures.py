@@ -178,3 +178,12 @@ def test_the_headline_accuracy_is_held_out_when_there_is_a_split_else_cross_vali
     run.save(update_fields=["metrics"])
     page = text_of(overview(client, project))
     assert "94% active model, held-out accuracy on 397 held-out items" in page
+
+
+def test_every_dashboard_page_title_is_plain_text(client, owner):
+    project = loop_project(owner)
+    client.force_login(owner)
+    for name in ("overview", "workers", "items", "clusters", "training", "sites"):
+        html = client.get(reverse(f"dashboard:{name}", args=[project.slug])).content.decode()
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and len(title) < 120, (name, title[:200])
