@@ -22,12 +22,14 @@ class ImportForm(forms.Form):
     file = forms.FileField(help_text="A .zip of images (flat or one folder per class) or a .csv/.jsonl of texts.")
     split = forms.ChoiceField(
         choices=[
-            (Split.POOL, "Labeling pool (class folders or labels become gold)"),
-            (Split.HOLDOUT, "Held-out split (labeled; never served; models are measured on it)"),
+            (Split.POOL, "Labeling pool"),
+            (Split.HOLDOUT, "Held-out split"),
         ],
         initial=Split.POOL,
         required=False,
         label="Import into",
+        help_text="Pool: class folders or labels become gold. Held-out: labeled items that are never served; "
+        "models are measured on them.",
     )
 
 
