@@ -49,10 +49,14 @@ def labels_arrived(project_id, n):
     )
     if count < due:
         return False
-    cache.set(_key(project_id), 0, timeout=None)
     from labeling.tasks import cpu_semisupervised_task
 
-    cpu_semisupervised_task.delay(project_id)
+    try:
+        cpu_semisupervised_task.delay(project_id)
+    except Exception:  # the answer is stored; the next labels (or the schedule) try again
+        logger.warning("could not queue a round for project %s; the next labels will try again", project_id, exc_info=True)
+        return False
+    cache.set(_key(project_id), 0, timeout=None)
     return True
 
 

@@ -103,3 +103,18 @@ def test_a_new_project_gets_representatives_then_models_from_its_crowd_with_no_m
     project.refresh_from_db()
     assert project.active_run is not None and project.active_run.metrics["eval_accuracy"] >= 0.85
     assert all(run.metrics["promotion"]["reason"] for run in runs)
+
+
+def test_a_broker_that_cannot_take_the_round_loses_no_answer(loop_settings, monkeypatch):
+    """Counting labels runs after the answer's commit; if the round cannot be queued,
+    the answer stands and the count waits for the next labels or the schedule."""
+    from labeling.services import loop
+    from labeling.tasks import cpu_semisupervised_task
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(cpu_semisupervised_task, "delay", broker_down)
+    loop_settings.CROWDLOOP_PIPELINE_EVERY_LABELS = 1
+    assert loop.labels_arrived(12345, 3) is False
+    assert loop.labels_arrived(12345, 1) is False  # tried again, still down, still no error
