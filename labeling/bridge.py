@@ -188,15 +188,3 @@ def image_arrays(items, size, channels=None):
     if not arrays:
         return np.zeros((0, channels or 1, size, size), dtype=np.float32)
     return np.stack(arrays)
-
-
-def image_bytes_array(data, size, channels):
-    """One uploaded image as ``(1, C, size, size)``, decoded the way imports decode."""
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BOX)
-        pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))[None]

@@ -198,17 +198,8 @@ def _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, r
         int(servable.sum()), y=y, strategies=("coverage",), exclude=np.flatnonzero(~servable & (y < 0)),
         X=X, cluster_labels=cluster_labels, centers=kmeans.cluster_centers_, random_state=0,
     )
-    ids = [item.pk for item in items]
-    rep = set(int(i) for i in representatives if i >= 0)
-    embeddings = [
-        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
-        for i, item in enumerate(items)
-    ]
-    priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
     with transaction.atomic():
-        ItemEmbedding.objects.filter(item_id__in=ids).delete()
-        ItemEmbedding.objects.bulk_create(embeddings, batch_size=2000)
-        _priorities_save(ids, priority)
+        _map_save(items, cluster_labels, representatives, coords, selection)
     return pipeline_run_finish(
         run,
         result={"items": len(items), "human_labels": int((y >= 0).sum()), "clusters": int(n_clusters),
@@ -244,11 +235,6 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
     ids = [item.pk for item in items]
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     labeled = {item.pk for item in items if item.status == ItemStatus.LABELED} | known
-    rep = set(int(i) for i in representatives if i >= 0)
-    embeddings = [
-        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
-        for i, item in enumerate(items)
-    ]
     pseudo = [
         PseudoLabel(
             item_id=item.pk, label_id=label_ids[int(labeler.labels_[i])], confidence=float(np.clip(labeler.confidence_[i], 0, 1)),
@@ -258,17 +244,29 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
         if item.pk not in labeled and labeler.labels_[i] >= 0
     ]
     accepted_ids = [p.item_id for p in pseudo if p.accepted]
-    priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
     with transaction.atomic():
-        ItemEmbedding.objects.filter(item_id__in=ids).delete()
-        ItemEmbedding.objects.bulk_create(embeddings, batch_size=2000)
+        _map_save(items, cluster_labels, representatives, coords, selection)
         PseudoLabel.objects.filter(item_id__in=ids).delete()
         PseudoLabel.objects.bulk_create(pseudo, batch_size=2000)
         Item.objects.filter(pk__in=accepted_ids, status=ItemStatus.UNLABELED).update(status=ItemStatus.PSEUDO_LABELED)
         Item.objects.filter(pk__in=ids, status=ItemStatus.PSEUDO_LABELED).exclude(pk__in=accepted_ids).update(
             status=ItemStatus.UNLABELED
         )
-        _priorities_save(ids, priority)
+
+
+def _map_save(items, cluster_labels, representatives, coords, selection):
+    """Replace the items' clusters and 2-D map, and save the selection's priorities.
+    Call inside the round's transaction."""
+    ids = [item.pk for item in items]
+    rep = set(int(i) for i in representatives if i >= 0)
+    embeddings = [
+        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
+        for i, item in enumerate(items)
+    ]
+    priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
+    ItemEmbedding.objects.filter(item_id__in=ids).delete()
+    ItemEmbedding.objects.bulk_create(embeddings, batch_size=2000)
+    _priorities_save(ids, priority)
 
 
 def _priorities_save(ids, priority):
