@@ -197,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # The loop's rhythm.
 CROWDLOOP_AGGREGATE_EVERY = int(os.environ.get("CROWDLOOP_AGGREGATE_EVERY", 100))
+# Consensus after new answers: 0 recomputes it in the request, right after the answer's
+# commit (one machine: the embedded default); > 0 defers it to a debounced task on the
+# default queue at most this many seconds later, so that the answer path only inserts
+# (production: many web processes, workers elsewhere).
+CROWDLOOP_CONSENSUS_DEFER_S = float(os.environ.get("CROWDLOOP_CONSENSUS_DEFER_S", 1.0 if PRODUCTION else 0))
 CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
 CROWDLOOP_LEASE_TTL_S = int(os.environ.get("CROWDLOOP_LEASE_TTL_S", 600))
 # A semi-supervised round once the new human labels reach this many, or this share of

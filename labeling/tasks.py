@@ -35,6 +35,22 @@ def training_request_task(project_id, config=None, user_id=None):
 
 
 @shared_task(acks_late=True)
+def consensus_settle_task(project_id):
+    """Settle every item of the project marked by new answers (idempotent)."""
+    from labeling.services.settling import consensus_settle
+
+    return {"project": project_id, "settled": consensus_settle(project_id)}
+
+
+@shared_task(acks_late=True)
+def site_counters_task(site_id):
+    """Recount a site's issued and passed challenges (idempotent)."""
+    from labeling.services.settling import site_counters_recount
+
+    return {"site": site_id, "updated": site_counters_recount(site_id)}
+
+
+@shared_task(acks_late=True)
 def project_stats_refresh_task(project_id):
     from labeling.services.projects import project_stats_refresh
 

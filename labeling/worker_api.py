@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.models import DataKind, Worker, WorkerKind
+from labeling.services import hot
 from labeling.services import workers as svc
 from labeling.services.media import image_serve
 from labeling.services.ratelimit import RateLimited, ratelimit_enforce
@@ -42,7 +43,7 @@ def label_hotkeys(names):
 
 
 def labels_payload(project):
-    names = [label.name for label in project.label_classes.all()]
+    names = [label.name for label in hot.project_labels(project)]
     return [{"name": name, "key": key} for name, key in zip(names, label_hotkeys(names))]
 
 

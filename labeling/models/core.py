@@ -117,9 +117,14 @@ class Item(models.Model):
     source_name = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=20, choices=ItemStatus.choices, default=ItemStatus.UNLABELED)
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.POOL)
-    answer_count = models.PositiveIntegerField(default=0, help_text="Counted answers (denormalised).")
+    answer_count = models.PositiveIntegerField(
+        default=0, help_text="Counted answers toward the answer cap (denormalised; control answers are not counted)."
+    )
     priority = models.FloatField(default=0.0, help_text="Value of a human answer here (selection).")
     priority_reason = models.CharField(max_length=120, blank=True)
+    consensus_stale_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set by the answer path, cleared once the item's consensus includes them."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -128,8 +133,15 @@ class Item(models.Model):
             models.UniqueConstraint(fields=["project", "checksum"], name="item_unique_checksum"),
         ]
         indexes = [
-            models.Index(fields=["project", "status", "answer_count"], name="item_serving_idx"),
-            models.Index(fields=["project", "status", "-priority", "answer_count"], name="item_priority_idx"),
+            # Serving reads walk these in order (keyset, no sort): they end in ``id``.
+            models.Index(fields=["project", "status", "split", "answer_count", "id"], name="item_serving_idx"),
+            models.Index(
+                fields=["project", "status", "split", "-priority", "answer_count", "id"], name="item_priority_idx"
+            ),
+            models.Index(
+                fields=["project", "consensus_stale_since"], name="item_stale_idx",
+                condition=models.Q(consensus_stale_since__isnull=False),
+            ),
         ]
 
     def __str__(self):

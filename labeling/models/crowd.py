@@ -185,6 +185,10 @@ class ChallengeItem(models.Model):
         LabelClass, null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
         help_text="For verify tiles: the label the visitor confirms or rejects.",
     )
+    expected_label = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="For control tiles: their known label when the challenge was issued (what grades the answer).",
+    )
     response = models.JSONField(null=True, blank=True, help_text="What the visitor answered (kept as evidence).")
 
     class Meta:

@@ -21,7 +21,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from labeling.models import (
@@ -32,7 +31,6 @@ from labeling.models import (
     DataKind,
     Item,
     ItemStatus,
-    LabelClass,
     Lease,
     PseudoLabel,
     Site,
@@ -41,8 +39,9 @@ from labeling.models import (
     WorkerKind,
     WorkerStatus,
 )
-from labeling.services import control_pool, selection
-from labeling.services.answers import AnswerInput, answers_record
+from labeling.services import control_pool, hot, selection
+from labeling.services.answers import AnswerInput, answers_insert, answers_settle
+from labeling.services.settling import site_counted
 from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
@@ -158,7 +157,7 @@ def _visitor_admit(worker, *, now):
 class _Plan:
     kind: str
     target_label_id: int | None
-    tiles: list  # (item, is_control, proposed_label_id, public_id or None)
+    tiles: list  # (item, expected label id of a control tile or None, proposed_label_id, public_id or None)
 
 
 def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
@@ -185,8 +184,10 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
         )
     worker = visitor_get(site, client)
     extra = _visitor_admit(worker, now=now)
-    projects = list(site.projects.exclude(pk__in=projects_closing(worker)))
-    if not projects and site.projects.exists():
+    site_projects = hot.site_by_key(site.sitekey)[1]
+    closing = set(projects_closing(worker))
+    projects = [project for project in site_projects if project.pk not in closing]
+    if not projects and site_projects:
         raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
     rng.shuffle(projects)
     n_control = site.control_items + extra
@@ -196,9 +197,9 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
             if plan is None:
                 continue
             challenge = _challenge_save(site, project, worker, plan, now, expires_at, rng)
-        # After the commit: updating the hot site row while holding item locks deadlocks
-        # against an answer (site row, then items) on PostgreSQL.
-        Site.objects.filter(pk=site.pk).update(challenges_issued=F("challenges_issued") + 1)
+        # After the commit, and in production by a debounced recount: the site row is
+        # shared by every visitor of the site.
+        site_counted(site.pk, issued=1)
         return challenge
     raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.", 503)
 
@@ -270,7 +271,7 @@ def _grid_target(project, unknown, rng):
         "label_id", flat=True))
     if proposed and rng.random() < 0.5:
         return rng.choice(proposed)
-    labels = list(project.label_classes.values_list("id", flat=True))
+    labels = [label.pk for label in hot.project_labels(project)]
     return rng.choice(labels) if labels else None
 
 
@@ -289,8 +290,8 @@ def _plan_grid(project, worker, n_control, now, rng):
     controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown], now=now)
     if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
-    tiles = [(item, True, None, None) for item, _ in controls]
-    tiles += [(item, False, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    tiles = [(item, label_id, None, None) for item, label_id in controls]
+    tiles += [(item, None, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.GRID, target, tiles)
 
 
@@ -301,8 +302,8 @@ def _plan_choice(project, worker, n_control, now, rng):
     unknown = selection.unknown_items_pick(
         project, worker=worker, n=CHOICE_UNKNOWN, exclude_ids=[i.pk for i, _ in controls], now=now, for_update=True
     )
-    tiles = [(item, True, None, None) for item, _ in controls]
-    tiles += [(item, False, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    tiles = [(item, label_id, None, None) for item, label_id in controls]
+    tiles += [(item, None, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.CHOICE, None, tiles)
 
 
@@ -330,8 +331,8 @@ def _plan_verify(project, worker, n_control, now, rng):
     )
     if len(controls) < n_control:
         return None
-    tiles = [(item, True, target, None) for item, _ in controls]
-    tiles += [(item, False, target, public_id) for item, public_id in _lease(project, worker, unknown, now)]
+    tiles = [(item, label_id, target, None) for item, label_id in controls]
+    tiles += [(item, None, target, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.VERIFY, target, tiles)
 
 
@@ -342,17 +343,17 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
     )
     tiles = list(plan.tiles)
     rng.shuffle(tiles)
-    ChallengeItem.objects.bulk_create(
-        [
-            ChallengeItem(
-                challenge=challenge, item=item, public_id=public_id or selection.public_id_new(), position=position,
-                is_control=is_control, proposed_label_id=proposed,
-            )
-            for position, (item, is_control, proposed, public_id) in enumerate(tiles)
-        ]
-    )
+    rows = [
+        ChallengeItem(
+            challenge=challenge, item=item, public_id=public_id or selection.public_id_new(), position=position,
+            is_control=expected is not None, expected_label_id=expected, proposed_label_id=proposed,
+        )
+        for position, (item, expected, proposed, public_id) in enumerate(tiles)
+    ]
+    ChallengeItem.objects.bulk_create(rows)
+    challenge.tiles_issued = rows  # the payload of a new challenge reads them from here
     control_pool.exposures_record(
-        worker=worker, item_ids=[item.pk for item, is_control, _, _ in tiles if is_control], now=now, rng=rng
+        worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng
     )
     return challenge
 
@@ -371,8 +372,9 @@ def challenge_payload(challenge, *, image_url):
             "prompt": "Test key: no challenge to solve.",
         }
     project = challenge.project
-    labels = [label.name for label in project.label_classes.all()]
-    target = LabelClass.objects.get(pk=challenge.target_label_id).name if challenge.target_label_id else None
+    labels = [label.name for label in hot.project_labels(project)]
+    names = {label.pk: label.name for label in hot.project_labels(project)}
+    target = names.get(challenge.target_label_id) if challenge.target_label_id else None
     is_text = project.data_kind == DataKind.TEXT
     noun = "text" if is_text else "image"
     prompt = {
@@ -381,7 +383,8 @@ def challenge_payload(challenge, *, image_url):
         ChallengeKind.VERIFY: f"Is this “{target}”?",
     }[challenge.kind]
     items = []
-    for tile in challenge.tiles.select_related("item").order_by("position"):
+    tiles = getattr(challenge, "tiles_issued", None) or challenge.tiles.select_related("item").order_by("position")
+    for tile in tiles:
         if is_text:
             items.append({"id": tile.public_id, "text": tile.item.text})
         else:
@@ -425,7 +428,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     challenge_pk = _uuid_or_none(challenge_id)
     if challenge_pk is None:
         return _test_answer(challenge_id)
-    challenge = Challenge.objects.select_related("site", "project").filter(pk=challenge_pk).first()
+    challenge = Challenge.objects.select_related("site", "project", "worker").filter(pk=challenge_pk).first()
     if challenge is None:
         raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
     if challenge.site_id:
@@ -437,42 +440,40 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     tiles = list(challenge.tiles.select_related("item"))
     responses = _responses_parse(challenge, tiles, data)
 
+    # Graded from what the tiles recorded at issue: no read of the hot control rows.
+    known = {tile.item_id: tile.expected_label_id for tile in tiles if tile.is_control}
+    elapsed_ms = int((now - challenge.issued_at).total_seconds() * 1000)
+    graded = [_grade(challenge, tile, responses.get(tile.public_id), known) for tile in tiles]
+    controls = [
+        correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
+    ]
+    needed = math.ceil(challenge.site.pass_share * len(controls) - 1e-9) if challenge.site else len(controls)
+    too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
+    passed = bool(controls) and sum(controls) >= needed and not too_fast
+    outcome = ChallengeStatus.PASSED if passed else ChallengeStatus.FAILED
+    rows = []
     with transaction.atomic():
+        # The one conditional update that makes an answer count once.
         claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
-            status=ChallengeStatus.FAILED, answered_at=now, hostname=client.hostname[:255]
+            status=outcome, answered_at=now, hostname=client.hostname[:255]
         )
         if not claimed:
             raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
-        challenge.answered_at, challenge.hostname = now, client.hostname[:255]
-        known = selection.control_label_of([tile.item for tile in tiles if tile.is_control])
-        elapsed_ms = int((now - challenge.issued_at).total_seconds() * 1000)
-        graded = [_grade(challenge, tile, responses.get(tile.public_id), known) for tile in tiles]
+        challenge.status, challenge.answered_at, challenge.hostname = outcome, now, client.hostname[:255]
         for tile, (response, _) in zip(tiles, graded, strict=True):
             tile.response = response
         ChallengeItem.objects.bulk_update(tiles, ["response"])
-        controls = [
-            correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
-        ]
-        needed = math.ceil(challenge.site.pass_share * len(controls) - 1e-9) if challenge.site else len(controls)
-        too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
-        passed = bool(controls) and sum(controls) >= needed and not too_fast
         Lease.objects.filter(
-            worker_id=challenge.worker_id, item_id__in=[tile.item_id for tile in tiles if not tile.is_control]
+            worker_id=challenge.worker_id, item_id__in=sorted(tile.item_id for tile in tiles if not tile.is_control)
         ).update(expires_at=now)
-        if not passed:
-            reason = "too-fast" if too_fast else "control-items-wrong"
-            return AnswerOutcome(False, None, challenge, reason)
-        challenge.status = ChallengeStatus.PASSED
-        Challenge.objects.filter(pk=challenge.pk).update(status=ChallengeStatus.PASSED)
-        if challenge.site_id:
-            # After commit: inside the transaction every answer to one site would queue
-            # on this row while consensus is recomputed.
-            site_id = challenge.site_id
-            transaction.on_commit(
-                lambda: Site.objects.filter(pk=site_id).update(challenges_passed=F("challenges_passed") + 1)
-            )
-        inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
-        answers_record(worker=challenge.worker, inputs=inputs, source="widget", now=now)
+        if passed:
+            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
+            rows = answers_insert(worker=challenge.worker, inputs=inputs, source="widget", now=now)
+    if not passed:
+        return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
+    if challenge.site_id:
+        site_counted(challenge.site_id, passed=1)
+    answers_settle(challenge.project_id, rows)
     return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
 
 
@@ -519,7 +520,7 @@ def _responses_parse(challenge, tiles, data):
         if any(not isinstance(value, bool) for value in answers.values()):
             raise bad
         return dict(answers)
-    names = set(challenge.project.label_classes.values_list("name", flat=True))
+    names = {label.name for label in hot.project_labels(challenge.project)}
     if any(not isinstance(value, str) or value not in names for value in answers.values()):
         raise bad
     return dict(answers)
@@ -544,7 +545,7 @@ def _grade(challenge, tile, response, known):
 
 def _label_id(challenge, name):
     if not hasattr(challenge, "_label_ids"):
-        challenge._label_ids = dict(challenge.project.label_classes.values_list("name", "id"))
+        challenge._label_ids = {label.name: label.pk for label in hot.project_labels(challenge.project)}
     return challenge._label_ids.get(name)
 
 

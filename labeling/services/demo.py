@@ -29,6 +29,7 @@ from labeling.models import (
     Site,
     Split,
 )
+from labeling.services import hot
 from labeling.services.imports import ImportEntry, LabelRole, items_import
 from labeling.services.projects import project_create, project_stats_refresh
 from labeling.services.sites import (
@@ -163,6 +164,7 @@ DEMO_MIN_ANSWER_MS = 300  # an 8x8 digit takes a practised worker well under the
 def demo_crowd_open(project):
     """Open the demo project to every registered worker, with rules suited to digits."""
     Project.objects.filter(pk=project.pk).update(open_to_all_workers=True)
+    hot.project_forget(project)
     QualityRules.objects.get_or_create(project=project, defaults={"min_answer_ms": DEMO_MIN_ANSWER_MS})
 
 

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labeling.models import Site, SiteMode
+from labeling.services import hot
 
 MAX_KEY_CHARS = 100
 _HOSTNAME_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -148,7 +149,7 @@ def site_secret_rotate(site, *, now=None):
 def site_get_by_sitekey(sitekey):
     if not isinstance(sitekey, str) or not sitekey or len(sitekey) > MAX_KEY_CHARS:
         return None
-    site = Site.objects.filter(sitekey=sitekey).first()
+    site = hot.site_by_key(sitekey)[0]
     if site is None and sitekey in _TEST_SITEKEYS:
         site = widget_test_keys_ensure()[_TEST_SITEKEYS[sitekey]]
     return site
@@ -209,6 +210,7 @@ def widget_test_keys_ensure():
                 site = Site.objects.get(sitekey=key.sitekey)
         if site.secret_hash != secret_hash(key.secret) or site.mode != key.mode:
             Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(key.secret), mode=key.mode)
+            hot.site_forget(site)
             site.refresh_from_db(fields=["secret_hash", "mode"])
         sites.append(site)
     return sites

@@ -19,7 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.services import modeling
+from labeling.services import hot, modeling
 from labeling.models import (
     Answer,
     DataKind,
@@ -172,6 +172,8 @@ def _execute(run):
         TrainingRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
         if promoted:
             Project.objects.filter(pk=project.pk).update(active_run=run)
+            hot.project_forget(project)
+            transaction.on_commit(lambda: hot.project_forget(project))
     return run
 
 

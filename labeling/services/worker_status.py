@@ -121,7 +121,7 @@ def worker_answers_recount(worker, *, project=None, chunk=500):
         answered = answered.filter(item__project=project)
     item_ids = sorted(set(answered.values_list("item_id", flat=True)))
     counted = (
-        Answer.objects.filter(item=OuterRef("pk"))
+        Answer.objects.filter(item=OuterRef("pk"), is_control=False)
         .without_banned_workers()
         .order_by()
         .values("item")

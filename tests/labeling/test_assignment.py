@@ -222,7 +222,9 @@ def test_undo_within_the_window_takes_the_answer_back_and_the_item_can_be_answer
     assert result.json()["results"][0]["status"] == "stored"
     # Past the window the server refuses, whatever the client thinks.
     later = timezone.now() + timedelta(seconds=settings.CROWDLOOP_UNDO_WINDOW_S + 1)
-    monkeypatch.setattr(svc, "_now", lambda: later)
+    from labeling.services import submission
+
+    monkeypatch.setattr(submission, "_now", lambda: later)
     refused = client.post(reverse("api-answer-undo", args=["second-answer"]))
     assert refused.status_code == 409 and "10 seconds" in refused.json()["detail"]
     assert Answer.objects.count() == 1

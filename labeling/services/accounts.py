@@ -1,0 +1,106 @@
+"""Registered crowd workers' accounts and admission: sign-up, which projects they may
+label, memberships, and the refusals every worker-facing service shares."""
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404
+from django.utils import timezone
+
+from labeling.models import Lease, Project, ProjectMembership, Worker, WorkerKind, WorkerStatus
+from labeling.services.worker_status import worker_status_in
+
+
+class WorkerError(Exception):
+    """Base of the refusals below; the message is safe to show to the worker."""
+
+
+class UnknownTask(WorkerError):
+    """A lease id or answer key that is not this worker's (or does not exist)."""
+
+
+class WorkerNotActive(WorkerError):
+    def __init__(self, worker, status=None):
+        self.status = status or worker.status
+        where = "Your account is" if self.status == worker.status else "You are"
+        super().__init__(f"{where} {WorkerStatus(self.status).label.lower()}; you cannot label for now.")
+
+
+class UndoRefused(WorkerError):
+    pass
+
+
+def _now():
+    return timezone.now()
+
+
+
+def worker_ensure_active(worker, project=None):
+    """Refuse a worker paused or banned platform-wide or, given one, in ``project``."""
+    status = worker.status if project is None else worker_status_in(worker, project)
+    if status != WorkerStatus.ACTIVE:
+        raise WorkerNotActive(worker, status)
+
+
+def worker_sign_up(*, username, password, email=""):
+    """Create a user account with its registered worker; raises ``ValidationError`` for a
+    weak password or a taken name."""
+    from django.core.exceptions import ValidationError
+
+    User = get_user_model()
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError("That user name is taken.")
+    user = User(username=username, email=email)
+    validate_password(password, user)
+    with transaction.atomic():
+        user.set_password(password)
+        user.save()
+        Worker.objects.create(user=user, kind=WorkerKind.REGISTERED)
+    return user
+
+
+def worker_for_user(user):
+    """The registered worker of ``user``, created on first use."""
+    worker, _ = Worker.objects.get_or_create(user=user, defaults={"kind": WorkerKind.REGISTERED})
+    return worker
+
+
+def projects_for_worker(worker):
+    """Projects ``worker`` is admitted to: open to all, or with a membership."""
+    if worker is None or worker.kind != WorkerKind.REGISTERED:
+        return Project.objects.none()
+    admitted = ProjectMembership.objects.filter(worker=worker).values("project_id")
+    return Project.objects.filter(Q(open_to_all_workers=True) | Q(pk__in=admitted))
+
+
+def project_get_for_worker(worker, slug):
+    project = projects_for_worker(worker).filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project")
+    return project
+
+
+def membership_grant(project, worker):
+    membership, _ = ProjectMembership.objects.get_or_create(project=project, worker=worker)
+    return membership
+
+
+def membership_revoke(project, worker, *, now=None):
+    """Remove ``worker`` from ``project``; their open leases there return the items."""
+    now = now or _now()
+    with transaction.atomic():
+        ProjectMembership.objects.filter(project=project, worker=worker).delete()
+        Lease.objects.filter(worker=worker, item__project=project, expires_at__gt=now).update(expires_at=now)
+
+
+
+def project_crowd_settings_update(project, *, open_to_all_workers, show_control_feedback, gold_share):
+    """Who may label ``project``, whether missed control items are explained, and the
+    share of control items."""
+    project.open_to_all_workers = open_to_all_workers
+    project.show_control_feedback = show_control_feedback
+    project.gold_share = gold_share
+    project.full_clean()
+    project.save(update_fields=["open_to_all_workers", "show_control_feedback", "gold_share"])
+    return project
+

@@ -1,0 +1,143 @@
+"""From stored answers to consensus, off the answer's transaction.
+
+The answer path marks each unknown item it counts (``Item.consensus_stale_since``, in
+the same statement that bumps its answer count) and, after its commit, calls
+:func:`consensus_due`. Then either:
+
+- ``CROWDLOOP_CONSENSUS_DEFER_S = 0`` (one machine, the embedded default): the request
+  recomputes those items' consensus at once, holding no lock of the answer;
+- ``> 0`` (production): the first answer of a project in each interval queues one
+  :func:`~labeling.tasks.consensus_settle_task` that many seconds later, which settles
+  every item marked by then. The task is idempotent (it settles what is marked, and a
+  marked item stays marked until its consensus includes the answers that marked it), so
+  a lost or doubled task changes nothing that the next one does not fix.
+
+The lag (how long the oldest marked item has waited) is what the dashboard shows.
+"""
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from labeling.models import Item
+
+logger = logging.getLogger(__name__)
+
+SETTLE_BATCH = 2000
+
+
+def _due_key(project_id):
+    return f"crowdloop:consensus-due:{project_id}"
+
+
+def _lag_key(project_id):
+    return f"crowdloop:consensus-lag:{project_id}"
+
+
+def consensus_due(project_id, item_ids, *, n_answers=None):
+    """New answers on ``item_ids`` were committed: settle them now, or make sure a
+    settling task is queued (at most one per project per interval)."""
+    from labeling.services.consensus import aggregate_maybe_schedule
+
+    aggregate_maybe_schedule(project_id, n_answers if n_answers is not None else len(item_ids))
+    delay = settings.CROWDLOOP_CONSENSUS_DEFER_S
+    if delay <= 0:
+        consensus_settle(project_id, item_ids)
+        return
+    if cache.add(_due_key(project_id), 1, timeout=max(int(delay), 1)):
+        transaction.on_commit(lambda: _enqueue(project_id, delay))
+
+
+def _enqueue(project_id, delay):
+    from labeling.tasks import consensus_settle_task
+
+    try:
+        consensus_settle_task.apply_async((project_id,), countdown=delay)
+    except Exception:  # broker down: the items stay marked; the next answer or the schedule settles them
+        cache.delete(_due_key(project_id))
+        logger.warning("could not queue consensus for project %s; it stays due", project_id, exc_info=True)
+
+
+def consensus_settle(project_id, item_ids=None, *, now=None):
+    """Recompute the consensus of ``item_ids`` (default: every marked item of the
+    project, oldest first, in batches). Marks are cleared before the recomputation, so
+    an answer arriving during it marks its item again. Returns the items settled."""
+    from labeling.services.consensus import items_consensus_update
+
+    now = now or timezone.now()
+    marked = Item.objects.filter(project_id=project_id, consensus_stale_since__isnull=False)
+    settled = 0
+    while True:
+        if item_ids is None:
+            ids = list(marked.order_by("consensus_stale_since", "id").values_list("id", flat=True)[:SETTLE_BATCH])
+        else:
+            ids, item_ids = sorted(set(item_ids)), []
+        if not ids:
+            break
+        oldest = marked.filter(pk__in=ids).aggregate(at=Min("consensus_stale_since"))["at"]
+        Item.objects.filter(pk__in=ids).update(consensus_stale_since=None)
+        items_consensus_update(ids)
+        settled += len(ids)
+        if oldest is not None:
+            cache.set(_lag_key(project_id), (now - oldest).total_seconds(), timeout=3600)
+        if len(ids) < SETTLE_BATCH:
+            break
+    return settled
+
+
+def site_counted(site_id, *, issued=0, passed=0):
+    """Count a challenge issued or passed on a site, after the commit. One machine: an
+    increment at once. Production: a debounced recount from the challenges themselves
+    (idempotent), so that the site row, shared by all its visitors, is off the hot path."""
+    from django.db.models import F
+
+    from labeling.models import Site
+
+    delay = settings.CROWDLOOP_CONSENSUS_DEFER_S
+    if delay <= 0:
+        transaction.on_commit(
+            lambda: Site.objects.filter(pk=site_id).update(
+                challenges_issued=F("challenges_issued") + issued, challenges_passed=F("challenges_passed") + passed
+            )
+        )
+        return
+    if cache.add(f"crowdloop:site-count-due:{site_id}", 1, timeout=max(int(5 * delay), 1)):
+        transaction.on_commit(lambda: _enqueue_site_count(site_id, 5 * delay))
+
+
+def site_counters_recount(site_id):
+    """Set a site's counters from its challenges (the production path of :func:`site_counted`)."""
+    from django.db.models import Count, Q
+
+    from labeling.models import Challenge, ChallengeStatus, Site
+
+    counts = Challenge.objects.filter(site_id=site_id).aggregate(
+        issued=Count("pk"), passed=Count("pk", filter=Q(status=ChallengeStatus.PASSED))
+    )
+    return Site.objects.filter(pk=site_id).update(
+        challenges_issued=counts["issued"], challenges_passed=counts["passed"]
+    )
+
+
+def _enqueue_site_count(site_id, delay):
+    from labeling.tasks import site_counters_task
+
+    try:
+        site_counters_task.apply_async((site_id,), countdown=delay)
+    except Exception:
+        cache.delete(f"crowdloop:site-count-due:{site_id}")
+        logger.warning("could not queue the counters of site %s", site_id, exc_info=True)
+
+
+def consensus_lag(project_id, *, now=None):
+    """Seconds the oldest answer not yet in consensus has waited (0 when none), and the
+    lag of the last settling, for the dashboard."""
+    now = now or timezone.now()
+    oldest = Item.objects.filter(project_id=project_id, consensus_stale_since__isnull=False).aggregate(
+        at=Min("consensus_stale_since")
+    )["at"]
+    waiting = (now - oldest).total_seconds() if oldest else 0.0
+    return max(waiting, 0.0), cache.get(_lag_key(project_id))
