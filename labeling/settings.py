@@ -69,6 +69,10 @@ INSTALLED_APPS = [
     "labeling",
 ]
 
+# Sessions read from the cache, written through to the database: a logged-in request
+# costs no session query once warm.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "labeling.middleware.ContentSecurityPolicyMiddleware",

@@ -23,7 +23,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.models import DataKind, Worker, WorkerKind
+from labeling.models import DataKind, Worker, WorkerKind, WorkerStatus
 from labeling.services import hot
 from labeling.services import workers as svc
 from labeling.services.media import image_serve
@@ -142,7 +142,8 @@ class TaskNextApi(WorkerApiView):
                 "labels": labels_payload(project),
                 "target": batch.target.name if batch.target is not None else None,
                 "items": [task_payload(project, lease) for lease in batch.leases],
-                "worker": worker_payload(worker, svc.worker_status_in(worker, project)),
+                # tasks_next refuses a worker who is not active here
+                "worker": worker_payload(worker, WorkerStatus.ACTIVE),
             }
         )
 

@@ -119,19 +119,20 @@ def visitor_get(site, client):
 
 def visitor_strikes(worker, *, now):
     """Failed challenges since the visitor's last pass (within the strike window); a
-    failure faster than the site's minimum solve time counts twice."""
+    failure faster than the site's minimum solve time counts twice. One query: the
+    window's answered challenges, newest first, up to the last pass."""
     since = now - timedelta(seconds=settings.CROWDLOOP_VISITOR_STRIKE_WINDOW_S)
-    last_pass = (
-        Challenge.objects.filter(worker=worker, status=ChallengeStatus.PASSED, answered_at__gte=since)
+    answered = (
+        Challenge.objects.filter(
+            worker=worker, answered_at__gte=since, status__in=(ChallengeStatus.PASSED, ChallengeStatus.FAILED)
+        )
         .order_by("-answered_at")
-        .values_list("answered_at", flat=True)
-        .first()
+        .values_list("status", "issued_at", "answered_at", "site__min_solve_ms")[:50]
     )
-    failed = Challenge.objects.filter(
-        worker=worker, status=ChallengeStatus.FAILED, answered_at__gte=last_pass or since
-    ).values_list("issued_at", "answered_at", "site__min_solve_ms")[:50]
     strikes = 0
-    for issued_at, answered_at, min_solve_ms in failed:
+    for status, issued_at, answered_at, min_solve_ms in answered:
+        if status == ChallengeStatus.PASSED:
+            break
         fast = (answered_at - issued_at).total_seconds() * 1000 < (min_solve_ms or 0)
         strikes += 2 if fast else 1
     return strikes
@@ -258,7 +259,7 @@ def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
 
 def _lease(project, worker, items, now):
     leases = selection.leases_grant(
-        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now
+        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now, confirm=False
     )
     return [(lease.item, lease.public_id) for lease in leases]
 
@@ -311,7 +312,7 @@ def _plan_verify(project, worker, n_control, now, rng):
     """Yes/no on one proposed label: unknown tiles are pseudo-labeled items carrying it
     (ordered by the project's selection strategy; the label most of them carry). The
     control tiles are then positives or negatives for it at random, like a grid's."""
-    if not Item.objects.filter(project=project, status=ItemStatus.PSEUDO_LABELED).exists():
+    if not hot.project_has_pseudo_labels(project):
         return None
     candidates = selection.unknown_items_pick(
         project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True

@@ -103,12 +103,15 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
     now = now or _now()
     _refresh_if_stale(project, rng)
     want, excluded, found = 4 * n + 8, set(exclude_ids), []
-    available = _available(project, now).order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
+    available = _available(project, now)
+    if worker is not None:  # never one shown to this worker before, in the same query
+        available = available.exclude(
+            item_id__in=ControlExposure.objects.filter(worker=worker).values("item_id")
+        )
+    available = available.order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
     start = rng.random()
     for rows in _key_order_from(available, start, want):
-        fresh = [(item_id, label_id) for item_id, label_id, _ in rows if item_id not in excluded]
-        seen = _seen_by(worker, [item_id for item_id, _ in fresh])
-        found += [pair for pair in fresh if pair[0] not in seen]
+        found += [(item_id, label_id) for item_id, label_id, _ in rows if item_id not in excluded]
         if len(found) >= want:
             break
     rng.shuffle(found)
@@ -134,12 +137,6 @@ def _key_order_from(rows, start, size):
             last = batch[-1][2]
 
 
-def _seen_by(worker, item_ids):
-    if worker is None or not item_ids:
-        return set()
-    return set(ControlExposure.objects.filter(worker=worker, item_id__in=item_ids).values_list("item_id", flat=True))
-
-
 def exposures_record(*, worker, item_ids, now=None, rng=None):
     """Count one serve of each control item in ``item_ids`` to ``worker``: against the
     item's budget (a new window starts when the last one is over) and as the worker's
@@ -150,13 +147,12 @@ def exposures_record(*, worker, item_ids, now=None, rng=None):
     if not item_ids:
         return
     window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
-    for item_id in item_ids:
-        ControlPoolEntry.objects.filter(item_id=item_id).update(
-            served_total=F("served_total") + 1,
-            window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),
-            window_start=Case(When(window_over, then=Value(now)), default=F("window_start")),
-            shuffle_key=rng.random(),
-        )
+    ControlPoolEntry.objects.filter(item_id__in=item_ids).update(
+        served_total=F("served_total") + 1,
+        window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),
+        window_start=Case(When(window_over, then=Value(now)), default=F("window_start")),
+        shuffle_key=Case(*(When(item_id=item_id, then=Value(rng.random())) for item_id in item_ids)),
+    )
     if worker is not None:
         ControlExposure.objects.bulk_create(
             [ControlExposure(worker=worker, item_id=item_id, served_at=now) for item_id in item_ids],

@@ -44,6 +44,25 @@ def project_rules(project):
     return rules
 
 
+def project_has_pseudo_labels(project):
+    """Whether the project has pseudo-labeled items to verify (cached a few seconds: a
+    new round's proposals reach the widget that much later, and no challenge tries a
+    verify plan while there is nothing to verify)."""
+    key = _project_key("pseudo", project.pk)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == project.created_at:
+        return hit[1]
+    from labeling.models import Item, ItemStatus
+
+    found = Item.objects.filter(project=project, status=ItemStatus.PSEUDO_LABELED).exists()
+    cache.set(key, (project.created_at, found), timeout=10)
+    return found
+
+
+def pseudo_labels_changed(project_id):
+    cache.delete(_project_key("pseudo", project_id))
+
+
 def _site_key(sitekey):
     return f"crowdloop:hot:site:{sitekey}"
 
@@ -82,7 +101,7 @@ def _forget_rules(sender, instance, **kwargs):
 
 
 def _forget_project(sender, instance, **kwargs):
-    cache.delete_many([_project_key("labels", instance.pk), _project_key("rules", instance.pk)])
+    cache.delete_many([_project_key(kind, instance.pk) for kind in ("labels", "rules", "pseudo")])
 
 
 def _forget_project_sites(sender, instance, **kwargs):

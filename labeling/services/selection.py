@@ -110,7 +110,7 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
             break
         offset += WINDOW
         fresh = [item for item in window if item.pk not in seen]
-        taken = _taken_by(worker, [item.pk for item in fresh]) | _known([item.pk for item in fresh])
+        taken = _taken_or_known(worker, [item.pk for item in fresh])
         candidates = _with_room(project, [item for item in fresh if item.pk not in taken], now)
         start = 0
         while start < len(candidates) and len(picked) < n:
@@ -139,18 +139,18 @@ def _with_room(project, items, now):
     return [i for i in items if leased.get(i.pk, 0) < max(project.answers_per_item - i.answer_count, 1)]
 
 
-def _known(ids):
-    """Items among ``ids`` with a known label (normally already ``labeled``)."""
-    return set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-
-
-def _taken_by(worker, ids):
-    if worker is None or not ids:
+def _taken_or_known(worker, ids):
+    """Items among ``ids`` that ``worker`` answered, skipped or was handed before, or
+    whose label is known (normally already ``labeled``): one query."""
+    if not ids:
         return set()
-    answered = Answer.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
-    skipped = Skip.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
-    leased = Lease.objects.filter(worker=worker, item_id__in=ids).values_list("item_id", flat=True)
-    return set(answered) | set(skipped) | set(leased)
+    known = KnownLabel.objects.filter(item_id__in=ids).order_by().values_list("item_id", flat=True)
+    if worker is None:
+        return set(known)
+    answered = Answer.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
+    skipped = Skip.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
+    leased = Lease.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
+    return set(known.union(answered, skipped, leased, all=True))
 
 
 def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
@@ -182,11 +182,14 @@ def public_id_new():
     return secrets.token_urlsafe(12)
 
 
-def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
+def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None, confirm=True):
     """Lease ``items`` to ``worker`` and return the leases with their opaque public ids.
 
     Call inside the transaction that picked the items. A worker holds at most one lease
-    per item, ever: an item they were handed once is not handed to them again.
+    per item, ever: an item they were handed once is not handed to them again. With
+    ``confirm`` the leases are read back (those that a concurrent grant of the same item
+    to the same worker did not win are left out); without, the new objects are returned
+    as they were inserted (a challenge needs only their public ids).
     """
     now = now or _now()
     expires = now + timedelta(seconds=ttl_seconds)
@@ -196,4 +199,6 @@ def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
         for item in items
     ]
     Lease.objects.bulk_create(leases, ignore_conflicts=True)
+    if not confirm:
+        return leases
     return list(Lease.objects.filter(public_id__in=[lease.public_id for lease in leases]).select_related("item"))

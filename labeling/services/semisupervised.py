@@ -39,6 +39,7 @@ from labeling.models import (
     Split,
 )
 from labeling.selectors import human_labels
+from labeling.services import hot
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -252,6 +253,8 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
         Item.objects.filter(pk__in=ids, status=ItemStatus.PSEUDO_LABELED).exclude(pk__in=accepted_ids).update(
             status=ItemStatus.UNLABELED
         )
+    if items:
+        hot.pseudo_labels_changed(items[0].project_id)
 
 
 def _map_save(items, cluster_labels, representatives, coords, selection):
