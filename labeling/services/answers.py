@@ -87,13 +87,17 @@ def answers_insert(*, worker, inputs, source, now=None):
 
 def _counters_bump(worker, rows, now):
     """One ``UPDATE`` of the unknown items' answer counts (rows locked in id order, the
-    order every writer of item rows uses) and one of the worker's totals."""
+    order every writer of item rows uses; a no-op where the caller locked them already)
+    and one of the worker's totals."""
     by_item = {}
     for row in rows:
         if not row.is_control:
             by_item[row.item_id] = by_item.get(row.item_id, 0) + 1
     if by_item:
         ids = sorted(by_item)
+        # Lock in id order first: PostgreSQL takes an UPDATE's row locks in the order it
+        # finds the rows, which two statements over overlapping ids need not share.
+        list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
         Item.objects.filter(pk__in=ids).update(
             answer_count=F("answer_count")
             + Case(*(When(pk=pk, then=Value(by_item[pk])) for pk in ids), output_field=IntegerField()),

@@ -61,12 +61,6 @@ def control_share_for(worker, project, rules=None):
     return min(share, MAX_CONTROL_SHARE)
 
 
-def _items_seen_by(worker, project):
-    leased = Lease.objects.filter(worker=worker, item__project=project).values_list("item_id", flat=True)
-    answered = Answer.objects.filter(worker=worker, item__project=project).values_list("item_id", flat=True)
-    return set(leased) | set(answered)
-
-
 def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None):
     """Up to ``n`` items for ``worker``, each under a lease.
 
@@ -96,7 +90,7 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None
             controls = []
             if n_controls:
                 controls = selection.control_items_pick(
-                    project, worker=worker, n=n_controls, exclude_ids=_items_seen_by(worker, project), rng=rng
+                    project, worker=worker, n=n_controls, rng=rng
                 )
             # At least one unknown item is asked for, to know that some are left.
             unknown = selection.unknown_items_pick(

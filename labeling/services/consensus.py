@@ -100,12 +100,30 @@ def _worker_skills(project, worker_ids):
     return skills
 
 
-def items_consensus_update(item_ids, method="incremental", class_priors=None):
+def items_consensus_update(item_ids, method="incremental", class_priors=None, *, clear_stale=False):
     """Recompute the consensus of ``item_ids`` from their answers (the cheap path), with
-    the class priors of the last full run unless ``class_priors`` are given."""
+    the class priors of the last full run unless ``class_priors`` are given.
+
+    The items are locked (in id order, the order of every writer of item rows) for the
+    recomputation, so that two of them for the same item run one after the other and
+    the later one reads every answer committed before it: the last write is never an
+    older view of the answers. With ``clear_stale`` the items' marks of answers not yet
+    in consensus are cleared under the same locks, before the answers are read."""
+    with transaction.atomic():
+        _items_consensus_update(sorted(set(item_ids)), method, class_priors, clear_stale)
+
+
+def _items_consensus_update(item_ids, method, class_priors, clear_stale):
+    items = list(
+        Item.objects.select_for_update(no_key=True, of=("self",))
+        .filter(pk__in=item_ids)
+        .select_related("project")
+        .order_by("pk")
+    )
+    if clear_stale:
+        Item.objects.filter(pk__in=item_ids, consensus_stale_since__isnull=False).update(consensus_stale_since=None)
     beliefs = _item_beliefs(set(item_ids))
     beliefs.update(_model_beliefs(set(item_ids)))
-    items = list(Item.objects.filter(pk__in=set(item_ids)).select_related("project"))
     by_project = {}
     for item in items:
         by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
@@ -198,13 +216,19 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
     with transaction.atomic():
         Consensus.objects.bulk_update([r for r in rows if r.item_id in existing], fields, batch_size=1000)
         Consensus.objects.bulk_create([r for r in rows if r.item_id not in existing], batch_size=1000)
-        for status, moved in moves.items():
-            Item.objects.filter(pk__in=moved).update(status=status)
-        for item_id, score in finish.items():
-            Item.objects.filter(pk=item_id).update(
-                priority=round(score, 6),
-                priority_reason=f"started: one more answer settles it with p={score - FINISH_PRIORITY:.2f}",
-            )
+        for status, moved in sorted(moves.items()):
+            Item.objects.filter(pk__in=sorted(moved)).update(status=status)
+        Item.objects.bulk_update(
+            [
+                Item(
+                    pk=item_id, priority=round(score, 6),
+                    priority_reason=f"started: one more answer settles it with p={score - FINISH_PRIORITY:.2f}",
+                )
+                for item_id, score in sorted(finish.items())
+            ],
+            ["priority", "priority_reason"],
+            batch_size=1000,
+        )
     newly_labeled = len(moves.get(ItemStatus.LABELED, []))
     if newly_labeled:
         from labeling.services.loop import labels_arrived

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from labeling.models import Consensus, ControlExposure, ControlPoolEntry, ItemStatus, KnownLabel
+from labeling.models import Consensus, ControlExposure, ControlPoolEntry, ItemStatus, KnownLabel, Lease
 
 READ_ROUNDS = 6
 
@@ -104,10 +104,12 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
     _refresh_if_stale(project, rng)
     want, excluded, found = 4 * n + 8, set(exclude_ids), []
     available = _available(project, now)
-    if worker is not None:  # never one shown to this worker before, in the same query
+    if worker is not None:
+        # Never one shown to this worker before, as control or as an item to label
+        # (every item handed to anyone is leased to them): in the same query.
         available = available.exclude(
             item_id__in=ControlExposure.objects.filter(worker=worker).values("item_id")
-        )
+        ).exclude(item_id__in=Lease.objects.filter(worker=worker).values("item_id"))
     available = available.order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
     start = rng.random()
     for rows in _key_order_from(available, start, want):
@@ -147,6 +149,8 @@ def exposures_record(*, worker, item_ids, now=None, rng=None):
     if not item_ids:
         return
     window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
+    # Locked in id order first (an UPDATE alone locks in whatever order it finds rows).
+    list(ControlPoolEntry.objects.select_for_update().filter(item_id__in=item_ids).order_by("item_id").values_list("pk"))
     ControlPoolEntry.objects.filter(item_id__in=item_ids).update(
         served_total=F("served_total") + 1,
         window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),

@@ -78,8 +78,7 @@ def consensus_settle(project_id, item_ids=None, *, now=None):
         if not ids:
             break
         oldest = marked.filter(pk__in=ids).aggregate(at=Min("consensus_stale_since"))["at"]
-        Item.objects.filter(pk__in=ids).update(consensus_stale_since=None)
-        items_consensus_update(ids)
+        items_consensus_update(ids, clear_stale=True)
         settled += len(ids)
         if oldest is not None:
             cache.set(_lag_key(project_id), (now - oldest).total_seconds(), timeout=3600)
