@@ -12,9 +12,11 @@ path), starts gunicorn on a loopback port with ``CROWDLOOP_ENV=production``, the
 generator in this process (threads, ``http.client`` keep-alive connections, loopback
 only) runs visitor cycles: ``GET /api/v1/challenge`` -> ``POST .../answer`` ->
 ``POST /api/siteverify``, for a fixed time after a warm-up, and stops by itself. No
-image is fetched and no Celery worker runs (the tasks answers enqueue go to Redis and
-are dropped at the end). The same threads then hammer ``OPTIONS /api/v1/challenge``
-(middleware only) for the floor this server and generator reach on this machine.
+image is fetched. One Celery worker on the default queue settles consensus (production
+defers it to a debounced task); a sampler reads how long the oldest answer not yet in
+consensus has waited, every half second, and the drain time after the load stops. The
+same threads then hammer ``OPTIONS /api/v1/challenge`` (middleware only) for the floor
+this server and generator reach on this machine.
 
 The widget's rate limits are raised 1000x for the bench through a settings module
 written to the scratch directory (``from labeling.settings import *``); their counting
@@ -52,8 +54,12 @@ SETTINGS = """from labeling.settings import *  # noqa: F401,F403
 from labeling.settings import CROWDLOOP_RATE_LIMITS
 
 CROWDLOOP_RATE_LIMITS = {scope: (hits * 1000, window) for scope, (hits, window) in CROWDLOOP_RATE_LIMITS.items()}
+# A throughput bench: the 30 gold items would otherwise spend their exposure budgets
+# within the first few hundred challenges (the widget then answers 503, as it should).
+CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10**9
+CROWDLOOP_CONTROL_MAX_SERVES = 10**9
 """
-TARGET = {"answers_per_s": 1000, "p99_ms": 50}
+TARGET = {"share": 0.25, "p99_ms": 100}
 
 
 def free_port():
@@ -207,6 +213,42 @@ def load(port, threads, warmup, seconds, path_only=None):
     }
 
 
+class LagSampler(threading.Thread):
+    """How long the oldest answer not yet in consensus has waited, every half second
+    while the load runs; then how long the queue takes to drain once it stops."""
+
+    SQL = "SELECT EXTRACT(EPOCH FROM now() - min(consensus_stale_since)) FROM labeling_item"
+
+    def __init__(self, url):
+        super().__init__(daemon=True)
+        self.url, self.samples, self.stop = url, [], threading.Event()
+
+    def _lag(self, cursor):
+        cursor.execute(self.SQL + " WHERE consensus_stale_since IS NOT NULL")
+        value = cursor.fetchone()[0]
+        return float(value) if value is not None else 0.0
+
+    def run(self):
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection, connection.cursor() as cursor:
+            while not self.stop.is_set():
+                self.samples.append(self._lag(cursor))
+                time.sleep(0.5)
+
+    def finish(self, timeout=60):
+        import psycopg
+
+        self.stop.set()
+        self.join(timeout=5)
+        start = time.monotonic()
+        with psycopg.connect(self.url, autocommit=True) as connection, connection.cursor() as cursor:
+            while self._lag(cursor) > 0 and time.monotonic() - start < timeout:
+                time.sleep(0.2)
+        return {"p50": percentile(self.samples, 50) or 0.0, "max": max(self.samples, default=0.0),
+                "drain": time.monotonic() - start}
+
+
 def wait_ready(port, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -247,19 +289,28 @@ def main():
             env=env, cwd=ROOT, start_new_session=True,
         )
         wait_ready(port)
+        celery = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "labeling", "worker", "-Q", "default", "-c", "1", "--pool", "solo",
+             "--loglevel", "WARNING"],
+            env=env, cwd=ROOT, start_new_session=True,
+        )
         runs = {}
         for threads in (int(t) for t in args.threads.split(",")):
             print(f"gunicorn {args.gunicorn} on port {port}; {threads} threads for {args.warmup:.0f} + "
                   f"{args.seconds:.0f} s", flush=True)
+            sampler = LagSampler(env["DATABASE_URL"])
+            sampler.start()
             runs[threads] = load(port, threads, args.warmup, args.seconds)
+            runs[threads]["lag"] = sampler.finish()
             print(f"{runs[threads]['answers'] / args.seconds:.0f} answers/s, {len(runs[threads]['errors'])} errors",
                   flush=True)
         floor = load(port, max(runs), 2, min(args.seconds, 10), path_only="/api/v1/challenge")
         answers_total = _count_answers(env)
     finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        for process in (server, locals().get("celery")):
+            if process is not None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
         import redis
 
         redis.Redis.from_url(f"{REDIS}/{redis_db}").flushdb()
@@ -292,14 +343,16 @@ def report(args, runs, floor, setup_seconds, answers_total, seconds):
         f"--gunicorn \"{args.gunicorn}\"` ({seconds:.0f} s in all, {setup_seconds:.0f} s of it building the database)"),
         (f"- Stack: gunicorn `{args.gunicorn}`, `CROWDLOOP_ENV=production`, PostgreSQL 15 and Redis 7 on 127.0.0.1; "
         "the digits demo project (1,797 items); a bench site with `pass_share=0` and no minimum solve time (every "
-        "answer passes and is stored); rate limits raised 1000x through a bench settings module (still counted "
-        "in Redis)."),
+        "answer passes and is stored); rate limits raised 1000x and control exposure budgets lifted through a "
+        "bench settings module (limits still counted in Redis)."),
         ("- Load: N threads in one Python process on loopback, keep-alive, each looping challenge -> answer -> "
         f"siteverify, each cycle a new visitor (its own User-Agent); {args.warmup:.0f} s warm-up, then "
-        f"{args.seconds:.0f} s measured; stops by itself. No images fetched, no Celery worker running."),
+        f"{args.seconds:.0f} s measured; stops by itself. No images fetched. One Celery worker (`-c 1`, default "
+        "queue) settles consensus, deferred by `CROWDLOOP_CONSENSUS_DEFER_S` (1 s in production)."),
         "",
-        "| threads | answers/s | challenge p50 / p99 ms | answer p50 / p99 ms | siteverify p50 / p99 ms | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
+        ("| threads | cycles/s | share of ceiling | challenge p50 / p99 ms | answer p50 / p99 ms | "
+         "siteverify p50 / p99 ms | consensus lag p50 / max s | drain s | errors |"),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     best = None
     for threads, run in runs.items():
@@ -309,10 +362,17 @@ def report(args, runs, floor, setup_seconds, answers_total, seconds):
             if run["times"][key] else "-"
             for key in ("challenge", "answer", "siteverify")
         ]
-        lines.append(f"| {threads} | **{rate:.1f}** | " + " | ".join(cells) + f" | {len(run['errors'])} |")
+        cycles = len(run["times"]["answer"]) / run["seconds"]
+        share = cycles / max(floor_rate / 3, 1e-9)  # the ceiling: floor requests/s over 3 requests per cycle
+        lag = run.get("lag", {})
+        lines.append(
+            f"| {threads} | **{cycles:.1f}** | {share:.3f} | " + " | ".join(cells)
+            + f" | {lag.get('p50', 0):.1f} / {lag.get('max', 0):.1f} | {lag.get('drain', 0):.1f} | {len(run['errors'])} |"
+        )
         if best is None or rate > best[0]:
             best = (rate, threads, run)
     rate, threads, run = best
+    best_share = rate / max(floor_rate / 3, 1e-9)
     answer_p99 = percentile(run["times"]["answer"], 99) or float("inf")
     options = floor["times"]["options"]
     errors = sum(len(r["errors"]) for r in runs.values())
@@ -323,10 +383,12 @@ def report(args, runs, floor, setup_seconds, answers_total, seconds):
         f"the best visitor cycle rate is {rate / floor_rate:.4f}x that ({floor_rate / max(3 * rate, 1e-9):.0f}x the "
         "cost of a no-op per request)."),
         f"- {answers_total:,} answer rows stored in all (one per tile: 4-9 per passed challenge).",
-        f"- Target ≥ {TARGET['answers_per_s']:,} answers/s with p99 ≤ {TARGET['p99_ms']} ms and 0 errors: "
-        + ("met" if rate >= TARGET["answers_per_s"] and answer_p99 * 1000 <= TARGET["p99_ms"] and not errors
-           else "**missed**")
-        + f" (best {rate:.1f} answers/s at {threads} threads, answer p99 {1000 * answer_p99:.0f} ms, {errors} errors).",
+        (f"- Target: at least {TARGET['share']} of the ceiling (floor requests/s ÷ 3 requests per cycle), answer p99 "
+         f"≤ {TARGET['p99_ms']} ms, 0 errors: "
+         + ("met" if best_share >= TARGET["share"] and answer_p99 * 1000 <= TARGET["p99_ms"] and not errors
+            else "**missed**")
+         + f" (best {rate:.1f} cycles/s at {threads} threads = {best_share:.3f} of the ceiling, answer p99 "
+         f"{1000 * answer_p99:.0f} ms, {errors} errors)."),
     ]
     first = [e for r in runs.values() for e in r["errors"]][:3]
     if first:

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from labeling import selectors as core_selectors
 from labeling.dashboard import aggregates, charts, figures, forms, selectors, services
 from labeling.models import Split
+from labeling.services import settling
 
 
 def _project(request, slug):
@@ -129,6 +130,7 @@ def overview(request, slug):
             sources_bar=sources_bar,
             agreement=agreement,
             control_pool=core_selectors.control_pool_stats(project),
+            consensus_lag=settling.consensus_lag(project.pk),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),
