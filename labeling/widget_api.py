@@ -17,10 +17,10 @@ from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from labeling.services.challenge_answers import challenge_answer
 from labeling.services.challenges import (
     ChallengeRefused,
     ClientInfo,
-    challenge_answer,
     challenge_image,
     challenge_issue,
     challenge_payload,

@@ -9,12 +9,12 @@ it at random (a grid may have no positive at all). Answers on unknown items beco
 when the control items were answered right and not faster than a human can; a failed
 challenge keeps what was answered as evidence on its tiles and nothing else.
 
+Answering (grading, storing a pass) lives in :mod:`~labeling.services.challenge_answers`.
+
 Test keys (``SiteMode.TEST_PASS`` / ``TEST_FAIL``) never touch items: their challenge
 is a signed id with no tiles, and their tokens are fixed dummies.
 """
-import math
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,7 +31,6 @@ from labeling.models import (
     DataKind,
     Item,
     ItemStatus,
-    Lease,
     PseudoLabel,
     Site,
     SiteMode,
@@ -40,12 +39,11 @@ from labeling.models import (
     WorkerStatus,
 )
 from labeling.services import control_pool, hot, selection
-from labeling.services.answers import AnswerInput, answers_insert, answers_settle
 from labeling.services.settling import site_counted
 from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
-from labeling.services.tokens import challenge_token_generator, visitor_key
+from labeling.services.tokens import visitor_key
 from labeling.services.worker_status import projects_closing
 
 GRID_TILES = 9
@@ -53,7 +51,6 @@ CHOICE_UNKNOWN = 2
 VERIFY_UNKNOWN = 3
 MIN_GRID_TILES = 4
 MAX_EXTRA_CONTROLS = 4
-MAX_RESPONSE_ENTRIES = 64
 TEST_CHALLENGE_SALT = "crowdloop.services.challenges.test-challenge"
 TEST_TOKENS = {
     SiteMode.TEST_PASS: "10000000-aaaa-bbbb-cccc-000000000001",
@@ -411,168 +408,3 @@ def challenge_image(*, challenge_id, public_id, now=None, rng=None):
         raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
     with tile.item.image.open("rb") as file:
         return image_serve(file.read(), rng=rng or _rng())
-
-
-# --- Answering --------------------------------------------------------------------------------
-
-
-def challenge_answer(*, challenge_id, data, client, now=None):
-    """Judge the answer ``data`` to a challenge, once. Returns an :class:`AnswerOutcome`.
-
-    Passing needs the site's share of control tiles right, no faster than its minimum
-    solve time. Only then do the answers become :class:`Answer` rows (unknown tiles as
-    label evidence, control tiles as the visitor's control record). A second answer to
-    the same challenge is refused and changes nothing.
-    """
-    now = now or _now()
-    ratelimit_enforce([("challenge-answer:ip", client.ip), ("challenge-answer:challenge", str(challenge_id)[:200])])
-    challenge_pk = _uuid_or_none(challenge_id)
-    if challenge_pk is None:
-        return _test_answer(challenge_id)
-    challenge = Challenge.objects.select_related("site", "project", "worker").filter(pk=challenge_pk).first()
-    if challenge is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
-    if challenge.site_id:
-        ratelimit_enforce([("challenge-answer:site", challenge.site_id)])
-    if challenge.status != ChallengeStatus.ISSUED:
-        raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
-    if challenge.expires_at <= now:
-        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.", 410)
-    tiles = list(challenge.tiles.select_related("item"))
-    responses = _responses_parse(challenge, tiles, data)
-
-    # Graded from what the tiles recorded at issue: no read of the hot control rows.
-    known = {tile.item_id: tile.expected_label_id for tile in tiles if tile.is_control}
-    elapsed_ms = int((now - challenge.issued_at).total_seconds() * 1000)
-    graded = [_grade(challenge, tile, responses.get(tile.public_id), known) for tile in tiles]
-    controls = [
-        correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
-    ]
-    needed = math.ceil(challenge.site.pass_share * len(controls) - 1e-9) if challenge.site else len(controls)
-    too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
-    passed = bool(controls) and sum(controls) >= needed and not too_fast
-    outcome = ChallengeStatus.PASSED if passed else ChallengeStatus.FAILED
-    rows = []
-    with transaction.atomic():
-        # The one conditional update that makes an answer count once.
-        claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
-            status=outcome, answered_at=now, hostname=client.hostname[:255]
-        )
-        if not claimed:
-            raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
-        challenge.status, challenge.answered_at, challenge.hostname = outcome, now, client.hostname[:255]
-        for tile, (response, _) in zip(tiles, graded, strict=True):
-            tile.response = response
-        ChallengeItem.objects.bulk_update(tiles, ["response"])
-        Lease.objects.filter(
-            worker_id=challenge.worker_id, item_id__in=sorted(tile.item_id for tile in tiles if not tile.is_control)
-        ).update(expires_at=now)
-        if passed:
-            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
-            rows = answers_insert(worker=challenge.worker, inputs=inputs, source="widget", now=now)
-    if not passed:
-        return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
-    if challenge.site_id:
-        site_counted(challenge.site_id, passed=1)
-    answers_settle(challenge.project_id, rows)
-    return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
-
-
-def _uuid_or_none(value):
-    try:
-        return uuid.UUID(str(value)[:64])
-    except ValueError:
-        return None
-
-
-def _test_answer(challenge_id):
-    try:
-        site_id = signing.loads(
-            str(challenge_id)[:500], salt=TEST_CHALLENGE_SALT, max_age=settings.CROWDLOOP_CHALLENGE_TTL_S
-        )["s"]
-    except (signing.BadSignature, KeyError, TypeError):
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404) from None
-    site = Site.objects.filter(pk=site_id).exclude(mode=SiteMode.NORMAL).first()
-    if site is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
-    return AnswerOutcome(True, TEST_TOKENS[site.mode], TestChallenge(id=str(challenge_id), site=site, expires_at=None))
-
-
-def _responses_parse(challenge, tiles, data):
-    """``{public_id: response}`` from the client's JSON; refuses malformed input with
-    ``bad-request`` before anything is stored."""
-    bad = ChallengeRefused("bad-request", "Malformed answer.", 400)
-    if not isinstance(data, dict):
-        raise bad
-    ids = {tile.public_id for tile in tiles}
-    if challenge.kind == ChallengeKind.GRID:
-        selected = data.get("selected", [])
-        if not isinstance(selected, list) or len(selected) > MAX_RESPONSE_ENTRIES:
-            raise bad
-        if any(not isinstance(value, str) or value not in ids for value in selected):
-            raise bad
-        return {public_id: public_id in selected for public_id in ids}
-    answers = data.get("answers", {})
-    if not isinstance(answers, dict) or len(answers) > MAX_RESPONSE_ENTRIES:
-        raise bad
-    if any(key not in ids for key in answers):
-        raise bad
-    if challenge.kind == ChallengeKind.VERIFY:
-        if any(not isinstance(value, bool) for value in answers.values()):
-            raise bad
-        return dict(answers)
-    names = {label.name for label in hot.project_labels(challenge.project)}
-    if any(not isinstance(value, str) or value not in names for value in answers.values()):
-        raise bad
-    return dict(answers)
-
-
-def _grade(challenge, tile, response, known):
-    """``(response to keep, correct)``; ``correct`` is ``None`` for unknown tiles and
-    for control tiles whose label is no longer known."""
-    if challenge.kind == ChallengeKind.GRID:
-        response = bool(response)
-    expected = known.get(tile.item_id) if tile.is_control else None
-    if expected is None:
-        return response, None
-    if response is None:
-        return response, False
-    if challenge.kind == ChallengeKind.GRID:
-        return response, response == (expected == challenge.target_label_id)
-    if challenge.kind == ChallengeKind.VERIFY:
-        return response, response == (expected == tile.proposed_label_id)
-    return response, _label_id(challenge, response) == expected
-
-
-def _label_id(challenge, name):
-    if not hasattr(challenge, "_label_ids"):
-        challenge._label_ids = {label.name: label.pk for label in hot.project_labels(challenge.project)}
-    return challenge._label_ids.get(name)
-
-
-def _answer_inputs(challenge, tiles, graded, elapsed_ms):
-    """Answers of a passed challenge. Grid: a selected tile confirms the target label, an
-    unselected one rejects it. Verify: yes/no on the proposed label. Choice: the label."""
-    inputs = []
-    per_tile_ms = elapsed_ms // max(len(tiles), 1)
-    ref = str(challenge.pk)
-    for tile, (response, correct) in zip(tiles, graded, strict=True):
-        if tile.is_control and correct is None:
-            continue
-        if challenge.kind == ChallengeKind.GRID:
-            label_id, verdict = challenge.target_label_id, bool(response)
-        elif challenge.kind == ChallengeKind.VERIFY:
-            if response is None:
-                continue
-            label_id, verdict = tile.proposed_label_id, bool(response)
-        else:
-            label_id, verdict = _label_id(challenge, response) if response is not None else None, None
-            if label_id is None:
-                continue
-        inputs.append(
-            AnswerInput(
-                item=tile.item, label_id=label_id, task_ref=ref, verdict=verdict, is_control=tile.is_control,
-                correct=correct, time_taken_ms=per_tile_ms,
-            )
-        )
-    return inputs

@@ -25,10 +25,10 @@ from labeling.models import (
     WorkerStatus,
 )
 from labeling.services import challenges, selection
+from labeling.services.challenge_answers import challenge_answer
 from labeling.services.challenges import (
     ChallengeRefused,
     ClientInfo,
-    challenge_answer,
     challenge_issue,
 )
 from labeling.services.ratelimit import client_ip, ratelimit_hit

@@ -7,7 +7,8 @@ import pytest
 
 from labeling.models import Answer, ChallengeKind, ControlExposure, Item
 from labeling.services import workers as svc
-from labeling.services.challenges import challenge_answer, challenge_issue
+from labeling.services.challenge_answers import challenge_answer
+from labeling.services.challenges import challenge_issue
 from labeling.services.feedback import feedback_trusted
 from tests.labeling.crowd import crowd_project, local_cache, new_key, registered_worker  # noqa: F401
 from tests.labeling.widget_support import VISITOR, fresh_cache, project_make, site_make, solution  # noqa: F401

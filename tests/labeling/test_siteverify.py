@@ -7,7 +7,8 @@ from django.db import connection
 from django.test import Client
 
 from labeling.models import Answer, Challenge, ChallengeKind, Site
-from labeling.services.challenges import ClientInfo, challenge_answer, challenge_issue
+from labeling.services.challenge_answers import challenge_answer
+from labeling.services.challenges import ClientInfo, challenge_issue
 from labeling.services.demo import (
     TEST_FAIL_SECRET,
     TEST_FAIL_SITEKEY,
