@@ -186,7 +186,10 @@ class SiteAdminForm(forms.ModelForm):
 
     class Meta:
         model = models.Site
-        fields = ["name", "owner", "projects", "allowed_hostnames", "mode", "control_items", "pass_share", "min_solve_ms"]
+        fields = [
+            "name", "owner", "projects", "allowed_hostnames", "mode", "difficulty_auto", "control_items", "pass_share",
+            "min_solve_ms",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -210,7 +213,7 @@ class SiteAdmin(admin.ModelAdmin):
 
     form = SiteAdminForm
     list_display = [
-        "name", "sitekey", "mode", "hostnames", "control_items", "pass_share", "min_solve_ms",
+        "name", "sitekey", "mode", "hostnames", "difficulty_auto", "control_items", "pass_share", "min_solve_ms",
         "challenges_issued", "challenges_passed", "pass_rate", "created_at", "secret_rotated_at",
     ]
     list_filter = ["mode", "projects", "created_at"]

@@ -128,6 +128,12 @@ class Site(models.Model):
     secret_hash = models.CharField(max_length=128)
     allowed_hostnames = models.JSONField(default=list, blank=True)
     mode = models.CharField(max_length=10, choices=SiteMode.choices, default=SiteMode.NORMAL)
+    difficulty_auto = models.BooleanField(
+        default=True,
+        help_text="Choose the control items and the misses forgiven per challenge kind, so that blind guessing "
+        "passes at most 5 % and people right 90 % of the time pass at least 80 % (then the two fields below "
+        "are not used).",
+    )
     control_items = models.PositiveSmallIntegerField(default=2, help_text="Control items per challenge.")
     pass_share = models.FloatField(default=1.0, help_text="Share of control items that must be right.")
     min_solve_ms = models.PositiveIntegerField(default=1500, help_text="Faster solves fail.")

@@ -14,7 +14,7 @@ from django.core import signing
 from django.db import transaction
 
 from labeling.models import Challenge, ChallengeItem, ChallengeKind, ChallengeStatus, Lease, Site, SiteMode
-from labeling.services import hot
+from labeling.services import difficulty, hot
 from labeling.services.answers import AnswerInput, answers_insert, answers_settle
 from labeling.services.challenges import (
     TEST_CHALLENGE_SALT,
@@ -63,7 +63,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     controls = [
         correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
     ]
-    needed = math.ceil(challenge.site.pass_share * len(controls) - 1e-9) if challenge.site else len(controls)
+    needed = _needed(challenge, len(controls))
     too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
     passed = bool(controls) and sum(controls) >= needed and not too_fast
     outcome = ChallengeStatus.PASSED if passed else ChallengeStatus.FAILED
@@ -91,6 +91,18 @@ def challenge_answer(*, challenge_id, data, client, now=None):
         site_counted(challenge.site_id, passed=1)
     answers_settle(challenge.project_id, rows)
     return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
+
+
+def _needed(challenge, n_controls):
+    """Right control answers needed to pass: the site's automatic rule for this kind,
+    or its share of the control tiles."""
+    site = challenge.site
+    if site is None:
+        return n_controls
+    if site.difficulty_auto:
+        rule = difficulty.pass_rule(challenge.kind, len(hot.project_labels(challenge.project)))
+        return rule.needed(n_controls)
+    return math.ceil(site.pass_share * n_controls - 1e-9)
 
 
 def _uuid_or_none(value):

@@ -38,7 +38,7 @@ from labeling.models import (
     WorkerKind,
     WorkerStatus,
 )
-from labeling.services import control_pool, hot, selection
+from labeling.services import control_pool, difficulty, hot, selection
 from labeling.services.settling import site_counted
 from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
@@ -188,10 +188,9 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     if not projects and site_projects:
         raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
     rng.shuffle(projects)
-    n_control = site.control_items + extra
     for project in projects:
         with transaction.atomic():
-            plan = _plan(project, worker, max(n_control, 1), now, rng, kind)
+            plan = _plan(project, worker, site, extra, now, rng, kind)
             if plan is None:
                 continue
             challenge = _challenge_save(site, project, worker, plan, now, expires_at, rng)
@@ -202,9 +201,14 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.", 503)
 
 
-def _plan(project, worker, n_control, now, rng, kind):
-    kinds = [kind] if kind else _kinds_in_order(rng)
+def _plan(project, worker, site, extra, now, rng, kind):
+    n_labels = len(hot.project_labels(project))
+    kinds = [kind] if kind else _kinds_in_order(rng, choice_first=site.difficulty_auto and n_labels >= 3)
     for candidate in kinds:
+        if site.difficulty_auto:
+            n_control = difficulty.pass_rule(candidate, n_labels).controls + extra
+        else:
+            n_control = max(site.control_items + extra, 1)
         plan = {
             ChallengeKind.GRID: _plan_grid,
             ChallengeKind.CHOICE: _plan_choice,
@@ -215,9 +219,14 @@ def _plan(project, worker, n_control, now, rng, kind):
     return None
 
 
-def _kinds_in_order(rng):
+def _kinds_in_order(rng, choice_first=False):
     """Verify first half of the time (it checks pseudo-labels when there are any), then
-    grid or choice."""
+    grid or choice. With ``choice_first`` (automatic difficulty, three labels or more),
+    choice questions come first and verify a third of the time: a choice control tile is
+    far harder to guess than a yes/no one, so it needs fewer of them."""
+    if choice_first:
+        rest = [ChallengeKind.CHOICE, ChallengeKind.GRID]
+        return [ChallengeKind.VERIFY, *rest] if rng.random() < 1 / 3 else [*rest, ChallengeKind.VERIFY]
     rest = [ChallengeKind.GRID, ChallengeKind.CHOICE]
     if rng.random() >= 0.7:
         rest.reverse()

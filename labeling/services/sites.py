@@ -108,7 +108,11 @@ def site_hostname_allowed(site, hostname):
 def site_create(*, name, projects=(), allowed_hostnames=(), owner=None, mode=SiteMode.NORMAL, sitekey=None,
                 secret=None, **difficulty):
     """Create a site; returns ``(site, secret)``. The secret is not stored and cannot be
-    shown again. ``difficulty``: ``control_items``, ``pass_share``, ``min_solve_ms``."""
+    shown again. ``difficulty``: ``control_items``, ``pass_share``, ``min_solve_ms``;
+    giving either of the first two turns automatic difficulty off unless
+    ``difficulty_auto`` says otherwise."""
+    if {"control_items", "pass_share"} & difficulty.keys():
+        difficulty.setdefault("difficulty_auto", False)
     hostnames = hostnames_clean(allowed_hostnames)
     if mode == SiteMode.NORMAL and not hostnames:
         raise ValidationError("a site needs at least one allowed hostname")

@@ -69,7 +69,7 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
     live_server, browser_page, monkeypatch, kind
 ):
     page = browser_page
-    monkeypatch.setattr(challenges, "_kinds_in_order", lambda rng: [kind])
+    monkeypatch.setattr(challenges, "_kinds_in_order", lambda rng, **_: [kind])
     project = project_make(labels=[str(k) for k in range(10)], gold_per_class=2, unknown=20)
     site = demo_site_create(project, hostnames=["localhost", "127.0.0.1"], min_solve_ms=0)
     problems = []
