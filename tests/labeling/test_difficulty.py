@@ -106,3 +106,54 @@ def test_a_site_given_its_own_numbers_keeps_them():
     own, _ = site_create(name="Own", allowed_hostnames=[HOST], control_items=3, pass_share=0.5)
     auto, _ = site_create(name="Auto", allowed_hostnames=[HOST])
     assert not own.difficulty_auto and auto.difficulty_auto
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("difficulty_kwargs", [{}, {"control_items": 1, "pass_share": 1.0}], ids=["auto", "weak"])
+def test_a_crowd_with_thirty_percent_blind_bots_settles_the_same_labels_as_without_them(settings, difficulty_kwargs):
+    """Visitors through the real widget path (ten labels, choice questions): 70 % people,
+    right 90 % of the time, 30 % bots that answer blindly. On an automatic site bots pass
+    about 1 % of tries; on a weak one (a single control tile) about 10 %, and their answers
+    are stored, entering truth inference with a visitor's cautious prior. Either way,
+    taking every bot's answers out (a ban recounts their items) changes no consensus label."""
+    from labeling.models import Consensus, Worker, WorkerStatus
+    from labeling.services.worker_status import worker_answers_recount
+
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**6
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10**6
+    labels = tuple(str(d) for d in range(10))
+    project = project_make(labels=labels, gold_per_class=6, unknown=40)
+    truth = {item.pk: labels[item.pk % 10] for item in project.items.filter(known_label__isnull=True)}
+    site, _ = site_create(name="Bots", projects=[project], allowed_hostnames=[HOST], min_solve_ms=0, **difficulty_kwargs)
+    rng = random.Random(11)
+    bots, bot_passes = [], 0
+    for i in range(300):
+        bot = rng.random() < 0.3
+        client = _visitor(i)
+        try:
+            challenge = challenge_issue(sitekey=site.sitekey, client=client, rng=rng, kind=ChallengeKind.CHOICE)
+        except Exception:  # noqa: BLE001 -- nothing left to ask
+            break
+        body = _answer(challenge, rng, None if bot else 0.9)
+        if not bot:  # people answer unknown tiles right 90 % of the time too
+            for tile in challenge.tiles.filter(is_control=False):
+                right = truth.get(tile.item_id)
+                if right is not None:
+                    body["answers"][tile.public_id] = right if rng.random() < 0.9 else rng.choice(labels)
+        outcome = challenge_answer(
+            challenge_id=str(challenge.pk), data=body, client=client, now=challenge.issued_at + timedelta(seconds=5)
+        )
+        if bot:
+            bots.append(challenge.worker_id)
+            bot_passes += outcome.passed
+    with_bots = dict(Consensus.objects.filter(item_id__in=truth, label__isnull=False).values_list("item_id", "label_id"))
+    assert len(with_bots) >= 20 and len(bots) >= 60
+    if site.difficulty_auto:
+        assert bot_passes <= 3  # about 1 % of their tries
+    else:
+        assert 3 <= bot_passes <= 20  # one control tile: about 10 %; their answers are stored
+    for worker in Worker.objects.filter(pk__in=bots):
+        Worker.objects.filter(pk=worker.pk).update(status=WorkerStatus.BANNED)
+        worker_answers_recount(worker)
+    without = dict(Consensus.objects.filter(item_id__in=truth, label__isnull=False).values_list("item_id", "label_id"))
+    assert with_bots == without
