@@ -13,6 +13,7 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     OwnerToken,
+    Prediction,
     Project,
     Split,
     TrainingRun,
@@ -103,3 +104,16 @@ def control_pool_stats(project, now=None):
         served_total=Sum("served_total", default=0),
     )
     return row
+
+
+def active_model_predictions(project, *, split=None):
+    """The stored predictions of ``project``'s active model, one per item, by item id;
+    raises :class:`~labeling.services.predictions.PredictionRefused` without a model."""
+    from labeling.services.predictions import PredictionRefused
+
+    if project.active_run_id is None:
+        raise PredictionRefused("this project has no trained model yet")
+    rows = Prediction.objects.filter(run_id=project.active_run_id).select_related("item", "label").order_by("item_id")
+    if split:
+        rows = rows.filter(item__split=split)
+    return rows.only("item_id", "confidence", "item__source_name", "item__split", "label__name")

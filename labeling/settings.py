@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "labeling",
 ]
 
@@ -289,6 +291,21 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # `?format=` is ours (the export format), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
+    # One place turns the services' errors into responses (labeling/api_errors.py).
+    "EXCEPTION_HANDLER": "labeling.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Crowdloop owners' API",
+    "DESCRIPTION": "Projects, imports, exports, training runs, models and predictions. "
+    "Authenticate with `Authorization: Token <token>` (make one at /accounts/tokens/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["labeling.api_schema.owner_endpoints_only"],
+    "ENUM_NAME_OVERRIDES": {"SplitEnum": "labeling.models.Split", "DataKindEnum": "labeling.models.DataKind"},
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
+from labeling import api, api_schema, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -30,6 +30,9 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/model", api.ModelDownloadApi.as_view(), name="api-model"),
     path("api/v1/projects/<slug:slug>/predict", predict_api.PredictApi.as_view(), name="api-predict"),
     path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
+    path("api/v1/projects/<slug:slug>/predictions", api.PredictionsApi.as_view(), name="api-predictions"),
+    path("api/schema/", api_schema.schema_view, name="api-schema"),
+    path("api/docs/", api_schema.swagger_view, name="api-docs"),
 ]
 
 # The widget's front door (public, any origin) and the demo site that embeds it.
