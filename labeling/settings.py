@@ -210,6 +210,9 @@ CROWDLOOP_TRAIN_GROWTH = float(os.environ.get("CROWDLOOP_TRAIN_GROWTH", 0.25))
 # A CNN competes with the cheap candidates once the human labels reach this many per
 # class and this share more than at its last attempt.
 CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = int(os.environ.get("CROWDLOOP_CNN_MIN_LABELS_PER_CLASS", 5))
+# Text projects use all-MiniLM-L6-v2 sentence embeddings when the optional
+# `text-embeddings` extra is installed (0 turns them off); hashed TF-IDF otherwise.
+CROWDLOOP_TEXT_EMBEDDINGS = env_bool("CROWDLOOP_TEXT_EMBEDDINGS", default=True)
 CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
 
 if REDIS_URL:

@@ -23,6 +23,7 @@ inference) and whose rejections send the item back to ``choice``.
 import logging
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from labeling import bridge
@@ -77,14 +78,34 @@ def representation(project, items, y, progress=None):
     return np.ascontiguousarray(X, dtype=np.float32), chosen, scores
 
 
+TEXT_HASH_FEATURES = 2**18
+
+
+def _text_features(items, progress=None):
+    """Texts: hashed TF-IDF + SVD always (no vocabulary, no download); with the optional
+    ``text-embeddings`` extra, all-MiniLM-L6-v2 sentence embeddings too, and the human
+    labels choose between them (:func:`representation`)."""
+    from ml.features import TextFeatures, sentence_embeddings, sentence_embeddings_available
+
+    texts = [item.text for item in items]
+    candidates = {}
+    if settings.CROWDLOOP_TEXT_EMBEDDINGS and sentence_embeddings_available():
+        if progress:
+            progress(0.15, "sentence embeddings")
+        candidates["minilm"] = sentence_embeddings(texts, device="cpu")  # first: the default with few labels
+    n_components = max(2, min(64, len(items) - 1))
+    candidates["tfidf_hashed"] = TextFeatures(
+        n_components=n_components, n_hash_features=TEXT_HASH_FEATURES, random_state=0
+    ).fit_transform(texts)
+    return candidates
+
+
 def _features(project, items, progress=None):
-    """Candidate representations of ``items``; texts get TF-IDF + SVD."""
-    from ml.features import ImageFeatures, TextFeatures
+    """Candidate representations of ``items``."""
+    from ml.features import ImageFeatures
 
     if project.data_kind == DataKind.TEXT:
-        texts = [item.text for item in items]
-        n_components = max(2, min(64, len(items) - 1))
-        return {"tfidf_svd": TextFeatures(n_components=n_components, random_state=0).fit_transform(texts)}
+        return _text_features(items, progress)
     pixels = bridge.image_arrays(items, project.image_size)
     images = pixels.transpose(0, 2, 3, 1)  # (n, H, W, C) for ml.features
     images = images[..., 0] if images.shape[-1] == 1 else images
