@@ -182,6 +182,8 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     vectorizer_ : sklearn.pipeline.Pipeline or TfidfVectorizer
     svd_ : sklearn.decomposition.TruncatedSVD or None
         ``None`` when the vocabulary is too small to reduce.
+    columns_ : ndarray or None
+        When hashing, the hashed columns the fitted texts use (the others are dropped).
     n_features_out_ : int
     """
 
@@ -228,6 +230,11 @@ class TextFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"no usable words in texts ({exc})") from exc
         if tfidf.nnz == 0:
             raise ValueError("no usable words in texts")
+        # Hashed columns no text uses would only slow the SVD (its random projections
+        # are dense over every column): keep the ones in use.
+        self.columns_ = np.flatnonzero(tfidf.getnnz(axis=0)) if self.n_hash_features else None
+        if self.columns_ is not None:
+            tfidf = tfidf[:, self.columns_]
         k = int(min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0]))
         self.svd_ = None
         if k >= 1:
@@ -247,6 +254,8 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "vectorizer_")
         tfidf = self.vectorizer_.transform(check_texts(texts))
+        if self.columns_ is not None:
+            tfidf = tfidf[:, self.columns_]
         out = tfidf.toarray() if self.svd_ is None else self.svd_.transform(tfidf)
         return l2_normalize(out)
 
