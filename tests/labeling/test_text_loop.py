@@ -105,3 +105,7 @@ def test_a_text_project_gets_pseudo_labels_verify_challenges_a_model_and_predict
     rows = response.json()["results"]
     truth = {item.pk: item.evaluation_truth.label.name for item in project.items.filter(split=Split.HOLDOUT)}
     assert len(rows) == 40 and sum(row["label"] == truth[row["item"]] for row in rows) >= 36
+    refused = client.post(
+        f"/api/v1/projects/{project.slug}/predict/batch", {"items": [rows[0]["item"]]}, format="json"
+    )
+    assert refused.status_code == 400 and "/predictions" in refused.json()["detail"]
