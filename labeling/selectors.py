@@ -14,6 +14,7 @@ from labeling.models import (
     KnownLabel,
     OwnerToken,
     Prediction,
+    Site,
     Project,
     Split,
     TrainingRun,
@@ -117,3 +118,34 @@ def active_model_predictions(project, *, split=None):
     if split:
         rows = rows.filter(item__split=split)
     return rows.only("item_id", "confidence", "item__source_name", "item__split", "label__name")
+
+
+def sites_managed_by(user):
+    """Widget sites ``user`` manages: their own, or all for staff; none through a token
+    scoped to projects (a site is not a project)."""
+    if not user.is_authenticated:
+        return Site.objects.none()
+    token = getattr(user, "api_token", None)
+    if token is not None and token.scoped:
+        return Site.objects.none()
+    sites = Site.objects.all() if user.is_staff else Site.objects.filter(owner=user)
+    return sites.prefetch_related("projects")
+
+
+def site_get_managed(user, sitekey):
+    site = sites_managed_by(user).filter(sitekey=sitekey).first()
+    if site is None:
+        raise Http404("No such site")
+    return site
+
+
+def project_items(project, *, status=None, split=None):
+    """The project's items with their consensus, gold label and pseudo-label, by id."""
+    items = project.items.select_related(
+        "consensus__label", "known_label__label", "pseudo_label__label"
+    ).order_by("id")
+    if status:
+        items = items.filter(status=status)
+    if split:
+        items = items.filter(split=split)
+    return items

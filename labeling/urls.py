@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, api_schema, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
+from labeling import api, api_schema, api_sites, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -31,6 +31,10 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/predict", predict_api.PredictApi.as_view(), name="api-predict"),
     path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
     path("api/v1/projects/<slug:slug>/predictions", api.PredictionsApi.as_view(), name="api-predictions"),
+    path("api/v1/projects/<slug:slug>/items", api_sites.ItemListApi.as_view(), name="api-items"),
+    path("api/v1/sites/", api_sites.SiteListApi.as_view(), name="api-site-list"),
+    path("api/v1/sites/<str:sitekey>", api_sites.SiteDetailApi.as_view(), name="api-site-detail"),
+    path("api/v1/sites/<str:sitekey>/rotate", api_sites.SiteRotateApi.as_view(), name="api-site-rotate"),
     path("api/schema/", api_schema.schema_view, name="api-schema"),
     path("api/docs/", api_schema.swagger_view, name="api-docs"),
 ]
