@@ -24,11 +24,13 @@ from labeling.api_serializers import (
     PredictionsOut,
     ProjectIn,
     ProjectOut,
+    ProjectSettingsIn,
     TrainingRunIn,
     TrainingRunOut,
 )
 from labeling.services.exports import FORMATS, ExportOptions, export_stream
 from labeling.services.jobs import import_job_create
+from labeling.services.projects import project_update
 from labeling.services.training import training_run_create
 
 TAG_PROJECTS, TAG_DATA, TAG_MODELS = "projects", "data", "models"
@@ -69,9 +71,18 @@ class ProjectListApi(APIView):
 
 
 class ProjectDetailApi(APIView):
+    """``GET`` a project with its settings and counters; ``PATCH`` changes settings."""
+
     @extend_schema(tags=[TAG_PROJECTS], responses=ProjectOut)
     def get(self, request, slug):
         return Response(ProjectOut(selectors.project_get_managed(request.user, slug)).data)
+
+    @extend_schema(tags=[TAG_PROJECTS], request=ProjectSettingsIn, responses=ProjectOut)
+    def patch(self, request, slug):
+        project = selectors.project_get_managed(request.user, slug)
+        body = ProjectSettingsIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(ProjectOut(project_update(project, **body.validated_data)).data)
 
 
 class ImportCreateApi(APIView):

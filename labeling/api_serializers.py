@@ -32,6 +32,11 @@ class ProjectOut(serializers.Serializer):
     answers_per_item = serializers.IntegerField()
     gold_share = serializers.FloatField()
     consensus_threshold = serializers.FloatField()
+    max_answers_per_item = serializers.IntegerField()
+    pseudo_label_precision = serializers.FloatField()
+    open_to_all_workers = serializers.BooleanField()
+    show_control_feedback = serializers.BooleanField()
+    description = serializers.CharField()
     active_run = serializers.UUIDField(source="active_run_id", allow_null=True, help_text="the active model's run")
     stats = serializers.SerializerMethodField()
 
@@ -83,6 +88,27 @@ class ProjectIn(serializers.Serializer):
         """The project, by :func:`project_create`; its ``ValidationError`` rises as is."""
         fields = dict(validated_data)
         return project_create(data_kind=fields.pop("kind"), **fields)
+
+
+class ProjectSettingsIn(serializers.Serializer):
+    """Settings a ``PATCH`` may change; the slug, kind and labels stay."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    answers_per_item = serializers.IntegerField(required=False, min_value=1, max_value=50)
+    max_answers_per_item = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    gold_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    consensus_threshold = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
+    pseudo_label_precision = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
+    open_to_all_workers = serializers.BooleanField(required=False)
+    show_control_feedback = serializers.BooleanField(required=False)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise ValidationError({key: ["not a setting that can be changed"] for key in unknown})
+        return super().to_internal_value(data)
 
 
 class ImportIn(serializers.Serializer):
