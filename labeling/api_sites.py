@@ -1,4 +1,5 @@
-"""The owners' API for widget sites and for items with their consensus."""
+"""The owners' API for widget sites, and for a project's items (with their consensus)
+and workers."""
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -142,3 +143,45 @@ class ItemListApi(APIView):
             selectors.project_items(project, status=params.get("status"), split=params.get("split")), request, view=self
         )
         return paginator.get_paginated_response(ItemOut(page, many=True).data)
+
+
+class WorkerOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.SerializerMethodField()
+    kind = serializers.CharField()
+    status = serializers.CharField(source="status_here", help_text="in this project: the stricter of the project's and the platform's")
+    answer_total = serializers.IntegerField(help_text="on the whole platform")
+    control_total = serializers.IntegerField()
+    control_correct = serializers.IntegerField()
+    control_accuracy = serializers.FloatField(allow_null=True)
+    skill = serializers.FloatField(source="project_skill", allow_null=True, help_text="estimated by truth inference here")
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+
+    def get_name(self, worker) -> str:
+        return worker.user.username if worker.user_id else f"visitor #{worker.pk}"
+
+
+class WorkerPageOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = WorkerOut(many=True)
+
+
+class WorkerListApi(APIView):
+    """Who answered in (or was admitted to) the project, with control record, estimated
+    skill and status here; ``limit``/``offset`` pages."""
+
+    pagination_class = ItemPages
+
+    @extend_schema(
+        tags=[TAG_DATA], parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=WorkerPageOut,
+    )
+    def get(self, request, slug):
+        from labeling.dashboard.selectors import project_workers
+
+        project = selectors.project_get_managed(request.user, slug)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(project_workers(project).order_by("id"), request, view=self)
+        return paginator.get_paginated_response(WorkerOut(page, many=True).data)

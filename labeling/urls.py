@@ -32,6 +32,7 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
     path("api/v1/projects/<slug:slug>/predictions", api.PredictionsApi.as_view(), name="api-predictions"),
     path("api/v1/projects/<slug:slug>/items", api_sites.ItemListApi.as_view(), name="api-items"),
+    path("api/v1/projects/<slug:slug>/workers", api_sites.WorkerListApi.as_view(), name="api-workers"),
     path("api/v1/sites/", api_sites.SiteListApi.as_view(), name="api-site-list"),
     path("api/v1/sites/<str:sitekey>", api_sites.SiteDetailApi.as_view(), name="api-site-detail"),
     path("api/v1/sites/<str:sitekey>/rotate", api_sites.SiteRotateApi.as_view(), name="api-site-rotate"),

@@ -89,3 +89,15 @@ def test_items_come_with_gold_and_pages(owner, project):
     labeled = client.get(f"/api/v1/projects/{project.slug}/items", {"status": "labeled"}).json()
     assert [row["id"] for row in labeled["results"]] == [items[0].pk]
     assert client.get(f"/api/v1/projects/{project.slug}/items", {"status": "nope"}).status_code == 400
+
+
+def test_workers_of_a_project_come_with_their_record_here(owner, project):
+    from labeling.services.workers import membership_grant, worker_for_user
+
+    labeler = get_user_model().objects.create_user("labeler")
+    worker = worker_for_user(labeler)
+    membership_grant(project, worker)
+    rows = client_for(owner).get(f"/api/v1/projects/{project.slug}/workers").json()
+    assert rows["count"] == 1
+    assert rows["results"][0] == {**rows["results"][0], "id": worker.pk, "name": "labeler", "status": "active"}
+    assert rows["results"][0]["control_accuracy"] is None

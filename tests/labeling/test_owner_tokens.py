@@ -85,6 +85,7 @@ ENDPOINTS = [
     ("post", "/api/v1/projects/{slug}/predict/batch", {}, "multipart", 400),
     ("get", "/api/v1/projects/{slug}/predictions", None, None, 200),
     ("get", "/api/v1/projects/{slug}/items", None, None, 200),
+    ("get", "/api/v1/projects/{slug}/workers", None, None, 200),
     ("patch", "/api/v1/projects/{slug}/", {"description": "by the API"}, "json", 200),
 ]
 
