@@ -213,6 +213,9 @@ CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = int(os.environ.get("CROWDLOOP_CNN_MIN_LABEL
 # Text projects use all-MiniLM-L6-v2 sentence embeddings when the optional
 # `text-embeddings` extra is installed (0 turns them off); hashed TF-IDF otherwise.
 CROWDLOOP_TEXT_EMBEDDINGS = env_bool("CROWDLOOP_TEXT_EMBEDDINGS", default=True)
+# Sentence vectors kept per process (384 floats, 1.5 kB each), so that a round does not
+# embed again the texts the last one embedded.
+CROWDLOOP_TEXT_EMBEDDING_CACHE = int(os.environ.get("CROWDLOOP_TEXT_EMBEDDING_CACHE", 50_000))
 CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
 
 if REDIS_URL:

@@ -4,6 +4,7 @@ import csv
 import random
 import uuid
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
@@ -109,3 +110,24 @@ def test_a_text_project_gets_pseudo_labels_verify_challenges_a_model_and_predict
         f"/api/v1/projects/{project.slug}/predict/batch", {"items": [rows[0]["item"]]}, format="json"
     )
     assert refused.status_code == 400 and "/predictions" in refused.json()["detail"]
+
+
+def test_each_text_is_embedded_once_per_process_and_the_cache_is_bounded(monkeypatch, settings):
+    import ml.features
+    from labeling.services import semisupervised
+
+    embedded = []
+
+    def fake(texts, **kwargs):
+        embedded.extend(texts)
+        return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
+
+    monkeypatch.setattr(ml.features, "sentence_embeddings", fake)
+    monkeypatch.setattr(semisupervised, "_embedded", semisupervised.OrderedDict())
+    settings.CROWDLOOP_TEXT_EMBEDDING_CACHE = 3
+    first = semisupervised._sentence_embeddings_cached(["aa", "b", "aa"])
+    again = semisupervised._sentence_embeddings_cached(["b", "aa", "cccc"])
+    assert sorted(embedded) == ["aa", "b", "cccc"]
+    assert first[:, 0].tolist() == [2, 1, 2] and again[:, 0].tolist() == [1, 2, 4]
+    semisupervised._sentence_embeddings_cached(["dd"])
+    assert len(semisupervised._embedded) == 3
