@@ -1,7 +1,7 @@
 """What the published OpenAPI schema covers, and the pages that serve it.
 
 The schema documents the owners' API (:mod:`labeling.api`, :mod:`labeling.api_sites`,
-:mod:`labeling.predict_api`).
+:mod:`labeling.api_tokens`, :mod:`labeling.predict_api`).
 The widget's and the worker page's endpoints are the public hot path and change with
 it; they are documented in the README and left out here.
 """
@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from labeling.middleware import csp_override
 
-OWNER_API_MODULES = ("labeling.api", "labeling.api_sites", "labeling.predict_api")
+OWNER_API_MODULES = ("labeling.api", "labeling.api_sites", "labeling.api_tokens", "labeling.predict_api")
 
 # Swagger UI sets inline styles; their scripts come from this origin (the sidecar).
 DOCS_POLICY = (

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, api_schema, api_sites, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
+from labeling import api, api_schema, api_sites, api_tokens, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -36,6 +36,8 @@ urlpatterns = [
     path("api/v1/sites/", api_sites.SiteListApi.as_view(), name="api-site-list"),
     path("api/v1/sites/<str:sitekey>", api_sites.SiteDetailApi.as_view(), name="api-site-detail"),
     path("api/v1/sites/<str:sitekey>/rotate", api_sites.SiteRotateApi.as_view(), name="api-site-rotate"),
+    path("api/v1/tokens/", api_tokens.TokenListApi.as_view(), name="api-token-list"),
+    path("api/v1/tokens/<int:token_id>/revoke", api_tokens.TokenRevokeApi.as_view(), name="api-token-revoke"),
     path("api/schema/", api_schema.schema_view, name="api-schema"),
     path("api/docs/", api_schema.swagger_view, name="api-docs"),
 ]
