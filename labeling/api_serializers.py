@@ -112,8 +112,12 @@ class ProjectSettingsIn(serializers.Serializer):
 
 
 class ImportIn(serializers.Serializer):
-    file = serializers.FileField(help_text="a .zip of images (a folder, or one sub-folder per class) or a .csv/.jsonl of texts")
-    split = serializers.ChoiceField(choices=Split.choices, default=Split.POOL, help_text="holdout: a labeled test split, never served")
+    file = serializers.FileField(
+        help_text="a .zip of images (a folder, or one sub-folder per class) or a .csv/.jsonl of texts"
+    )
+    split = serializers.ChoiceField(
+        choices=Split.choices, default=Split.POOL, help_text="holdout: a labeled test split, never served"
+    )
 
 
 class ImportJobOut(serializers.Serializer):

@@ -17,7 +17,9 @@ TAG_SITES, TAG_DATA = "sites", "data"
 
 class SiteIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    projects = serializers.ListField(child=serializers.SlugField(), min_length=1, help_text="slugs of projects you manage")
+    projects = serializers.ListField(
+        child=serializers.SlugField(), min_length=1, help_text="slugs of projects you manage"
+    )
     allowed_hostnames = serializers.ListField(child=serializers.CharField(max_length=253), min_length=1)
     control_items = serializers.IntegerField(required=False, min_value=1, max_value=8)
     pass_share = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
@@ -149,12 +151,16 @@ class WorkerOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.SerializerMethodField()
     kind = serializers.CharField()
-    status = serializers.CharField(source="status_here", help_text="in this project: the stricter of the project's and the platform's")
+    status = serializers.CharField(
+        source="status_here", help_text="in this project: the stricter of the project's and the platform's"
+    )
     answer_total = serializers.IntegerField(help_text="on the whole platform")
     control_total = serializers.IntegerField()
     control_correct = serializers.IntegerField()
     control_accuracy = serializers.FloatField(allow_null=True)
-    skill = serializers.FloatField(source="project_skill", allow_null=True, help_text="estimated by truth inference here")
+    skill = serializers.FloatField(
+        source="project_skill", allow_null=True, help_text="estimated by truth inference here"
+    )
     last_seen_at = serializers.DateTimeField(allow_null=True)
 
     def get_name(self, worker) -> str:
