@@ -74,7 +74,7 @@ def setup():
     call_command("migrate", interactive=False, verbosity=0)
     owner = get_user_model().objects.create_user("bench-owner")
     project, _ = demo_project_create(owner=owner)
-    config = {**default_config(project), "epochs": 3, "patience": 3}
+    config = {**default_config(project), "model": "cnn", "epochs": 3, "patience": 3}
     run = training_run_execute(TrainingRun.objects.create(project=project, config=config, n_epochs=3).pk)
     assert run.status == RunStatus.SUCCEEDED, run.error
     project = Project.objects.get(pk=project.pk)

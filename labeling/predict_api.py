@@ -1,16 +1,21 @@
-"""The owners' prediction endpoints: one image, or a batch of files, a zip or item ids."""
+"""The owners' prediction endpoints: one image, or a batch of files, a zip or item ids.
+
+Domain errors (no model, an unreadable image or zip) rise to
+:func:`labeling.api_errors.api_exception_handler`.
+"""
 from django.conf import settings
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors
-from labeling.api import PayloadTooLarge, uploaded_file
-from labeling.services.media import ImageRejected
-from labeling.services.predictions import PredictionRefused, images_predict, items_predict, model_predict
-from labeling.services.readers import ImportRefused, read_zip
+from labeling.api import TAG_MODELS, uploaded_file
+from labeling.api_errors import PayloadTooLarge
+from labeling.api_serializers import PredictBatchOut, PredictFilesIn, PredictIn, PredictItemsIn, PredictOut
+from labeling.services.predictions import images_predict, items_predict, model_predict
+from labeling.services.readers import read_zip
 
 
 class PredictApi(APIView):
@@ -18,24 +23,11 @@ class PredictApi(APIView):
 
     parser_classes = [MultiPartParser]
 
+    @extend_schema(tags=[TAG_MODELS], request={"multipart/form-data": PredictIn}, responses=PredictOut)
     def post(self, request, slug):
         project = selectors.project_get_managed(request.user, slug)
         upload = uploaded_file(request, settings.CROWDLOOP_MAX_PREDICT_BYTES, "attach the image as 'file'")
-        try:
-            return Response(model_predict(project, upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1)))
-        except ImageRejected as exc:
-            raise ValidationError({"file": str(exc)}) from exc
-        except PredictionRefused as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
-
-
-class ItemIdsSerializer(serializers.Serializer):
-    items = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1)
-
-    def validate_items(self, items):
-        if len(items) > settings.CROWDLOOP_PREDICT_MAX_BATCH:
-            raise ValidationError(f"{len(items)} items, over the batch cap of {settings.CROWDLOOP_PREDICT_MAX_BATCH}")
-        return items
+        return Response(PredictOut(model_predict(project, upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1))).data)
 
 
 class PredictBatchApi(APIView):
@@ -47,21 +39,23 @@ class PredictBatchApi(APIView):
 
     parser_classes = [MultiPartParser, JSONParser]
 
+    @extend_schema(
+        tags=[TAG_MODELS],
+        request={"multipart/form-data": PredictFilesIn, "application/json": PredictItemsIn},
+        responses=PredictBatchOut,
+    )
     def post(self, request, slug):
         project = selectors.project_get_managed(request.user, slug)
         cap = settings.CROWDLOOP_MAX_PREDICT_BATCH_BYTES
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > cap:
             raise PayloadTooLarge(f"request of {length} bytes, over the batch cap of {cap}")
-        try:
-            if request.content_type.startswith("application/json"):
-                ids = ItemIdsSerializer(data=request.data)
-                ids.is_valid(raise_exception=True)
-                return Response(items_predict(project, ids.validated_data["items"]))
-            images, unreadable = self.images(request)
-            return Response(images_predict(project, images, unreadable=unreadable))
-        except PredictionRefused as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        if request.content_type.startswith("application/json"):
+            ids = PredictItemsIn(data=request.data)
+            ids.is_valid(raise_exception=True)
+            return Response(PredictBatchOut(items_predict(project, ids.validated_data["items"])).data)
+        images, unreadable = self.images(request)
+        return Response(PredictBatchOut(images_predict(project, images, unreadable=unreadable)).data)
 
     def images(self, request):
         """``([(name, bytes)], [(name, reason)])`` from the multipart ``files`` or ``zip``
@@ -75,12 +69,9 @@ class PredictBatchApi(APIView):
             if len(files) > limit:
                 raise ValidationError({"files": f"{len(files)} files, over the batch cap of {limit}"})
             return [(upload.name, upload.read(settings.CROWDLOOP_MAX_PREDICT_BYTES + 1)) for upload in files], []
-        try:
-            entries, problems = read_zip(
-                archive, max_total=settings.CROWDLOOP_MAX_PREDICT_BATCH_BYTES, max_entries=limit + 1000
-            )
-        except ImportRefused as exc:
-            raise ValidationError({"zip": str(exc)}) from exc
+        entries, problems = read_zip(
+            archive, max_total=settings.CROWDLOOP_MAX_PREDICT_BATCH_BYTES, max_entries=limit + 1000
+        )
         if len(entries) > limit:
             raise ValidationError({"zip": f"{len(entries)} images, over the batch cap of {limit}"})
         return [(entry.name, entry.data) for entry in entries], [(problem.name, problem.reason) for problem in problems]

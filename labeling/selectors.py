@@ -13,6 +13,8 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     OwnerToken,
+    Prediction,
+    Site,
     Project,
     Split,
     TrainingRun,
@@ -103,3 +105,47 @@ def control_pool_stats(project, now=None):
         served_total=Sum("served_total", default=0),
     )
     return row
+
+
+def active_model_predictions(project, *, split=None):
+    """The stored predictions of ``project``'s active model, one per item, by item id;
+    raises :class:`~labeling.services.predictions.PredictionRefused` without a model."""
+    from labeling.services.predictions import PredictionRefused
+
+    if project.active_run_id is None:
+        raise PredictionRefused("this project has no trained model yet")
+    rows = Prediction.objects.filter(run_id=project.active_run_id).select_related("item", "label").order_by("item_id")
+    if split:
+        rows = rows.filter(item__split=split)
+    return rows.only("item_id", "confidence", "item__source_name", "item__split", "label__name")
+
+
+def sites_managed_by(user):
+    """Widget sites ``user`` manages: their own, or all for staff; none through a token
+    scoped to projects (a site is not a project)."""
+    if not user.is_authenticated:
+        return Site.objects.none()
+    token = getattr(user, "api_token", None)
+    if token is not None and token.scoped:
+        return Site.objects.none()
+    sites = Site.objects.all() if user.is_staff else Site.objects.filter(owner=user)
+    return sites.prefetch_related("projects")
+
+
+def site_get_managed(user, sitekey):
+    site = sites_managed_by(user).filter(sitekey=sitekey).first()
+    if site is None:
+        raise Http404("No such site")
+    return site
+
+
+def project_items(project, *, status=None, split=None):
+    """The project's items with their consensus, gold label and pseudo-label, by id."""
+    items = project.items.select_related(
+        "consensus__label", "known_label__label", "pseudo_label__label"
+    ).order_by("id")
+    if status:
+        items = items.filter(status=status)
+    if split:
+        items = items.filter(split=split)
+    return items

@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "labeling",
 ]
 
@@ -217,6 +219,12 @@ CROWDLOOP_TRAIN_GROWTH = float(os.environ.get("CROWDLOOP_TRAIN_GROWTH", 0.25))
 # A CNN competes with the cheap candidates once the human labels reach this many per
 # class and this share more than at its last attempt.
 CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = int(os.environ.get("CROWDLOOP_CNN_MIN_LABELS_PER_CLASS", 5))
+# Text projects use all-MiniLM-L6-v2 sentence embeddings when the optional
+# `text-embeddings` extra is installed (0 turns them off); hashed TF-IDF otherwise.
+CROWDLOOP_TEXT_EMBEDDINGS = env_bool("CROWDLOOP_TEXT_EMBEDDINGS", default=True)
+# Sentence vectors kept per process (384 floats, 1.5 kB each), so that a round does not
+# embed again the texts the last one embedded.
+CROWDLOOP_TEXT_EMBEDDING_CACHE = int(os.environ.get("CROWDLOOP_TEXT_EMBEDDING_CACHE", 50_000))
 CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
 
 if REDIS_URL:
@@ -298,6 +306,21 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # `?format=` is ours (the export format), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
+    # One place turns the services' errors into responses (labeling/api_errors.py).
+    "EXCEPTION_HANDLER": "labeling.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Crowdloop owners' API",
+    "DESCRIPTION": "Projects, imports, exports, training runs, models and predictions. "
+    "Authenticate with `Authorization: Token <token>` (make one at /accounts/tokens/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["labeling.api_schema.owner_endpoints_only"],
+    "ENUM_NAME_OVERRIDES": {"SplitEnum": "labeling.models.Split", "DataKindEnum": "labeling.models.DataKind"},
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

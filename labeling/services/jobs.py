@@ -18,14 +18,19 @@ UPLOAD_SUFFIXES = {".zip", ".csv", ".jsonl", ".ndjson", ".json"}
 
 
 class UploadRejected(ValueError):
-    """An upload refused before it is stored (size, type)."""
+    """An upload refused before it is stored (size, type); ``field`` names the input at
+    fault (``file`` or ``split``)."""
+
+    def __init__(self, message, *, field="file"):
+        super().__init__(message)
+        self.field = field
 
 
 def import_job_create(*, project, upload, user=None, split=Split.POOL):
     """Store ``upload`` and enqueue its import into ``split`` (the labeling pool, or a
     labeled held-out split); returns the queued :class:`ImportJob`."""
     if split not in Split.values:
-        raise UploadRejected(f"split must be one of {', '.join(Split.values)}, got {split!r}")
+        raise UploadRejected(f"split must be one of {', '.join(Split.values)}, got {split!r}", field="split")
     name = Path(upload.name or "").name
     suffix = Path(name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:

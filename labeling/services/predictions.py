@@ -51,8 +51,13 @@ def _model_of(project):
             _models.move_to_end(run_id)
             return run_id, loaded
     run = TrainingRun.objects.filter(pk=run_id).only("id", "artifact").first()
-    if run is None or not run.artifact:
+    if run is None:
         raise PredictionRefused("this project has no trained model yet")
+    if not run.artifact:
+        raise PredictionRefused(
+            "the active model is fitted over the project's own items and reads no new input "
+            f"(run {run_id}); its predictions of every item are at GET .../predictions"
+        )
     with run.artifact.open("rb") as handle:
         loaded = load_model(handle.read())
     logger.info("loaded the model of run %s for project %s", run_id, project.slug)

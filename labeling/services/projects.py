@@ -33,6 +33,27 @@ def project_create(*, name, labels, data_kind="image", slug=None, owner=None, **
     return project
 
 
+PROJECT_SETTINGS = (
+    "name", "description", "answers_per_item", "max_answers_per_item", "gold_share", "consensus_threshold",
+    "pseudo_label_precision", "open_to_all_workers", "show_control_feedback",
+)
+
+
+def project_update(project, **fields):
+    """Change some of ``project``'s settings (:data:`PROJECT_SETTINGS`); raises
+    :class:`ValidationError` (with field names) for a value the model refuses, and
+    ``ValueError`` for a field that is not a setting (the slug, kind and labels stay)."""
+    unknown = sorted(set(fields) - set(PROJECT_SETTINGS))
+    if unknown:
+        raise ValueError(f"not project settings: {', '.join(unknown)}")
+    for field, value in fields.items():
+        setattr(project, field, value)
+    project.full_clean()
+    if fields:
+        project.save(update_fields=list(fields))
+    return project
+
+
 def project_stats_refresh(project):
     """Recount a project's items and answers into its :class:`ProjectStats` row.
 

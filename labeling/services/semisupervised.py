@@ -20,9 +20,13 @@ Accepted pseudo-labels put their item in ``pseudo_labeled``: it is then served a
 cheap ``verify`` challenge, whose confirmations count as human votes (through truth
 inference) and whose rejections send the item back to ``choice``.
 """
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from labeling import bridge
@@ -78,14 +82,59 @@ def representation(project, items, y, progress=None):
     return np.ascontiguousarray(X, dtype=np.float32), chosen, scores
 
 
+TEXT_HASH_FEATURES = 2**18
+_embedded = OrderedDict()
+_embedded_lock = threading.Lock()
+
+
+def _sentence_embeddings_cached(texts):
+    """MiniLM vectors of ``texts``, each text embedded once per process (rounds and runs
+    embed the same items again and again); at most ``CROWDLOOP_TEXT_EMBEDDING_CACHE``
+    vectors are kept, the least recently used dropped first."""
+    from ml.features import sentence_embeddings
+
+    keys = [hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() for text in texts]
+    with _embedded_lock:
+        known = {key: _embedded[key] for key in set(keys) if key in _embedded}
+    missing = sorted({key: text for key, text in zip(keys, texts) if key not in known}.items())
+    if missing:
+        vectors = sentence_embeddings([text for _, text in missing], device="cpu")
+        known.update({key: vector for (key, _), vector in zip(missing, vectors)})
+    limit = settings.CROWDLOOP_TEXT_EMBEDDING_CACHE
+    with _embedded_lock:
+        for key in keys:
+            _embedded[key] = known[key]
+            _embedded.move_to_end(key)
+        while len(_embedded) > limit:
+            _embedded.popitem(last=False)
+    return np.stack([known[key] for key in keys]) if keys else np.zeros((0, 384), dtype=np.float32)
+
+
+def _text_features(items, progress=None):
+    """Texts: hashed TF-IDF + SVD always (no vocabulary, no download); with the optional
+    ``text-embeddings`` extra, all-MiniLM-L6-v2 sentence embeddings too, and the human
+    labels choose between them (:func:`representation`)."""
+    from ml.features import TextFeatures, sentence_embeddings_available
+
+    texts = [item.text for item in items]
+    candidates = {}
+    if settings.CROWDLOOP_TEXT_EMBEDDINGS and sentence_embeddings_available():
+        if progress:
+            progress(0.15, "sentence embeddings")
+        candidates["minilm"] = _sentence_embeddings_cached(texts)  # first: the default with few labels
+    n_components = max(2, min(64, len(items) - 1))
+    candidates["tfidf_hashed"] = TextFeatures(
+        n_components=n_components, n_hash_features=TEXT_HASH_FEATURES, random_state=0
+    ).fit_transform(texts)
+    return candidates
+
+
 def _features(project, items, progress=None):
-    """Candidate representations of ``items``; texts get TF-IDF + SVD."""
-    from ml.features import ImageFeatures, TextFeatures
+    """Candidate representations of ``items``."""
+    from ml.features import ImageFeatures
 
     if project.data_kind == DataKind.TEXT:
-        texts = [item.text for item in items]
-        n_components = max(2, min(64, len(items) - 1))
-        return {"tfidf_svd": TextFeatures(n_components=n_components, random_state=0).fit_transform(texts)}
+        return _text_features(items, progress)
     pixels = bridge.image_arrays(items, project.image_size)
     images = pixels.transpose(0, 2, 3, 1)  # (n, H, W, C) for ml.features
     images = images[..., 0] if images.shape[-1] == 1 else images

@@ -83,6 +83,10 @@ ENDPOINTS = [
     ("get", "/api/v1/projects/{slug}/model", None, None, 200),
     ("post", "/api/v1/projects/{slug}/predict", {}, "multipart", 400),
     ("post", "/api/v1/projects/{slug}/predict/batch", {}, "multipart", 400),
+    ("get", "/api/v1/projects/{slug}/predictions", None, None, 200),
+    ("get", "/api/v1/projects/{slug}/items", None, None, 200),
+    ("get", "/api/v1/projects/{slug}/workers", None, None, 200),
+    ("patch", "/api/v1/projects/{slug}/", {"description": "by the API"}, "json", 200),
 ]
 
 # (token, project it is tried on, expected: "reach" or a status code)

@@ -211,3 +211,12 @@ def test_weights_with_the_right_checksum_pass(tmp_path):
 
     sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert verify_checksum(weights, sha) == weights
+
+
+def test_hashed_text_features_need_no_vocabulary_and_transform_like_they_fit():
+    texts = ["goal team match", "oven flour bake", "team coach goal", "bake sauce oven"] * 3
+    model = TextFeatures(n_components=2, n_hash_features=2**18, random_state=0)
+    X = model.fit_transform(texts)
+    assert X.shape == (12, 2) and len(model.columns_) < 20
+    np.testing.assert_allclose(model.transform(texts), X, atol=1e-6)
+    assert abs(X[0] @ X[2]) > abs(X[0] @ X[1])

@@ -103,7 +103,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"\nCrowdloop is running:\n  projects  {base}/\n  admin     {base}/admin/\n"
             f"  label     {base}/work/   (crowd workers: log in as 'worker' or sign up)\n"
-            f"  API       {base}/api/v1/projects/\n  sign-up   {base}/demo/signup/   (a site protected by the widget)\n"
+            f"  API       {base}/api/v1/projects/   (docs: {base}/api/docs/)\n  sign-up   {base}/demo/signup/   (a site protected by the widget)\n"
             f"Press Ctrl-C to stop.\n"
         )
         stop = threading.Event()

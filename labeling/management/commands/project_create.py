@@ -1,7 +1,8 @@
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.api import ProjectCreateSerializer
+from labeling.api_serializers import ProjectIn
 from labeling.models import DataKind
 
 
@@ -31,10 +32,13 @@ class Command(BaseCommand):
         }
         if slug:
             data["slug"] = slug
-        serializer = ProjectCreateSerializer(data=data)
+        serializer = ProjectIn(data=data)
         if not serializer.is_valid():
             raise CommandError(_errors(serializer.errors))
-        project = serializer.save(owner=user)
+        try:
+            project = serializer.save(owner=user)
+        except ValidationError as exc:
+            raise CommandError(_errors(exc.message_dict) if hasattr(exc, "error_dict") else " ".join(exc.messages)) from exc
         self.stdout.write(
             f"Created project '{project.name}' ({project.slug}, {project.get_data_kind_display().lower()}) with labels "
             f"{', '.join(project.label_classes.values_list('name', flat=True))}"
