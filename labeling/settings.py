@@ -209,6 +209,8 @@ CROWDLOOP_TRAIN_GROWTH = float(os.environ.get("CROWDLOOP_TRAIN_GROWTH", 0.25))
 # class and this share more than at its last attempt.
 CROWDLOOP_CNN_MIN_LABELS_PER_CLASS = int(os.environ.get("CROWDLOOP_CNN_MIN_LABELS_PER_CLASS", 5))
 CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
+# A label-noise audit round after each successful training run (see services/audit.py).
+CROWDLOOP_AUDIT_AFTER_TRAINING = os.environ.get("CROWDLOOP_AUDIT_AFTER_TRAINING", "1") == "1"
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -28,6 +28,8 @@ urlpatterns = [
     path("api/v1/projects/<slug:slug>/runs", api.TrainingRunsApi.as_view(), name="api-runs"),
     path("api/v1/runs/<uuid:run_id>", api.TrainingRunDetailApi.as_view(), name="api-run-detail"),
     path("api/v1/projects/<slug:slug>/model", api.ModelDownloadApi.as_view(), name="api-model"),
+    path("api/v1/projects/<slug:slug>/audit", api.AuditApi.as_view(), name="api-audit"),
+    path("api/v1/projects/<slug:slug>/audit/<int:decision_id>/reverse", api.AuditReverseApi.as_view(), name="api-audit-reverse"),
     path("api/v1/projects/<slug:slug>/predict", predict_api.PredictApi.as_view(), name="api-predict"),
     path("api/v1/projects/<slug:slug>/predict/batch", predict_api.PredictBatchApi.as_view(), name="api-predict-batch"),
 ]

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors as core_selectors
-from labeling.dashboard import aggregates, charts, figures, forms, selectors, services
+from labeling.dashboard import aggregates, audit_selectors, charts, figures, forms, selectors, services
 from labeling.models import Split
 
 
@@ -129,6 +129,7 @@ def overview(request, slug):
             sources_bar=sources_bar,
             agreement=agreement,
             control_pool=core_selectors.control_pool_stats(project),
+            audit=audit_selectors.audit_summary(project),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),
