@@ -140,7 +140,7 @@ def _audit(project, run, now):
     suspects, suggested = find_label_issues(y, proba, filter_by="prune_by_noise_rate")
     scores = label_quality_scores(y, proba, "normalized_margin")
     rows = [(items[i].pk, label_ids[y[i]], label_ids[suggested[i]], float(scores[i])) for i in suspects]
-    acted = _act(project, rows, given, budget=int(MAX_SHARE * len(given)), now=now)
+    acted = suspects_act(project, rows, given, budget=int(MAX_SHARE * len(given)), now=now)
     return {
         "labeled": len(given), "representation": chosen, "model": selector.best_,
         "oof_accuracy": selector.scores_[selector.best_].accuracy,
@@ -148,9 +148,11 @@ def _audit(project, run, now):
     }
 
 
-def _act(project, rows, given, *, budget, now):
-    """Act on suspects ``(item_id, given label, model label, score)``, most suspect
-    first, up to ``budget``. Skips labels already checked or under way."""
+def suspects_act(project, rows, given, *, budget, now=None) -> int:
+    """Act on suspects ``(item_id, given label id, model label id, score)``, most
+    suspect first, up to ``budget``; ``given`` is :func:`given_labels`. Skips labels
+    already checked (confirmed, reversed) or under way. Returns how many it acted on."""
+    now = now or _now()
     ids = [item_id for item_id, *_ in rows]
     checked = set(
         AuditDecision.objects.filter(item_id__in=ids)
