@@ -214,3 +214,88 @@ def test_a_successful_training_run_queues_an_audit_unless_turned_off(
         settings.CROWDLOOP_AUDIT_AFTER_TRAINING = False
         assert not audit.audit_after_training(project)
     assert queued == [project.pk]
+
+
+# --- Who may see and act ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def audited(project, flipped):
+    audit.project_audit(project)
+    return AuditDecision.objects.get(item=flipped["consensus"])
+
+
+def _urls(project, decision):
+    return {
+        "page": reverse("dashboard:audit", args=[project.slug]),
+        "start": reverse("dashboard:audit-start", args=[project.slug]),
+        "reverse": reverse("dashboard:audit-reverse", args=[project.slug, decision.pk]),
+        "gold": reverse("dashboard:audit-gold", args=[project.slug, decision.pk]),
+        "api": reverse("api-audit", args=[project.slug]),
+        "api-reverse": reverse("api-audit-reverse", args=[project.slug, decision.pk]),
+    }
+
+
+def test_the_owner_sees_the_suspects_and_the_overview_counts(client, owner, project, audited, labels):
+    client.force_login(owner)
+    html = client.get(_urls(project, audited)["page"]).content.decode()
+    assert f"#{audited.item_id}" in html and "Back to the crowd for more answers" in html
+    assert "Control use stopped" in html and "Pseudo-label demoted" in html
+    AuditDecision.objects.filter(pk=audited.pk).update(outcome=AuditOutcome.CHANGED)
+    overview = client.get(reverse("dashboard:overview", args=[project.slug])).content.decode()
+    assert "1 labels changed and 0 confirmed" in overview
+    payload = client.get(_urls(project, audited)["api"]).json()
+    assert payload["counts"]["changed"] == 1 and len(payload["decisions"]) == 3
+
+
+def test_the_page_costs_the_same_queries_for_more_decisions(client, owner, project, audited, django_assert_max_num_queries):
+    client.force_login(owner)
+    url = _urls(project, audited)["page"]
+    client.get(url)
+    with django_assert_max_num_queries(14):
+        client.get(url)
+
+
+def test_the_owner_reverses_on_the_dashboard_and_through_the_api(client, owner, project, audited, flipped):
+    client.force_login(owner)
+    urls = _urls(project, audited)
+    assert client.post(urls["reverse"]).status_code == 302
+    audited.refresh_from_db()
+    assert audited.outcome == AuditOutcome.REVERSED
+    gold = AuditDecision.objects.get(item=flipped["gold"])
+    response = client.post(reverse("api-audit-reverse", args=[project.slug, gold.pk]))
+    assert response.status_code == 200 and response.json()["outcome"] == "reversed"
+    assert client.post(reverse("api-audit-reverse", args=[project.slug, gold.pk])).status_code == 400
+
+
+def test_staff_may_see_and_act(client, django_user_model, project, audited):
+    client.force_login(django_user_model.objects.create_user("staff", is_staff=True))
+    urls = _urls(project, audited)
+    assert client.get(urls["page"]).status_code == 200
+    assert client.post(urls["reverse"]).status_code == 302
+    audited.refresh_from_db()
+    assert audited.outcome == AuditOutcome.REVERSED
+
+
+def test_another_owner_and_anonymous_visitors_can_neither_see_nor_act(client, django_user_model, project, audited, labels):
+    other = django_user_model.objects.create_user("other")
+    project_create(name="Theirs", labels=["x", "y"], data_kind="text", owner=other)
+    urls = _urls(project, audited)
+    for name in ("page",):
+        response = client.get(urls[name])
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    for name in ("start", "reverse", "gold"):
+        assert client.post(urls[name], {"label": labels["dog"].pk}).status_code == 302
+    assert client.get(urls["api"]).status_code in (401, 403)
+    client.force_login(other)
+    assert client.get(urls["page"]).status_code == 404
+    for name in ("start", "reverse", "gold"):
+        assert client.post(urls[name], {"label": labels["dog"].pk}).status_code == 404
+    assert client.get(urls["api"]).status_code == 404
+    assert client.post(urls["api"]).status_code == 404
+    assert client.post(urls["api-reverse"]).status_code == 404
+    theirs = reverse("dashboard:audit-reverse", args=["theirs", audited.pk])  # their slug, our decision
+    assert client.post(theirs).status_code == 404
+    audited.refresh_from_db()
+    assert audited.outcome == AuditOutcome.PENDING and audited.reversed_at is None
+    assert not AuditDecision.objects.filter(reversed_at__isnull=False).exists()
