@@ -7,7 +7,8 @@ accepted pseudo-labels alike) over the loop's representation, scores the given l
 confident learning (:mod:`ml.noise`) and acts on the suspects, most suspect first:
 
 * a consensus label goes back to the queue (status ``unlabeled``, a priority above every
-  started item) and needs ``answers_per_item`` new answers before it can settle again;
+  started item) and settles again only once ``answers_per_item`` new answers name its
+  label (the doubted answers alone never settle it);
 * a gold item stops serving as control (``KnownLabel.suspended_at``) until the owner
   confirms or fixes it;
 * an accepted pseudo-label is demoted, so people answer the item.
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from labeling import bridge
 from labeling.models import (
+    Answer,
     AuditAction,
     AuditDecision,
     AuditKind,
@@ -194,22 +196,39 @@ def _apply(project, item, kind, now):
 
 
 def held_items(item_ids):
-    """``{item_id: answers when sent back}`` of the items among ``item_ids`` that the
-    audit re-opened or demoted and that are still pending."""
-    return dict(
+    """``{item_id: {label_id: votes}}`` of the items among ``item_ids`` that the audit
+    re-opened or demoted and that are still pending: the counted answers each received
+    since it was sent back (none yet: an empty dict)."""
+    sent_back = dict(
         AuditDecision.objects.filter(item_id__in=item_ids, outcome=AuditOutcome.PENDING, action__in=HELD)
-        .values_list("item_id", "answers_before")
+        .values_list("item_id", "created_at")
     )
+    held = {item_id: {} for item_id in sent_back}
+    if not sent_back:
+        return held
+    rows = (
+        Answer.objects.filter(item_id__in=list(sent_back), created_at__gte=min(sent_back.values()))
+        .without_banned_workers()
+        .exclude(verdict=False)
+        .values_list("item_id", "label_id", "created_at")
+    )
+    for item_id, label_id, created_at in rows:
+        if created_at >= sent_back[item_id]:
+            held[item_id][label_id] = held[item_id].get(label_id, 0) + 1
+    return held
 
 
-def status_held(project, status, n_answers, answers_before):
-    """An item's status while the audit waits for new answers: it cannot settle as
-    ``labeled`` before ``answers_per_item`` answers arrived after it was sent back."""
-    if answers_before is None or status != ItemStatus.LABELED:
+def status_held(project, status, label_id, n_answers, new_votes):
+    """An item's status while the audit waits for new answers (``new_votes``, from
+    :func:`held_items`; ``None`` when not held): it settles as ``labeled`` only once
+    ``answers_per_item`` of the answers given since it was sent back name the label,
+    so the doubted answers alone never settle it again; at the answer cap it goes to
+    review."""
+    if new_votes is None or status != ItemStatus.LABELED:
         return status
-    if n_answers - answers_before < project.answers_per_item:
-        return ItemStatus.UNLABELED
-    return status
+    if new_votes.get(label_id, 0) >= project.answers_per_item:
+        return status
+    return ItemStatus.REVIEW if n_answers >= project.max_answers_per_item else ItemStatus.UNLABELED
 
 
 def decisions_settle(settled, now=None):

@@ -189,7 +189,7 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
             project, confidence=confidence, n_answers=n_answers, known=item_id in known,
             current=current.get(item_id), n_votes=n_votes, believed=item_id in believed,
         )
-        status = audit.status_held(project, status, n_answers, held.get(item_id))
+        status = audit.status_held(project, status, label_id, n_answers, held.get(item_id))
         if status != current.get(item_id):
             moves.setdefault(status, []).append(item_id)
         if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_votes:
