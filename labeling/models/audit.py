@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from labeling.models.core import Item, LabelClass, Project
+from labeling.models.core import Item, LabelClass, Project, _unit_interval
 
 
 class AuditKind(models.TextChoices):
@@ -52,6 +52,7 @@ class AuditDecision(models.Model):
     class Meta:
         ordering = ["-created_at", "score"]
         constraints = [
+            _unit_interval("score", "auditdecision_score_unit"),
             models.UniqueConstraint(
                 fields=["item"], condition=Q(outcome="pending"), name="auditdecision_one_pending_per_item"
             ),

@@ -31,12 +31,15 @@ from labeling.models import (
     AuditDecision,
     AuditKind,
     AuditOutcome,
+    Consensus,
     ControlPoolEntry,
     Item,
     ItemStatus,
     KnownLabel,
+    KnownLabelSource,
     PipelineKind,
     PseudoLabel,
+    Split,
 )
 from labeling.services.pipeline import pipeline_run_fail, pipeline_run_finish, pipeline_run_progress, pipeline_run_start
 
@@ -89,8 +92,6 @@ def given_labels(project):
     """``{item_id: (label_id, kind)}`` of the pool's labeled items that the audit checks:
     gold in control use, consensus (items labeled without a known label), accepted
     pseudo-labels. Labels settled by hand are the owner's word and are not audited."""
-    from labeling.models import Consensus, KnownLabelSource, Split
-
     pool = {"item__project": project, "item__split": Split.POOL}
     given = {
         item_id: (label_id, AuditKind.PSEUDO)
@@ -133,7 +134,7 @@ def _audit(project, run, now):
     given = given_labels(project)
     if len(given) < MIN_LABELS:
         return {"labeled": len(given), "suspects": 0, "acted": 0, "skipped": f"fewer than {MIN_LABELS} labels"}
-    items = list(Item.objects.filter(project=project, split="pool").only("id", "image", "text").order_by("id"))
+    items = list(Item.objects.filter(project=project, split=Split.POOL).only("id", "image", "text").order_by("id"))
     y, label_ids = bridge.labels_array(project, items, {i: label for i, (label, _) in given.items()})
     X, chosen, _ = representation(project, items, y)
     pipeline_run_progress(run, 0.5, "cross-validating candidates")
@@ -169,27 +170,30 @@ def suspects_act(project, rows, given, *, budget, now=None) -> int:
             continue
         with transaction.atomic():
             item = Item.objects.select_for_update().get(pk=item_id)
+            status = _apply(project, item, kind, now)
+            at_cap = status == ItemStatus.REVIEW  # no answer left: the owner decides
             AuditDecision.objects.create(
                 project=project, item=item, kind=kind, action=ACTIONS[kind], given_label_id=given_label,
                 model_label_id=model_label, score=min(max(score, 0.0), 1.0), answers_before=item.answer_count,
+                outcome=AuditOutcome.REVIEW if at_cap else AuditOutcome.PENDING, resolved_at=now if at_cap else None,
             )
-            _apply(project, item, kind, now)
         acted += 1
     return acted
 
 
 def _apply(project, item, kind, now):
-    """Send ``item`` back to people. Call with the item row locked."""
+    """Send ``item`` back to people; returns its new status. Call with the item row locked."""
     ControlPoolEntry.objects.filter(item=item).delete()
     if kind == AuditKind.GOLD:
         KnownLabel.objects.filter(item=item).update(suspended_at=now)
-        return
+        return item.status
     if kind == AuditKind.PSEUDO:
         PseudoLabel.objects.filter(item=item).update(accepted=False)
     status = ItemStatus.REVIEW if item.answer_count >= project.max_answers_per_item else ItemStatus.UNLABELED
     Item.objects.filter(pk=item.pk).update(
         status=status, priority=AUDIT_PRIORITY, priority_reason="label audit: more answers wanted"
     )
+    return status
 
 
 # --- Consensus side: hold re-opened items until new answers came, then record the outcome ---

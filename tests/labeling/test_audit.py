@@ -165,6 +165,15 @@ def test_agreeing_answers_confirm_a_reopened_label(project, labels):
     assert (decision.outcome, decision.final_label) == (AuditOutcome.CONFIRMED, labels["cat"])
 
 
+def test_a_suspect_with_no_answer_left_goes_to_review_for_the_owner(project, labels):
+    item = _item(project, "cat", 13)
+    Item.objects.filter(pk=item.pk).update(answer_count=project.max_answers_per_item)
+    audit.suspects_act(project, [(item.pk, labels["cat"].pk, labels["dog"].pk, 0.2)], audit.given_labels(project), budget=5)
+    decision = AuditDecision.objects.get(item=item)
+    assert decision.outcome == AuditOutcome.REVIEW and decision.resolved_at is not None
+    assert Item.objects.get(pk=item.pk).status == ItemStatus.REVIEW
+
+
 def test_each_decision_can_be_reversed(project, labels, flipped, owner):
     audit.project_audit(project)
     for decision in AuditDecision.objects.filter(project=project):
