@@ -25,6 +25,7 @@ labels made worse, the answers it cost, and the held-out accuracy of the best ch
 candidate trained on the clean, the noisy and the repaired labels.
 
     python bench/noise_audit.py [--datasets digits glyphs] [--seeds 0 1 2] [--out bench/results/noise_audit.md]
+    python bench/noise_audit.py --datasets glyphs --seeds 0 --cnn   # the CNN's features, as the loop has them once a CNN is active
 """
 import argparse
 import io
@@ -131,15 +132,44 @@ def held_out_accuracy(X_pool, labels, X_test, y_test, n_classes):
     return float((selector.predict()[len(X_pool):] == y_test).mean())
 
 
-def run(dataset, noise, seed, data, trusted=False):
+_CNN_CACHE = {}
+
+
+def cnn_features(images, test_images, labels, n_classes, seed):
+    """The loop's representation once a CNN is the active model: its penultimate layer,
+    after training on the (noisy) given labels with a 10 % share held for early
+    stopping; reduced to 32 PCA dimensions like the pixels."""
+    from sklearn.decomposition import PCA
+
+    from ml.inference import embed
+    from ml.training import fit
+
+    rng = np.random.default_rng(seed)
+    val = rng.random(len(labels)) < 0.1
+    pixels, test_pixels = images[:, None].astype(np.float32), test_images[:, None].astype(np.float32)
+    config = {"arch": "cnn", "n_classes": n_classes, "epochs": 20, "patience": 5, "batch_size": 64, "width": 32,
+              "seed": seed, "augment": {"hflip": False, "shift": 2, "occlusion": 0.2}}
+    result = fit(pixels[~val], labels[~val], None, pixels[val].copy(), labels[val], config, device="cpu")
+    both = embed(result.model, np.concatenate([pixels, test_pixels]), device="cpu")
+    reduced = PCA(n_components=32, random_state=0).fit_transform(both)
+    return reduced[: len(images)], reduced[len(images):]
+
+
+def run(dataset, noise, seed, data, trusted=False, cnn=False):
     images, y, test_images, y_test, names = data
     n_classes = len(names)
-    features = ImageFeatures(norm="center", n_components=32, random_state=0).fit(images)
-    X, X_test = features.transform(images), features.transform(test_images)
     rng = np.random.default_rng(seed)
     pairs = [(names.index(str(a)), names.index(str(b))) for a, b in PAIRS[dataset]] if noise == "structured" else None
     twin = ({a: b for a, b in pairs} | {b: a for a, b in pairs}) if pairs else None
     noisy, flipped = flip(y, 0.05, pairs, rng)
+    if cnn:
+        key = (dataset, noise, seed)
+        if key not in _CNN_CACHE:  # the same noisy labels for both crowds: one CNN
+            _CNN_CACHE[key] = cnn_features(images, test_images, noisy, n_classes, seed)
+        X, X_test = _CNN_CACHE[key]
+    else:
+        features = ImageFeatures(norm="center", n_components=32, random_state=0).fit(images)
+        X, X_test = features.transform(images), features.transform(test_images)
     labels, checked, answers, started = noisy.copy(), set(), 0, time.perf_counter()
     first = None
     for _ in range(2):
@@ -156,7 +186,7 @@ def run(dataset, noise, seed, data, trusted=False):
             checked.add(int(i))
     correct = np.setdiff1d(np.arange(len(y)), flipped)
     return {
-        "dataset": dataset, "noise": noise, "seed": seed, "crowd": "trusted" if trusted else "default", "flips": len(flipped), **first,
+        "dataset": dataset + (", CNN features" if cnn else ""), "noise": noise, "seed": seed, "crowd": "trusted" if trusted else "default", "flips": len(flipped), **first,
         "repaired": float((labels[flipped] == y[flipped]).mean()),
         "worse": float((labels[correct] != y[correct]).mean()),
         "answers": answers, "per_flip": answers / len(flipped),
@@ -186,16 +216,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["digits", "glyphs"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--noise", nargs="+", default=["uniform", "structured"])
+    parser.add_argument("--cnn", action="store_true",
+                        help="features from a small CNN trained on the noisy labels (minutes per data set and seed on a CPU)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows = []
     for dataset in args.datasets:
         data = load(dataset)
-        for noise in ("uniform", "structured"):
+        for noise in args.noise:
             for seed in args.seeds:
                 for trusted in (False, True):
-                    rows.append(run(dataset, noise, seed, data, trusted))
+                    rows.append(run(dataset, noise, seed, data, trusted, args.cnn))
                     print(table(rows[-1:]).splitlines()[-1], f"{rows[-1]['seconds']:.0f} s", flush=True)
     text = table(rows)
     print(text)
