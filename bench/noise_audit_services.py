@@ -53,7 +53,7 @@ def main():
     for row in range(args.n):
         (folder / f"r{row}.png").write_bytes(digit_png(digits.images[row]))
     project = project_create(name="Audit check", labels=[str(c) for c in range(10)], data_kind="image")
-    path_import(project, DATA_DIR / "upload")
+    path_import(project, folder)
     labels = {int(label.name): label for label in project.label_classes.all()}
     items = {int(item.source_name.split("r")[-1].split(".")[0]): item for item in Item.objects.filter(project=project)}
     truth = {items[row].pk: int(digits.target[row]) for row in items}
