@@ -7,15 +7,17 @@ from labeling.models import Answer, AuditDecision, AuditOutcome, PipelineKind, P
 PAGE = 200
 
 
-def audit_summary(project):
-    """Decisions of ``project`` by outcome, in one query, plus the last round."""
+def audit_summary(project, *, last_round=True):
+    """Decisions of ``project`` by outcome in one query, and (``last_round``) the last
+    audit round in another."""
     counts = AuditDecision.objects.filter(project=project).aggregate(
         total=Count("pk"),
         **{outcome.value: Count("pk", filter=Q(outcome=outcome)) for outcome in AuditOutcome},
     )
-    counts["last_round"] = (
-        PipelineRun.objects.filter(project=project, kind=PipelineKind.AUDIT).order_by("-created_at").first()
-    )
+    if last_round:
+        counts["last_round"] = (
+            PipelineRun.objects.filter(project=project, kind=PipelineKind.AUDIT).order_by("-created_at").first()
+        )
     return counts
 
 

@@ -129,7 +129,7 @@ def overview(request, slug):
             sources_bar=sources_bar,
             agreement=agreement,
             control_pool=core_selectors.control_pool_stats(project),
-            audit=audit_selectors.audit_summary(project),
+            audit=audit_selectors.audit_summary(project, last_round=False),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),
