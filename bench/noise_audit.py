@@ -38,10 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.aggregation.incremental import one_coin_confusion, posterior_from_evidence  # noqa: E402
-from ml.features import ImageFeatures  # noqa: E402
-from ml.model_selection import CandidateSelector  # noqa: E402
-from ml.noise import find_label_issues  # noqa: E402
+from ml.aggregation.incremental import one_coin_confusion, posterior_from_evidence
+from ml.features import ImageFeatures
+from ml.model_selection import CandidateSelector
+from ml.noise import find_label_issues
 
 MAX_SHARE = 0.1
 OLD_VOTES = 2
@@ -199,8 +199,10 @@ def run(dataset, noise, seed, data, trusted=False, cnn=False):
 
 def table(rows):
     lines = [
-        "| data set | flips | seed | re-checkers | flagged | recall | precision | repaired | correct made worse | answers (per flip) "
-        "| held-out clean / noisy / repaired |",
+        (
+            "| data set | flips | seed | re-checkers | flagged | recall | precision | repaired | correct made worse "
+            "| answers (per flip) | held-out clean / noisy / repaired |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -23,12 +23,12 @@ DATA_DIR = Path(tempfile.mkdtemp(prefix="crowdloop-audit-"))
 os.environ.update(DJANGO_SETTINGS_MODULE="labeling.settings", CROWDLOOP_DATA_DIR=str(DATA_DIR), DEBUG="0",
                   LOG_LEVEL="WARNING")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+import numpy as np
+from django.core.management import call_command
 
 
 def main():
@@ -39,7 +39,14 @@ def main():
     call_command("migrate", verbosity=0)
     from sklearn.datasets import load_digits
 
-    from labeling.models import AuditDecision, AuditOutcome, Consensus, Item, ItemStatus, Worker
+    from labeling.models import (
+        AuditDecision,
+        AuditOutcome,
+        Consensus,
+        Item,
+        ItemStatus,
+        Worker,
+    )
     from labeling.services.answers import AnswerInput, answers_record
     from labeling.services.audit import project_audit
     from labeling.services.demo import digit_png

@@ -2,7 +2,13 @@
 from django.db.models import Count, Q
 from django.http import Http404
 
-from labeling.models import Answer, AuditDecision, AuditOutcome, PipelineKind, PipelineRun
+from labeling.models import (
+    Answer,
+    AuditDecision,
+    AuditOutcome,
+    PipelineKind,
+    PipelineRun,
+)
 
 PAGE = 200
 

@@ -20,7 +20,6 @@ The model's label is kept for the owner; nothing sends it to a worker.
 """
 import logging
 
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,7 +40,12 @@ from labeling.models import (
     PseudoLabel,
     Split,
 )
-from labeling.services.pipeline import pipeline_run_fail, pipeline_run_finish, pipeline_run_progress, pipeline_run_start
+from labeling.services.pipeline import (
+    pipeline_run_fail,
+    pipeline_run_finish,
+    pipeline_run_progress,
+    pipeline_run_start,
+)
 
 logger = logging.getLogger(__name__)
 
