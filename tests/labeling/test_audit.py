@@ -165,6 +165,22 @@ def test_agreeing_answers_confirm_a_reopened_label(project, labels):
     assert (decision.outcome, decision.final_label) == (AuditOutcome.CONFIRMED, labels["cat"])
 
 
+def test_people_settle_a_demoted_pseudo_label_which_no_round_accepts_meanwhile(project, labels, flipped):
+    from labeling.services.semisupervised import held_items
+
+    audit.project_audit(project)
+    item = flipped["pseudo"]
+    assert held_items([item.pk]) == {item.pk: {}}  # what the round checks before accepting
+    for _ in range(4):  # the demoted pseudo-label still weighs as a prior: it takes a few answers
+        _answer(item, labels["cat"])
+        item.refresh_from_db()
+        if item.status == ItemStatus.LABELED:
+            break
+    decision = AuditDecision.objects.get(item=item)
+    assert item.status == ItemStatus.LABELED
+    assert (decision.outcome, decision.final_label) == (AuditOutcome.CHANGED, labels["cat"])
+
+
 def test_a_suspect_with_no_answer_left_goes_to_review_for_the_owner(project, labels):
     item = _item(project, "cat", 13)
     Item.objects.filter(pk=item.pk).update(answer_count=project.max_answers_per_item)
