@@ -324,3 +324,12 @@ def test_another_owner_and_anonymous_visitors_can_neither_see_nor_act(client, dj
     audited.refresh_from_db()
     assert audited.outcome == AuditOutcome.PENDING and audited.reversed_at is None
     assert not AuditDecision.objects.filter(reversed_at__isnull=False).exists()
+
+
+def test_the_audit_runs_from_the_command_line(project, flipped, capsys):
+    from django.core.management import CommandError, call_command
+
+    call_command("audit_run", project.slug)
+    assert '"acted": 3' in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no project"):
+        call_command("audit_run", "nope")
