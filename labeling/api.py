@@ -191,3 +191,52 @@ class PredictionsApi(APIView):
         project = selectors.project_get_managed(request.user, slug)
         rows = selectors.active_model_predictions(project, split=request.query_params.get("split"))
         return Response(PredictionsOut({"run": project.active_run_id, "results": rows}).data)
+
+
+def audit_decision_payload(decision):
+    return {
+        "id": decision.pk, "item": decision.item_id, "kind": decision.kind, "action": decision.action,
+        "given_label": decision.given_label.name, "model_label": decision.model_label.name,
+        "score": decision.score, "outcome": decision.outcome,
+        "final_label": decision.final_label.name if decision.final_label else None,
+        "answers_since": [name for name, _ in getattr(decision, "followed", [])],
+        "created_at": decision.created_at, "reversed_at": decision.reversed_at,
+    }
+
+
+class AuditApi(APIView):
+    """``GET`` the label audit's counts and recent decisions; ``POST`` queues a round."""
+
+    def get(self, request, slug):
+        from labeling.dashboard.audit_selectors import audit_decisions, audit_summary
+
+        project = selectors.project_get_managed(request.user, slug)
+        summary = audit_summary(project)
+        last = summary.pop("last_round")
+        return Response({
+            "counts": summary,
+            "last_round": {"status": last.status, "result": last.result, "created_at": last.created_at} if last else None,
+            "decisions": [audit_decision_payload(d) for d in audit_decisions(project)],
+        })
+
+    def post(self, request, slug):
+        from labeling.services.audit import audit_queue
+
+        project = selectors.project_get_managed(request.user, slug)
+        audit_queue(project)
+        return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
+
+
+class AuditReverseApi(APIView):
+    """``POST`` reverses one audit decision."""
+
+    def post(self, request, slug, decision_id):
+        from labeling.dashboard.audit_selectors import audit_decision_get
+        from labeling.services.audit import AuditRefused, decision_reverse
+
+        project = selectors.project_get_managed(request.user, slug)
+        try:
+            decision = decision_reverse(audit_decision_get(project, decision_id), user=request.user)
+        except AuditRefused as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(audit_decision_payload(decision))

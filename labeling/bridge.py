@@ -188,3 +188,14 @@ def image_arrays(items, size, channels=None):
     if not arrays:
         return np.zeros((0, channels or 1, size, size), dtype=np.float32)
     return np.stack(arrays)
+
+
+def labels_array(project, items, labels):
+    """Given labels as an int array over ``items`` (class positions, ``-1`` where
+    ``labels``, ``{item_id: label_id}``, has none) and the project's label ids."""
+    positions, label_ids = label_positions(project)
+    y = np.full(len(items), -1, dtype=np.int64)
+    for i, item in enumerate(items):
+        if item.pk in labels:
+            y[i] = positions[labels[item.pk]]
+    return y, label_ids

@@ -226,6 +226,8 @@ CROWDLOOP_TEXT_EMBEDDINGS = env_bool("CROWDLOOP_TEXT_EMBEDDINGS", default=True)
 # embed again the texts the last one embedded.
 CROWDLOOP_TEXT_EMBEDDING_CACHE = int(os.environ.get("CROWDLOOP_TEXT_EMBEDDING_CACHE", 50_000))
 CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
+# A label-noise audit round after each successful training run (see services/audit.py).
+CROWDLOOP_AUDIT_AFTER_TRAINING = os.environ.get("CROWDLOOP_AUDIT_AFTER_TRAINING", "1") == "1"
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -78,12 +78,14 @@ def aggregate_all_task():
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def gpu_training_run_task(run_id):
+    from labeling.services.audit import audit_after_training
     from labeling.services.semisupervised import pipeline_start
     from labeling.services.training import training_run_execute
 
     run = training_run_execute(run_id)
     if run.status == RunStatus.SUCCEEDED:
         pipeline_start(run.project)  # its predictions feed the next round
+        audit_after_training(run.project)  # the labels it disagrees with go back to people
     return {"run": str(run.pk), "status": run.status}
 
 
@@ -105,6 +107,17 @@ def cpu_semisupervised_task(project_id):
     run = project_semisupervised(project)
     if run is not None and run.status == RunStatus.SUCCEEDED:
         round_finished(project, run.result.get("human_labels", 0))
+    return {"project": project_id, "run": run.pk if run else None}
+
+
+@shared_task(acks_late=True)
+def cpu_audit_task(project_id):
+    from labeling.services.audit import project_audit
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return {"project": project_id, "run": None}
+    run = project_audit(project)
     return {"project": project_id, "run": run.pk if run else None}
 
 

@@ -154,6 +154,9 @@ class CandidateSelector(BaseEstimator):
     oof_ : ndarray of shape (n_items,)
         The best candidate's out-of-fold prediction of each held-out labeled item,
         ``-1`` for items never held out.
+    oof_proba_ : ndarray of shape (n_items, n_classes)
+        The best candidate's out-of-fold class probabilities (rows of zeros for items
+        never held out): what a label-noise audit scores.
     confidence_ : ndarray of shape (n_items,)
         Calibrated probability that ``predict()`` is right: the best candidate's top
         probability mapped through an isotonic fit of out-of-fold top probability
@@ -199,6 +202,7 @@ class CandidateSelector(BaseEstimator):
         }
         self.best_ = max(self.candidates, key=lambda name: (self.scores_[name].correct, -self.candidates.index(name)))
         self.oof_ = np.where(held, oof[self.best_].argmax(axis=1), UNLABELED)
+        self.oof_proba_ = np.where(held[:, None], oof[self.best_], 0.0)
         self.proba_ = self._fit_all(self.best_, X, y, W)
         self.confidence_ = calibrated_confidence(
             oof[self.best_][held], y[held], self.proba_.max(axis=1), self.scores_[self.best_].accuracy

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.dashboard import views
+from labeling.dashboard import audit_views, views
 
 app_name = "dashboard"
 
@@ -21,6 +21,10 @@ urlpatterns = [
     path("<slug:slug>/training/", views.training, name="training"),
     path("<slug:slug>/training/start", views.training_start, name="training-start"),
     path("<slug:slug>/training/<uuid:run_id>/panel", views.training_panel, name="training-panel"),
+    path("<slug:slug>/audit/", audit_views.audit, name="audit"),
+    path("<slug:slug>/audit/start", audit_views.audit_start, name="audit-start"),
+    path("<slug:slug>/audit/<int:decision_id>/reverse", audit_views.audit_reverse, name="audit-reverse"),
+    path("<slug:slug>/audit/<int:decision_id>/gold", audit_views.audit_gold_resolve, name="audit-gold"),
     path("<slug:slug>/sites/", views.sites, name="sites"),
     path("<slug:slug>/sites/<int:site_id>/rotate", views.site_rotate, name="site-rotate"),
 ]

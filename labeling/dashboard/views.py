@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors as core_selectors
-from labeling.dashboard import aggregates, charts, figures, forms, selectors, services
+from labeling.dashboard import aggregates, audit_selectors, charts, figures, forms, selectors, services
 from labeling.models import Split
 from labeling.services import settling
 
@@ -131,6 +131,7 @@ def overview(request, slug):
             agreement=agreement,
             control_pool=core_selectors.control_pool_stats(project),
             consensus_lag=settling.consensus_lag(project.pk),
+            audit=audit_selectors.audit_summary(project, last_round=False),
             kappa_words=aggregates.agreement_words(agreement["fleiss_kappa"]),
             throughput=figures.throughput(aggregates.throughput(project)),
             distribution=figures.label_distribution(classes, breakdown),

@@ -3,8 +3,10 @@
 Split by sub-domain: :mod:`.core` (projects, items, known labels, imports), :mod:`.crowd`
 (workers and their status per project, answers, consensus, sites, challenges, leases,
 quality rules and decisions), :mod:`.learning` (pseudo-labels, training runs,
-predictions, pipeline runs) and :mod:`.owners` (owners' API tokens).
+predictions, pipeline runs), :mod:`.owners` (owners' API tokens) and :mod:`.audit`
+(the label-noise audit's decisions).
 """
+from labeling.models.audit import AuditAction, AuditDecision, AuditKind, AuditOutcome
 from labeling.models.core import (
     DataKind,
     EvaluationTruth,
@@ -57,6 +59,10 @@ from labeling.models.owners import OwnerToken
 
 __all__ = [
     "Answer",
+    "AuditAction",
+    "AuditDecision",
+    "AuditKind",
+    "AuditOutcome",
     "AnswerSource",
     "Challenge",
     "ChallengeItem",

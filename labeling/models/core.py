@@ -166,6 +166,9 @@ class KnownLabel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    suspended_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set while the label audit doubts it: not used as control until the owner checks it."
+    )
 
     def __str__(self):
         return f"{self.item_id}: {self.label_id} ({self.source})"

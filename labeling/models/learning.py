@@ -67,6 +67,7 @@ class PipelineKind(models.TextChoices):
     AGGREGATE = "aggregate", "Truth inference"
     FEATURES = "features", "Features"
     CLUSTER = "cluster", "Clustering and pseudo-labels"
+    AUDIT = "audit", "Label-noise audit"
 
 
 class PipelineRun(models.Model):

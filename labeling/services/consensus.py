@@ -34,6 +34,7 @@ from labeling.models import (
     WorkerKind,
     WorkerSkill,
 )
+from labeling.services import audit
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -191,6 +192,7 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     rows, moves, finish = [], {}, {}
+    held = audit.held_items(ids)
     for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)
         confidence = min(max(float(posterior[top]), 0.0), 1.0)
@@ -205,6 +207,7 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
             project, confidence=confidence, n_answers=n_answers, known=item_id in known,
             current=current.get(item_id), n_votes=n_votes, believed=item_id in believed,
         )
+        status = audit.status_held(project, status, label_id, n_answers, held.get(item_id))
         if status != current.get(item_id):
             moves.setdefault(status, []).append(item_id)
         if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_votes:
@@ -229,6 +232,9 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
             ["priority", "priority_reason"],
             batch_size=1000,
         )
+        if held:
+            label_of = {row.item_id: row.label_id for row in rows}
+            audit.decisions_settle({i: (s, label_of[i]) for s, moved in moves.items() for i in moved if i in held})
     newly_labeled = len(moves.get(ItemStatus.LABELED, []))
     if newly_labeled:
         from labeling.services.loop import labels_arrived

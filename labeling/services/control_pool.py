@@ -1,7 +1,8 @@
 """The rotating pool of control items and their exposure budgets.
 
 Control items are gold or items whose consensus is certain (:func:`pool_refresh` keeps
-a table of them per project, with each item's label). A pick reads a few rows from a
+a table of them per project, with each item's label); gold that the label audit
+suspended stays out until the owner checks it. A pick reads a few rows from a
 random point of a random order (an index walk, not every id in Python), skips items
 whose budget is spent (``CROWDLOOP_CONTROL_SERVES_PER_WINDOW`` serves per
 ``CROWDLOOP_CONTROL_WINDOW_S``, ``CROWDLOOP_CONTROL_MAX_SERVES`` in all, after which the
@@ -48,7 +49,9 @@ def pool_refresh(project, *, rng=None):
     new items join with a random key, items no longer certain leave, labels follow.
     Returns ``(joined, left)``."""
     rng = rng or random.SystemRandom()
-    wanted = dict(KnownLabel.objects.filter(item__project=project).values_list("item_id", "label_id"))
+    wanted = dict(
+        KnownLabel.objects.filter(item__project=project, suspended_at__isnull=True).values_list("item_id", "label_id")
+    )
     for item_id, label_id in certain_consensus(project).values_list("item_id", "label_id"):
         wanted.setdefault(item_id, label_id)
     with transaction.atomic():

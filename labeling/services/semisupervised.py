@@ -44,6 +44,7 @@ from labeling.models import (
 )
 from labeling.selectors import human_labels
 from labeling.services import hot
+from labeling.services.audit import held_items
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -285,10 +286,11 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
     ids = [item.pk for item in items]
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     labeled = {item.pk for item in items if item.status == ItemStatus.LABELED} | known
+    held = held_items(ids)  # the label audit sent these back to people: no accepted pseudo-label
     pseudo = [
         PseudoLabel(
             item_id=item.pk, label_id=label_ids[int(labeler.labels_[i])], confidence=float(np.clip(labeler.confidence_[i], 0, 1)),
-            source=PseudoLabelSource.PROPAGATION, accepted=bool(labeler.accepted_[i]),
+            source=PseudoLabelSource.PROPAGATION, accepted=bool(labeler.accepted_[i]) and item.pk not in held,
         )
         for i, item in enumerate(items)
         if item.pk not in labeled and labeler.labels_[i] >= 0

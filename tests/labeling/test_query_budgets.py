@@ -188,7 +188,7 @@ def test_visitors_and_workers_at_once_lose_nothing_double_nothing_and_deadlock_n
                 if answer.json()["passed"]:
                     with lock:
                         acknowledged.append(("widget", body["id"]))
-        except Exception as exc:  # noqa: BLE001 -- reported in the main thread
+        except Exception:  # noqa: BLE001 -- reported in the main thread
             errors.append(traceback.format_exc()[-3000:])
         finally:
             connection.close()
@@ -208,7 +208,7 @@ def test_visitors_and_workers_at_once_lose_nothing_double_nothing_and_deadlock_n
                 assert response.status_code == 200, response.content
                 with lock:
                     acknowledged.extend(("worker", r["key"]) for r in response.json()["results"] if r["status"] == "stored")
-        except Exception as exc:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 -- reported in the main thread
             errors.append(traceback.format_exc()[-3000:])
         finally:
             connection.close()
