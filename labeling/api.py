@@ -18,6 +18,8 @@ from rest_framework.views import APIView
 from labeling import selectors
 from labeling.api_errors import PayloadTooLarge
 from labeling.api_serializers import (
+    AuditDecisionOut,
+    AuditOut,
     ExportIn,
     ImportIn,
     ImportJobOut,
@@ -207,6 +209,7 @@ def audit_decision_payload(decision):
 class AuditApi(APIView):
     """``GET`` the label audit's counts and recent decisions; ``POST`` queues a round."""
 
+    @extend_schema(tags=["audit"], responses={200: AuditOut})
     def get(self, request, slug):
         from labeling.dashboard.audit_selectors import audit_decisions, audit_summary
 
@@ -219,6 +222,7 @@ class AuditApi(APIView):
             "decisions": [audit_decision_payload(d) for d in audit_decisions(project)],
         })
 
+    @extend_schema(tags=["audit"], request=None, responses={202: OpenApiResponse(description="a round is queued")})
     def post(self, request, slug):
         from labeling.services.audit import audit_queue
 
@@ -230,6 +234,7 @@ class AuditApi(APIView):
 class AuditReverseApi(APIView):
     """``POST`` reverses one audit decision."""
 
+    @extend_schema(tags=["audit"], request=None, responses={200: AuditDecisionOut})
     def post(self, request, slug, decision_id):
         from labeling.dashboard.audit_selectors import audit_decision_get
         from labeling.services.audit import AuditRefused, decision_reverse

@@ -254,3 +254,30 @@ class PredictBatchOut(serializers.Serializer):
     run = serializers.UUIDField()
     classes = serializers.ListField(child=serializers.CharField())
     results = PredictResultOut(many=True)
+
+
+class AuditDecisionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField()
+    kind = serializers.CharField(help_text="consensus, gold or pseudo")
+    action = serializers.CharField()
+    given_label = serializers.CharField()
+    model_label = serializers.CharField(help_text="shown to the owner only, never to workers")
+    score = serializers.FloatField()
+    outcome = serializers.CharField(allow_null=True)
+    final_label = serializers.CharField(allow_null=True)
+    answers_since = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    reversed_at = serializers.DateTimeField(allow_null=True)
+
+
+class AuditRoundOut(serializers.Serializer):
+    status = serializers.CharField()
+    result = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class AuditOut(serializers.Serializer):
+    counts = serializers.DictField(child=serializers.IntegerField())
+    last_round = AuditRoundOut(allow_null=True)
+    decisions = AuditDecisionOut(many=True)
