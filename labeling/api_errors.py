@@ -5,7 +5,8 @@ turn it into HTTP. Each domain error maps to a status and a body of the same sha
 DRF's own validation errors: ``{"<field>": "why"}`` when an input is at fault, else
 ``{"detail": "why", "code": "<code>"}``.
 """
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
 from rest_framework.exceptions import APIException

@@ -14,8 +14,8 @@ from labeling.models import (
     KnownLabel,
     OwnerToken,
     Prediction,
-    Site,
     Project,
+    Site,
     Split,
     TrainingRun,
 )

@@ -4,7 +4,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from labeling import api, api_schema, api_sites, api_tokens, demo_site, predict_api, token_views, views, widget_api, worker_api, worker_views
+from labeling import (
+    api,
+    api_schema,
+    api_sites,
+    api_tokens,
+    demo_site,
+    predict_api,
+    token_views,
+    views,
+    widget_api,
+    worker_api,
+    worker_views,
+)
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),

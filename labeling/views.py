@@ -13,8 +13,8 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors
-from labeling.models import Split
 from labeling.api import export_response
+from labeling.models import Split
 from labeling.services.jobs import UploadRejected, import_job_create
 
 

@@ -32,7 +32,6 @@ from django.http import Http404
 
 from labeling.dashboard.aggregates import SOURCE_NAMES, answers_last_hour
 from labeling.dashboard.charts import class_css, fmt_number
-from labeling.services.worker_status import status_here
 from labeling.models import (
     Answer,
     Item,
@@ -52,6 +51,7 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
+from labeling.services.worker_status import status_here
 
 PAGE_SIZE = 50
 SPEED_WINDOW = 200

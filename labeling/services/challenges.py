@@ -39,9 +39,9 @@ from labeling.models import (
     WorkerStatus,
 )
 from labeling.services import control_pool, difficulty, hot, selection
-from labeling.services.settling import site_counted
 from labeling.services.media import image_serve
 from labeling.services.ratelimit import ratelimit_enforce
+from labeling.services.settling import site_counted
 from labeling.services.sites import site_get_by_sitekey, site_hostname_allowed
 from labeling.services.tokens import visitor_key
 from labeling.services.worker_status import projects_closing

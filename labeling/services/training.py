@@ -19,7 +19,6 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.services import hot, modeling
 from labeling.models import (
     Answer,
     DataKind,
@@ -29,6 +28,7 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import human_labels
+from labeling.services import hot, modeling
 from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
     APP_KEYS,
     TrainingConfigInvalid,

@@ -1,6 +1,18 @@
 import pytest
 
-from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, PipelineKind, PipelineRun, RunStatus, Worker, WorkerSkill, WorkerStatus
+from labeling.models import (
+    Answer,
+    Consensus,
+    Item,
+    ItemStatus,
+    KnownLabel,
+    PipelineKind,
+    PipelineRun,
+    RunStatus,
+    Worker,
+    WorkerSkill,
+    WorkerStatus,
+)
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.consensus import item_explain, item_settle, project_aggregate
 from labeling.services.projects import project_create

@@ -84,7 +84,9 @@ def test_the_worker_door_stays_within_its_query_budget(deferred):
         response, next_sql = _queries(lambda: client.get(f"{url}/next", {"n": 1}))
         task = response.json()["items"][0]
         body = json.dumps({"answers": [{"id": task["id"], "key": uuid.uuid4().hex, "label": "a", "time_ms": 2000}]})
-        response, answer_sql = _queries(lambda: client.post(f"{url}/answers", body, content_type="application/json"))
+        response, answer_sql = _queries(
+            lambda body=body: client.post(f"{url}/answers", body, content_type="application/json")
+        )
         assert response.json()["results"][0]["status"] == "stored"
         if round_:
             assert len(next_sql) <= BUDGETS["next"], "\n".join(next_sql)

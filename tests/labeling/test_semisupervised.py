@@ -2,7 +2,15 @@ import pytest
 from django.test import override_settings
 
 from labeling.models import (
-    EvaluationTruth, Item, ItemEmbedding, ItemStatus, PipelineKind, PipelineRun, PseudoLabel, RunStatus, Worker,
+    EvaluationTruth,
+    Item,
+    ItemEmbedding,
+    ItemStatus,
+    PipelineKind,
+    PipelineRun,
+    PseudoLabel,
+    RunStatus,
+    Worker,
 )
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.demo import demo_project_create

@@ -15,8 +15,8 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.services.imports import ImportEntry, items_import
-from labeling.services.projects import project_create
 from labeling.services.modeling import in_validation, promotion_decide
+from labeling.services.projects import project_create
 from labeling.services.training import (
     TrainingRefused,
     training_run_create,
