@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from django import forms
 
-from labeling.services.challenges import challenge_answer, challenge_issue
+from labeling.services.challenge_answers import challenge_answer
+from labeling.services.challenges import challenge_issue
 from labeling.services.sites import HCAPTCHA_TEST_SECRET, HCAPTCHA_TEST_SITEKEY
 from tests.labeling.widget_support import VISITOR, project_make, site_make, solution
 
