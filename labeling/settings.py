@@ -208,6 +208,9 @@ CROWDLOOP_AGGREGATE_EVERY = int(os.environ.get("CROWDLOOP_AGGREGATE_EVERY", 100)
 # default queue at most this many seconds later, so that the answer path only inserts
 # (production: many web processes, workers elsewhere).
 CROWDLOOP_CONSENSUS_DEFER_S = float(os.environ.get("CROWDLOOP_CONSENSUS_DEFER_S", 1.0 if PRODUCTION else 0))
+# Sites, label lists and quality rules read through the cache live at most this long
+# (they are dropped on save; the limit covers writes that send no signal).
+CROWDLOOP_HOT_CACHE_S = int(os.environ.get("CROWDLOOP_HOT_CACHE_S", 60))
 CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
 CROWDLOOP_LEASE_TTL_S = int(os.environ.get("CROWDLOOP_LEASE_TTL_S", 600))
 # A semi-supervised round once the new human labels reach this many, or this share of

@@ -15,7 +15,7 @@ from labeling.models import LabelClass, Project, QualityRules, Site
 
 
 def _timeout():
-    return getattr(settings, "CROWDLOOP_HOT_CACHE_S", 60)
+    return settings.CROWDLOOP_HOT_CACHE_S
 
 
 def _project_key(kind, project_id):
