@@ -59,7 +59,7 @@ def signup(request):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
             return redirect("worker-home")
     return render(request, "worker/signup.html", {"form": form}, status=400 if form.errors else 200)
 

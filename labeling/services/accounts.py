@@ -8,7 +8,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from labeling.models import Lease, Project, ProjectMembership, Worker, WorkerKind, WorkerStatus
-from labeling.services.worker_status import worker_status_in
+from labeling.services.worker_status import status_here_of, status_holding, worker_status_in
 
 
 class WorkerError(Exception):
@@ -35,9 +35,12 @@ def _now():
 
 
 
-def worker_ensure_active(worker, project=None):
-    """Refuse a worker paused or banned platform-wide or, given one, in ``project``."""
-    status = worker.status if project is None else worker_status_in(worker, project)
+def worker_ensure_active(worker, project=None, *, status=None):
+    """Refuse a worker paused or banned platform-wide or, given one, in ``project``
+    (``status``: what holds for them there, when the caller read it with
+    :func:`project_admit`)."""
+    if status is None:
+        status = worker.status if project is None else worker_status_in(worker, project)
     if status != WorkerStatus.ACTIVE:
         raise WorkerNotActive(worker, status)
 
@@ -71,6 +74,16 @@ def projects_for_worker(worker):
         return Project.objects.none()
     admitted = ProjectMembership.objects.filter(worker=worker).values("project_id")
     return Project.objects.filter(Q(open_to_all_workers=True) | Q(pk__in=admitted))
+
+
+def project_admit(worker, slug):
+    """``(project, status)``: the project ``slug`` that ``worker`` is admitted to, with
+    the status that holds for them there (:func:`worker_status_in`), in one query.
+    Raises ``Http404`` when there is no such project or the worker is not admitted."""
+    project = projects_for_worker(worker).filter(slug=slug).annotate(status_here=status_here_of(worker)).first()
+    if project is None:
+        raise Http404("No such project")
+    return project, status_holding(worker.status, project.status_here)
 
 
 def project_get_for_worker(worker, slug):

@@ -265,7 +265,7 @@ def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
 
 def _lease(project, worker, items, now):
     leases = selection.leases_grant(
-        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now, confirm=False
+        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now
     )
     return [(lease.item, lease.public_id) for lease in leases]
 
@@ -321,7 +321,7 @@ def _plan_verify(project, worker, n_control, now, rng):
     if not hot.project_has_pseudo_labels(project):
         return None
     candidates = selection.unknown_items_pick(
-        project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True
+        project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True, statuses=(ItemStatus.PSEUDO_LABELED,)
     )
     pseudo_ids = [item.pk for item in candidates if item.status == ItemStatus.PSEUDO_LABELED]
     proposed = dict(PseudoLabel.objects.filter(item_id__in=pseudo_ids).values_list("item_id", "label_id"))

@@ -14,6 +14,7 @@ from labeling.services.accounts import (  # noqa: F401
     WorkerNotActive,
     membership_grant,
     membership_revoke,
+    project_admit,
     project_crowd_settings_update,
     project_get_for_worker,
     projects_for_worker,
