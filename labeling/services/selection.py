@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Skip, Split
@@ -144,7 +144,7 @@ def _candidates(project, strategy, status, worker, exclude_ids, now, limit):
     the answer cap, not in ``exclude_ids``, without a known label, never answered,
     skipped or leased by ``worker``, and whose open leases leave room (up to the minimum
     answers several at once, past it one at a time): one query."""
-    rows = _servable(project, status).filter(answer_count__lt=project.max_answers_per_item)
+    rows = _servable(project, status)
     if exclude_ids:
         rows = rows.exclude(pk__in=list(exclude_ids))
     rows = rows.filter(~Exists(KnownLabel.objects.filter(item_id=OuterRef("pk"))))
@@ -155,9 +155,13 @@ def _candidates(project, strategy, status, worker, exclude_ids, now, limit):
         Lease.objects.filter(item_id=OuterRef("pk"), expires_at__gt=now)
         .order_by().values("item_id").annotate(n=Count("id")).values("n")
     )
-    rows = rows.annotate(open_leases=Coalesce(Subquery(open_leases), 0)).filter(
-        open_leases__lt=Greatest(Value(project.answers_per_item) - F("answer_count"), Value(1))
+    # The cap is part of the room expression, not a range on ``answer_count``: a range
+    # would make SQLite sort every servable item instead of walking the index in order.
+    room = Least(
+        Greatest(Value(project.answers_per_item) - F("answer_count"), Value(1)),
+        Value(project.max_answers_per_item) - F("answer_count"),
     )
+    rows = rows.annotate(open_leases=Coalesce(Subquery(open_leases), 0)).filter(open_leases__lt=room)
     return list(rows.order_by(*strategy.order)[:limit])
 
 
