@@ -25,6 +25,7 @@ from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create, project_stats_refresh
 from labeling.services.worker_status import worker_status_in
 from tests.conftest import service_missing
+from tests.labeling.axe_support import axe_violations
 from tests.labeling.factories import bar_png
 from tests.labeling.test_dashboard import XSS, fresh_cache, loop_project  # noqa: F401
 
@@ -365,8 +366,11 @@ def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, brows
                     page.goto(live_server.url + path)
                     page.wait_for_load_state("load")
                     found = page.evaluate(LAYOUT_PROBLEMS) + list(guarded.problems)
+                    # axe-core's WCAG 2 A/AA rules; colour contrast depends on the width
+                    # only through layout, so both widths are checked.
+                    found += [f"axe {violation}" for violation in axe_violations(page)]
                     problems += [f"{role} {name} at {width} px: {problem}" for problem in found]
                     page.screenshot(path=str(folder / f"{role}-{name}-{width}.png"), full_page=True)
         finally:
             context.close()
-    assert problems == []
+    assert problems == [], "\n".join(problems)
