@@ -319,6 +319,8 @@ def role_paths(project, worker_user, owner_user):
             ("login", reverse("login")),
             ("signup", reverse("worker-signup")),
             ("docs", reverse("docs")),
+            ("accessibility-pass", reverse("accessibility-pass")),
+            ("demo-signup", reverse("demo-signup")),
         ],
         "worker": [
             ("home", reverse("worker-home")),
@@ -344,10 +346,12 @@ def role_paths(project, worker_user, owner_user):
 def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, browser, settings, celery_eager, owner):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from labeling.models import Project
+    from labeling.services.demo import demo_site_create
     from labeling.services.workers import worker_sign_up
 
     project = loop_project(owner)
     Project.objects.filter(pk=project.pk).update(open_to_all_workers=True)
+    demo_site_create(project, hostnames=["localhost", "127.0.0.1"])
     worker_user = worker_sign_up(username="ann", password=PASSWORD, email="")
     folder = ARTIFACTS / "responsive"
     folder.mkdir(parents=True, exist_ok=True)
