@@ -9,7 +9,7 @@ The widget opens ``/accessibility/?challenge=<id>&origin=<page origin>`` in a sm
 window; with an active pass, one button passes the challenge and the window hands the
 token back to the page that opened it (``postMessage`` to that origin only).
 """
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -64,14 +64,11 @@ def pass_page(request):
     if request.method == "POST" and pass_ is None:
         form = PassRequestForm(request.POST)
         if form.is_valid():
-            back = urlencode({"challenge": challenge, "origin": origin}) if challenge and origin else ""
             try:
                 accessibility_pass_request(
                     email=form.cleaned_data["email"],
                     client_ip=client_ip(request),
-                    verify_url=lambda token: request.build_absolute_uri(
-                        reverse("accessibility-verify", args=[token])
-                    ) + (f"?{back}" if back else ""),
+                    verify_url=lambda token: request.build_absolute_uri(reverse("accessibility-verify", args=[token])),
                 )
                 sent = True
             except ValidationError as exc:
@@ -91,6 +88,7 @@ def pass_page(request):
             "challenge": challenge,
             "origin": origin,
             "hostname": hostname,
+            "again": request.get_full_path() if challenge and origin else "",
             "per_address": settings.CROWDLOOP_A11Y_PASSES_PER_ADDRESS_PER_DAY,
             "uses_per_day": settings.CROWDLOOP_A11Y_USES_PER_DAY,
         },
@@ -100,17 +98,15 @@ def pass_page(request):
 
 @require_http_methods(["GET", "POST"])
 def pass_verify(request, token):
-    """A GET only shows a button (mail scanners open links); the POST activates."""
-    challenge, origin, _ = _target(request.GET)
+    """A GET only shows a button (mail scanners open links); the POST activates. The
+    mail's link opens in a new tab: the visitor then goes on in the window the widget
+    opened, which can hand the token back."""
     if request.method == "GET":
         return render(request, "accessibility/verify.html", {"token": token})
     pass_ = accessibility_pass_verify(token)
     if pass_ is None:
         return render(request, "accessibility/verify.html", {"token": token, "invalid": True}, status=400)
-    back = reverse("accessibility-pass")
-    if challenge and origin:
-        back += "?" + urlencode({"challenge": challenge, "origin": origin})
-    response = redirect(back)
+    response = redirect(reverse("accessibility-pass"))
     response.set_cookie(
         COOKIE_NAME,
         accessibility_cookie_value(pass_),

@@ -3,11 +3,13 @@ day, refused when forged or expired, adds no label evidence, and siteverify says
 import re
 import time
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.core import mail, signing
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from labeling.models import AccessibilityPass, Answer, Challenge, ChallengeKind, ChallengeStatus
 from labeling.services import accessibility
@@ -184,3 +186,16 @@ def test_a_pass_cannot_take_an_answered_or_expired_challenge(site_and_secret):
     Challenge.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert use(browser, answered).status_code == 409
     assert use(browser, expired).status_code == 410
+
+
+def test_the_window_the_widget_opened_goes_on_once_the_mailed_link_is_opened(site_and_secret):
+    site, _ = site_and_secret
+    challenge = open_challenge(site)
+    browser = Client()
+    window = f"/accessibility/?{urlencode({'challenge': str(challenge.pk), 'origin': ORIGIN})}"
+    sent = browser.post(window, {"email": EMAIL}).content.decode()
+    assert f'<a href="{escape(window)}">continue here</a>' in sent
+    path = re.search(r"/accessibility/verify/\S+", mail.outbox[-1].body).group(0)
+    assert "challenge" not in path  # the mail's tab has no way back to the widget
+    assert browser.post(path)["Location"] == "/accessibility/"
+    assert f"Use my pass on {HOST}" in browser.get(window).content.decode()
