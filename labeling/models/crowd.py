@@ -174,6 +174,7 @@ class AccessibilityPass(models.Model):
     revoked = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name_plural = "accessibility passes"
         indexes = [models.Index(fields=["email_digest", "created_at"], name="a11ypass_email_idx")]
 
 
