@@ -321,6 +321,7 @@ def role_paths(project, worker_user, owner_user):
             ("docs", reverse("docs")),
             ("accessibility-pass", reverse("accessibility-pass")),
             ("demo-signup", reverse("demo-signup")),
+            ("admin-login", reverse("admin:login")),
         ],
         "worker": [
             ("home", reverse("worker-home")),
@@ -338,6 +339,8 @@ def role_paths(project, worker_user, owner_user):
             ("clusters", reverse("dashboard:clusters", args=[slug])),
             ("training", reverse("dashboard:training", args=[slug])),
             ("sites", reverse("dashboard:sites", args=[slug])),
+            ("audit", reverse("dashboard:audit", args=[slug])),
+            ("tokens", reverse("owner-tokens")),
             ("label-home", reverse("worker-home")),
         ],
     }
