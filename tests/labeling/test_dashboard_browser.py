@@ -376,6 +376,11 @@ def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, brows
                     # axe-core's WCAG 2 A/AA rules; colour contrast depends on the width
                     # only through layout, so both widths are checked.
                     found += [f"axe {violation}" for violation in axe_violations(page)]
+                    if width == VIEWPORTS[-1][0]:
+                        # The dark colour scheme's contrast too, once per page.
+                        page.emulate_media(color_scheme="dark")
+                        found += [f"axe (dark) {violation}" for violation in axe_violations(page)]
+                        page.emulate_media(color_scheme="light")
                     problems += [f"{role} {name} at {width} px: {problem}" for problem in found]
                     page.screenshot(path=str(folder / f"{role}-{name}-{width}.png"), full_page=True)
         finally:

@@ -97,8 +97,11 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
     page.locator(".cl-prompt").wait_for()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"widget-{challenge.kind}-challenge.png"), full_page=True)
-    # axe-core's WCAG 2 A/AA rules on the page with the challenge open.
+    # axe-core's WCAG 2 A/AA rules on the page with the challenge open, in both colour schemes.
     assert axe_violations(page) == []
+    page.emulate_media(color_scheme="dark")
+    assert axe_violations(page) == []
+    page.emulate_media(color_scheme="light")
     link = page.get_by_role("link", name="Cannot see the images? Use an accessibility pass")
     assert f"challenge={challenge.pk}" in link.get_attribute("href")
     _solve_by_keyboard(page, challenge)
