@@ -137,21 +137,11 @@ def item_mark_gold(item, label, *, user=None):
 
 
 def training_request(project, *, config=None, user=None):
-    """Refuse at once what cannot train (fewer than two labeled classes; reads only),
-    else queue :func:`~labeling.tasks.training_request_task` after commit. Takes no lock.
-
-    The page sends only ``epochs``, already bounded by its form. The full config check
-    (:func:`training_run_check`) loads the network library, seconds in a process that
-    has not yet, so it runs in the task, which creates the run or records the refusal.
-    """
-    from labeling.selectors import human_labels
-    from labeling.services.training import TrainingRefused
+    """Refuse at once what cannot train (:func:`training_run_check`, reads only), else
+    queue :func:`~labeling.tasks.training_request_task` after commit. Takes no lock."""
+    from labeling.services.training import training_run_check
     from labeling.tasks import training_request_task
 
-    labeled = human_labels(project)
-    if len(set(labeled.values())) < 2:
-        raise TrainingRefused(
-            f"only {len(labeled)} human-verified labels, in fewer than two classes; a model needs two classes"
-        )
+    training_run_check(project, config)
     user_id = user.pk if user is not None else None
     transaction.on_commit(lambda: training_request_task.delay(project.pk, config, user_id))
