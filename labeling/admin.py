@@ -326,3 +326,13 @@ class OwnerTokenAdmin(admin.ModelAdmin):
     def tokens_revoke(self, request, queryset):
         revoked = sum(owner_tokens.owner_token_revoke(token) for token in queryset)
         self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(models.AccessibilityPass)
+class AccessibilityPassAdmin(admin.ModelAdmin):
+    """Passes for visitors who cannot see the images; tick *revoked* to end one."""
+
+    list_display = ("id", "created_at", "verified_at", "expires_at", "revoked")
+    list_filter = ("revoked",)
+    readonly_fields = ("id", "email_digest", "created_at", "verified_at", "expires_at")
+    fields = (*readonly_fields, "revoked")

@@ -17,14 +17,7 @@ import math
 
 import torch
 
-#: Every key of an augmentation config and its default (every transform off).
-AUGMENT_DEFAULTS = {
-    "hflip": False,
-    "shift": 0,
-    "occlusion": 0.0,
-    "occlusion_p": 0.5,
-    "noise": 0.0,
-}
+from ml.config import AUGMENT_DEFAULTS, augment_config, augment_validate  # noqa: F401 (re-exported)
 
 _MIN_OCCLUSION_AREA = 0.02
 
@@ -63,16 +56,7 @@ class Augment:
     """
 
     def __init__(self, hflip=False, shift=0, occlusion=0.0, occlusion_p=0.5, noise=0.0):
-        if not isinstance(hflip, bool):
-            raise ValueError(f"augment hflip must be true or false, got {hflip!r}")
-        if not isinstance(shift, int) or isinstance(shift, bool) or shift < 0:
-            raise ValueError(f"augment shift must be an int >= 0 (pixels), got {shift!r}")
-        if not 0.0 <= occlusion <= 0.5:
-            raise ValueError(f"augment occlusion is a max area fraction in [0, 0.5], got {occlusion!r}")
-        if not 0.0 <= occlusion_p <= 1.0:
-            raise ValueError(f"augment occlusion_p must be in [0, 1], got {occlusion_p!r}")
-        if not noise >= 0.0:
-            raise ValueError(f"augment noise must be >= 0, got {noise!r}")
+        augment_validate(hflip, shift, occlusion, occlusion_p, noise)
         self.hflip = hflip
         self.shift = shift
         self.occlusion = float(occlusion)
@@ -88,11 +72,7 @@ class Augment:
         ValueError
             On an unknown key or a value out of range.
         """
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(AUGMENT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown augment key(s) {unknown}; expected some of {sorted(AUGMENT_DEFAULTS)}")
-        return cls(**{**AUGMENT_DEFAULTS, **config})
+        return cls(**augment_config(config))
 
     @property
     def spatial(self):

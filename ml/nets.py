@@ -21,18 +21,9 @@ import math
 import torch
 from torch import nn
 
+from ml.config import ARCHS, MODEL_DEFAULTS, MODEL_KEYS, _pair, model_config  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
-
-ARCHS = ("cnn", "mlp")
-
-#: Defaults for the model keys of a config, per architecture.
-MODEL_DEFAULTS = {
-    "cnn": {"width": 32, "dropout": 0.1},
-    "mlp": {"width": 128, "dropout": 0.1},
-}
-
-#: Keys of a config that :func:`build_model` reads.
-MODEL_KEYS = ("arch", "n_classes", "in_channels", "image_size", "in_features", "width", "dropout")
 
 
 class Standardize(nn.Module):
@@ -201,68 +192,6 @@ class MLPClassifier(Classifier):
             nn.Dropout(dropout),
         )
         super().__init__(backbone, width, n_classes, (in_features,))
-
-
-def _pair(size):
-    if isinstance(size, int) and not isinstance(size, bool):
-        return size, size
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        return int(size[0]), int(size[1])
-    raise ValueError(f"image_size must be an int or a pair of ints, got {size!r}")
-
-
-def _positive_int(config, key):
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config[{key!r}] must be a positive int, got {value!r}")
-    return value
-
-
-def model_config(config):
-    """Validate the model keys of ``config`` and return them with defaults filled in.
-
-    Parameters
-    ----------
-    config : dict
-        A model or training config; keys other than :data:`MODEL_KEYS` are ignored.
-
-    Returns
-    -------
-    dict
-        The model keys only, JSON-able, with defaults from :data:`MODEL_DEFAULTS`.
-
-    Raises
-    ------
-    ValueError
-        Unknown ``arch``, ``n_classes < 2``, a missing or invalid input shape, a
-        non-positive ``width`` or ``dropout`` outside ``[0, 1)``.
-    """
-    arch = config.get("arch", "cnn")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
-    n_classes = config.get("n_classes")
-    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
-    out = {"arch": arch, "n_classes": n_classes, **MODEL_DEFAULTS[arch]}
-    for key in ("width", "dropout"):
-        if config.get(key) is not None:
-            out[key] = config[key]
-    _positive_int(out, "width")
-    if not isinstance(out["dropout"], (int, float)) or not 0 <= out["dropout"] < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {out['dropout']!r}")
-    out["dropout"] = float(out["dropout"])
-    if arch == "cnn":
-        out["in_channels"] = _positive_int(config, "in_channels")
-        size = config.get("image_size")
-        if size is None:
-            raise ValueError("arch 'cnn' needs config['image_size'] (int or [height, width])")
-        height, width_px = _pair(size)
-        if min(height, width_px) < 2:
-            raise ValueError(f"image_size must be at least 2 pixels, got {size!r}")
-        out["image_size"] = size if isinstance(size, int) else [height, width_px]
-    else:
-        out["in_features"] = _positive_int(config, "in_features")
-    return out
 
 
 def build_model(config):

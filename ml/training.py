@@ -36,41 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.augment import AUGMENT_DEFAULTS, Augment
+from ml.augment import Augment
 from ml.batches import TensorBatches, as_inputs, choose_device
-from ml.nets import MODEL_KEYS, build_model, load_backbone, model_config
+from ml.config import TRAIN_DEFAULTS, _check, _is_int, _is_number, resolve_config  # noqa: F401 (re-exported)
+from ml.nets import build_model, load_backbone
 
 logger = logging.getLogger(__name__)
 
-#: Training keys of a :func:`fit` config and their defaults (model keys: :mod:`ml.nets`).
-TRAIN_DEFAULTS = {
-    "epochs": 30,
-    "batch_size": 64,
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "lr_schedule": "cosine",
-    "patience": 5,
-    "start_from_epoch": None,
-    "min_delta": 0.0,
-    "monitor": "val_loss",
-    "class_balance": "weights",
-    "label_smoothing": 0.0,
-    "augment": None,
-    "freeze_backbone": False,
-    "amp": True,
-    "seed": 0,
-    "eval_batch_size": 512,
-    "max_device_bytes": 1 << 30,
-}
-
 CHECKPOINT_NAME = "checkpoint.pt"
-
-_CHOICES = {
-    "lr_schedule": ("cosine", "constant"),
-    "monitor": ("val_loss", "val_accuracy"),
-    "class_balance": ("weights", "sampler", "none"),
-}
-
 
 class StopTraining(Exception):
     """Raised by an ``on_epoch`` callback to stop :func:`fit` cleanly (a cancel).
@@ -120,86 +93,6 @@ class FitResult:
 
 
 # ---------------------------------------------------------------------------- config
-
-
-def _check(condition, message):
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def resolve_config(config, X=None):
-    """Validate a :func:`fit` config and fill in defaults and the input shape.
-
-    Parameters
-    ----------
-    config : dict
-        Model keys (see :func:`ml.nets.build_model`) and training keys
-        (:data:`TRAIN_DEFAULTS`). ``in_channels``/``image_size`` (``"cnn"``) or
-        ``in_features`` (``"mlp"``) may be left out when ``X`` shows them: images
-        ``(N, C, H, W)`` or ``(N, H, W)``, features ``(N, F)``.
-    X : array-like, optional
-        Training inputs, used only to infer the input shape.
-
-    Returns
-    -------
-    dict
-        A new JSON-able config with every key set; ``augment`` is ``None`` or a full
-        augmentation dict.
-
-    Raises
-    ------
-    ValueError
-        On an unknown key or an invalid value, with the key in the message.
-    """
-    unknown = sorted(set(config) - set(MODEL_KEYS) - set(TRAIN_DEFAULTS))
-    _check(not unknown, f"unknown config key(s) {unknown}")
-    cfg = {**TRAIN_DEFAULTS, **config}
-    arch = cfg.get("arch", "cnn")
-    shape = None if X is None else np.shape(X)
-    if arch == "cnn" and shape is not None and len(shape) in (3, 4):
-        cfg.setdefault("in_channels", 1 if len(shape) == 3 else int(shape[1]))
-        height, width = int(shape[-2]), int(shape[-1])
-        cfg.setdefault("image_size", height if height == width else [height, width])
-    elif arch == "mlp" and shape is not None and len(shape) == 2:
-        cfg.setdefault("in_features", int(shape[1]))
-    out = model_config(cfg)
-    for key in ("epochs", "batch_size", "patience", "eval_batch_size", "max_device_bytes"):
-        _check(
-            _is_int(cfg[key]) and cfg[key] >= 1, f"config[{key!r}] must be a positive int, got {cfg[key]!r}"
-        )
-    _check(_is_number(cfg["lr"]) and cfg["lr"] > 0, f"config['lr'] must be > 0, got {cfg['lr']!r}")
-    for key in ("weight_decay", "min_delta"):
-        _check(_is_number(cfg[key]) and cfg[key] >= 0, f"config[{key!r}] must be >= 0, got {cfg[key]!r}")
-    smoothing = cfg["label_smoothing"]
-    _check(
-        _is_number(smoothing) and 0 <= smoothing < 1,
-        f"config['label_smoothing'] must be in [0, 1), got {smoothing!r}",
-    )
-    for key, choices in _CHOICES.items():
-        _check(cfg[key] in choices, f"config[{key!r}] must be one of {', '.join(choices)}; got {cfg[key]!r}")
-    for key in ("freeze_backbone", "amp"):
-        _check(isinstance(cfg[key], bool), f"config[{key!r}] must be true or false, got {cfg[key]!r}")
-    if cfg["start_from_epoch"] is None:
-        cfg["start_from_epoch"] = cfg["epochs"] // 2
-    for key in ("seed", "start_from_epoch"):
-        _check(_is_int(cfg[key]) and cfg[key] >= 0, f"config[{key!r}] must be an int >= 0, got {cfg[key]!r}")
-    augment = Augment.from_config(cfg["augment"])
-    if out["arch"] == "mlp" and augment.spatial:
-        raise ValueError("arch 'mlp' takes feature vectors: only the 'noise' augmentation applies")
-    for key in TRAIN_DEFAULTS:
-        out[key] = cfg[key]
-    for key in ("lr", "weight_decay", "min_delta", "label_smoothing"):
-        out[key] = float(out[key])
-    out["augment"] = {**AUGMENT_DEFAULTS, **cfg["augment"]} if augment.active else None
-    return out
 
 
 def _input_shape(cfg):

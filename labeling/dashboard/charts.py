@@ -87,10 +87,12 @@ def nice_ticks(low, high, count=5):
     return ticks
 
 
-def _svg(width, height, label, body, css="chart"):
+def _svg(width, height, label, body, css="chart", role="img"):
+    """``role="img"`` for a picture; a chart with links in it is a ``group`` (an image
+    may hold nothing interactive)."""
     return mark_safe(
         f'<svg class="{escape(css)}" viewBox="0 0 {_n(width)} {_n(height)}" width="{_n(width)}" '
-        f'height="{_n(height)}" role="img" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+        f'height="{_n(height)}" role="{role}" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
         f"{_title(label)}{body}</svg>"
     )
 
@@ -437,9 +439,11 @@ def scatter_map(points, *, title, legend, width=960, height=600):
     for p in points:
         x = pad + (p["x"] - x0) * sx
         y = height - pad - (p["y"] - y0) * sy
-        out.append(_el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point"))
+        out.append(
+            _el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point", aria_label=p["title"])
+        )
     out.append(legend_svg)
-    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"))
+    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"), role="group")
 
 
 def responsive(draw, **kwargs):

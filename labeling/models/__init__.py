@@ -24,6 +24,7 @@ from labeling.models.core import (
     item_upload_path,
 )
 from labeling.models.crowd import (
+    AccessibilityPass,
     Answer,
     AnswerSource,
     Challenge,
@@ -58,6 +59,7 @@ from labeling.models.learning import (
 from labeling.models.owners import OwnerToken
 
 __all__ = [
+    "AccessibilityPass",
     "Answer",
     "AuditAction",
     "AuditDecision",

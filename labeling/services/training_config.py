@@ -66,8 +66,8 @@ def transfer_source_get(run_id, *, project, requester):
 def training_config_validate(project, config):
     """``config`` (defaults already merged in) checked key by key for ``project``;
     returns it. Raises :class:`TrainingConfigInvalid` naming every bad key."""
-    from ml.nets import ARCHS, MODEL_KEYS
-    from ml.training import TRAIN_DEFAULTS, resolve_config
+    # ml.config, not ml.nets / ml.training: checking a config must not load PyTorch.
+    from ml.config import ARCHS, MODEL_KEYS, TRAIN_DEFAULTS, resolve_config
 
     if not isinstance(config, dict):
         raise TrainingConfigInvalid({"config": "must be an object of config values"})

@@ -388,7 +388,7 @@ def test_the_training_page_draws_curves_confusion_and_the_learning_curve(client,
 def test_the_cluster_map_links_each_point_to_its_item(client, owner, project):
     client.force_login(owner)
     html = client.get(page_url("clusters", project)).content.decode()
-    links = re.findall(r'<a href="(/dashboard/[^"]+/items/\d+/)" class="point">', html)
+    links = re.findall(r'<a href="(/dashboard/[^"]+/items/\d+/)" class="point" aria-label="[^"]+">', html)
     assert len(links) == project.items.filter(embedding__isnull=False).count()
     by_source = client.get(page_url("clusters", project) + "?by=source").content.decode()
     assert "src-gold" in by_source and "src-pseudo" in by_source
