@@ -81,7 +81,8 @@
           node.textContent = run.status_display;
           node.className = "status status-" + run.status;
         } else if (field === "epoch") {
-          node.textContent = run.epoch + " / " + run.n_epochs;
+          // A run of a cheap model trains no network: it has no epochs to show.
+          node.textContent = run.epoch || run.status === "running" ? run.epoch + " / " + run.n_epochs : "–";
         } else if (field === "progress") {
           node.max = Math.max(run.n_epochs, 1);
           node.value = run.status === "succeeded" ? node.max : run.epoch;
