@@ -13,6 +13,7 @@ from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exp
     posterior_from_evidence,
     settle_chance,
 )
+from ml.model_selection import wilson_interval  # noqa: F401  (re-exported for the selectors)
 
 DEFAULT_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
@@ -56,7 +57,7 @@ def answer_evidence(project, item_ids):
         .without_banned_workers()
         .values_list("item_id", "worker_id", "label_id", "verdict")
     )
-    evidence = {item_id: [] for item_id in item_ids}
+    evidence: dict[int, list] = {item_id: [] for item_id in item_ids}
     for item_id, worker_id, label_id, verdict in rows:
         evidence[item_id].append((worker_id, positions[label_id], verdict))
     return evidence

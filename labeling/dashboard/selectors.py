@@ -8,7 +8,6 @@ with ``select_related`` plus one query per extra column, never one per row, and 
 "next page" links instead of counting all matches.
 """
 
-import math
 import statistics
 from dataclasses import dataclass
 
@@ -30,8 +29,9 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, RowNumber
 from django.http import Http404
 
+from labeling import bridge
 from labeling.dashboard.aggregates import SOURCE_NAMES, answers_last_hour
-from labeling.dashboard.charts import class_css, fmt_number
+from labeling.dashboard.formatting import class_css, fmt_number
 from labeling.models import (
     Answer,
     Item,
@@ -205,15 +205,9 @@ def training_run_get(project, run_id):
 # --- Workers ------------------------------------------------------------------------------------
 
 
-def wilson_interval(correct, total, z=1.96):
+def wilson_interval(correct, total):
     """95 % Wilson score interval of a proportion, ``(low, high)``; ``None`` for no trials."""
-    if not total:
-        return None
-    p = correct / total
-    denominator = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return max(centre - half, 0.0), min(centre + half, 1.0)
+    return bridge.wilson_interval(correct, total) if total else None
 
 
 WORKER_SORTS = {

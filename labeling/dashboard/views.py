@@ -337,7 +337,7 @@ def items(request, slug):
 @login_required
 @require_GET
 def item_detail(request, slug, item_id):
-    from labeling.services.consensus import item_explain
+    from labeling.selectors.items import item_explain
 
     project = _project(request, slug)
     item = selectors.item_get(project, item_id)

@@ -4,7 +4,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.db.models import Q
-from django.http import Http404
 from django.utils import timezone
 
 from labeling.models import Lease, Project, ProjectMembership, Worker, WorkerKind, WorkerStatus
@@ -28,6 +27,10 @@ class WorkerNotActive(WorkerError):
 
 class UndoRefused(WorkerError):
     pass
+
+
+class ProjectNotFound(WorkerError):
+    """No such project, or not one this worker may label."""
 
 
 def _now():
@@ -76,7 +79,7 @@ def projects_for_worker(worker):
 def project_get_for_worker(worker, slug):
     project = projects_for_worker(worker).filter(slug=slug).first()
     if project is None:
-        raise Http404("No such project")
+        raise ProjectNotFound("No such project.")
     return project
 
 

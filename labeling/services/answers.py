@@ -89,7 +89,7 @@ def _counters_bump(worker, rows, now):
     """One ``UPDATE`` of the unknown items' answer counts (rows locked in id order, the
     order every writer of item rows uses; a no-op where the caller locked them already)
     and one of the worker's totals."""
-    by_item = {}
+    by_item: dict[int, int] = {}
     for row in rows:
         if not row.is_control:
             by_item[row.item_id] = by_item.get(row.item_id, 0) + 1

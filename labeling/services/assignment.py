@@ -15,10 +15,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from labeling import bridge
+from labeling.bridge import wilson_interval
 from labeling.models import Answer, Lease, Prediction, PseudoLabel
 from labeling.services import control_pool, hot, selection
 from labeling.services.accounts import worker_ensure_active
-from labeling.services.reputation import wilson_interval
 from labeling.services.rules import quality_rules_for
 
 # Share of control items: raised for new or doubtful workers, lowered for trusted ones.

@@ -64,23 +64,6 @@ def item_status_for(project, *, confidence, n_answers, known, current, n_votes=N
     return ItemStatus.UNLABELED
 
 
-def item_explain(item):
-    """Why an item is (not) labeled, in words, for the admin and the dashboard."""
-    project = item.project
-    consensus = Consensus.objects.filter(item=item).first()
-    if KnownLabel.objects.filter(item=item).exists():
-        return "known label (gold or settled by hand)"
-    if consensus is None or consensus.n_answers == 0:
-        return "no answers yet"
-    parts = [f"top posterior {consensus.confidence:.3f} (threshold {project.consensus_threshold:.2f})",
-             f"{consensus.n_answers} answers (minimum {project.answers_per_item}, cap {project.max_answers_per_item})"]
-    if item.status == ItemStatus.LABELED:
-        return "labeled: " + ", ".join(parts)
-    if item.status == ItemStatus.REVIEW:
-        return "needs review: still uncertain at the answer cap; " + ", ".join(parts)
-    return "still uncertain, served again: " + ", ".join(parts)
-
-
 # --- Cheap path -------------------------------------------------------------------------------
 
 
@@ -125,7 +108,7 @@ def _items_consensus_update(item_ids, method, class_priors, clear_stale):
         Item.objects.filter(pk__in=item_ids, consensus_stale_since__isnull=False).update(consensus_stale_since=None)
     beliefs = _item_beliefs(set(item_ids))
     beliefs.update(_model_beliefs(set(item_ids)))
-    by_project = {}
+    by_project: dict[int, tuple] = {}
     for item in items:
         by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
     for project, project_items in by_project.values():
@@ -191,7 +174,9 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
     current = {item.pk: item.status for item in items}
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-    rows, moves, finish = [], {}, {}
+    rows: list = []
+    moves: dict = {}
+    finish: dict = {}
     held = audit.held_items(ids)
     for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)

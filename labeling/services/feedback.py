@@ -42,12 +42,12 @@ class FeedbackBudget:
 
     def __init__(self, worker, project, now):
         self.worker, self.project, self.now = worker, project, now
-        self._left = None
+        self._left: int | None = None
 
-    def _remaining(self):
+    def _remaining(self) -> int:
         if self._left is None:
-            counts = Answer.objects.filter(worker=self.worker, item__project=self.project, correct__isnull=False)
-            counts = counts.aggregate(total=Count("id"), right=Count("id", filter=Q(correct=True)))
+            mine = Answer.objects.filter(worker=self.worker, item__project=self.project, correct__isnull=False)
+            counts = mine.aggregate(total=Count("id"), right=Count("id", filter=Q(correct=True)))
             if not feedback_trusted(controls=counts["total"], correct=counts["right"]):
                 self._left = 0
             else:
@@ -61,7 +61,7 @@ class FeedbackBudget:
         as explained, or ``None`` when this worker may not be told."""
         if not self.project.show_control_feedback or control_label is None or self._remaining() <= 0:
             return None
-        self._left -= 1
+        self._left = self._remaining() - 1
         updated = ControlExposure.objects.filter(worker=self.worker, item=item).update(explained_at=self.now)
         if not updated:
             ControlExposure.objects.create(worker=self.worker, item=item, served_at=self.now, explained_at=self.now)

@@ -163,9 +163,9 @@ def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
         source = transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
         with source.artifact.open("rb") as handle:
             init_state = load_model(handle.read(), device="cpu").model.state_dict()
-    watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
+    X_watch, y_watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
     result = fit(
-        pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], *watch, config,
+        pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], X_watch, y_watch, config,
         checkpoint_dir=default_storage.path(f"runs/{run.pk}/checkpoints"), resume=True, init_state=init_state,
         on_epoch=on_epoch,
     )

@@ -6,7 +6,7 @@ from django.utils.text import slugify
 
 from labeling.models import Answer, Item, KnownLabel, LabelClass, Project, ProjectStats
 
-MAX_LABEL_CHARS = LabelClass._meta.get_field("name").max_length
+MAX_LABEL_CHARS: int = LabelClass._meta.get_field("name").max_length or 0
 
 
 def project_create(*, name, labels, data_kind="image", slug=None, owner=None, **options):

@@ -35,10 +35,10 @@ def worker_rules_check(worker, project, rules=None):
         mine.filter(correct__isnull=False).order_by("-created_at", "-id").values_list("correct", flat=True)[:window]
     )
     if len(recent) >= max(rules.min_control_answers, 1):
-        accuracy = sum(recent) / len(recent)
+        accuracy = sum(bool(c) for c in recent) / len(recent)
         if accuracy < rules.min_control_accuracy:
             return (
-                f"accuracy {sum(recent)}/{len(recent)} ({accuracy:.0%}) on the last {len(recent)} control answers, "
+                f"accuracy {sum(bool(c) for c in recent)}/{len(recent)} ({accuracy:.0%}) on the last {len(recent)} control answers, "
                 f"below {rules.min_control_accuracy:.0%}"
             )
     if rules.min_answer_ms:

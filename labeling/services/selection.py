@@ -103,7 +103,8 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
     strategy = strategy_get(project.selection_strategy)
     lock = for_update and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     fields = ("id", "answer_count", "status", "project_id", "priority")
-    picked, seen, offset = [], set(exclude_ids), 0
+    picked: list[tuple] = []
+    seen, offset = set(exclude_ids), 0
     while len(picked) < n and offset < 50 * WINDOW:
         window = _window(project, strategy, offset, WINDOW, fields)
         if not window:

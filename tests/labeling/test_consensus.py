@@ -13,8 +13,9 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
+from labeling.selectors.items import item_explain
 from labeling.services.answers import AnswerInput, answers_record
-from labeling.services.consensus import item_explain, item_settle, project_aggregate
+from labeling.services.consensus import item_settle, project_aggregate
 from labeling.services.projects import project_create
 
 pytestmark = pytest.mark.django_db
