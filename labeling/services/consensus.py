@@ -309,9 +309,14 @@ def item_settle(item, label, *, user=None):
     items_consensus_update([item.pk])
 
 
-def projects_aggregate_all():
-    """For the periodic schedule: queue a full run for every project with answers."""
+def project_aggregate_enqueue(project_id):
+    """Queue a full truth-inference run of the project, once the transaction commits."""
     from labeling.tasks import cpu_project_aggregate_task
 
+    transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
+
+
+def projects_aggregate_all():
+    """For the periodic schedule: queue a full run for every project with answers."""
     for project_id in Project.objects.filter(items__answers__isnull=False).values_list("pk", flat=True).distinct():
-        cpu_project_aggregate_task.delay(project_id)
+        project_aggregate_enqueue(project_id)
