@@ -34,7 +34,7 @@ def counted_answers(project, item_ids=None):
     return query
 
 
-def smoothed_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STRENGTH):
+def control_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STRENGTH):
     """Accuracy on control items with a Beta prior, so that 1/1 is not 100 %."""
     return (correct + prior * strength) / (total + strength)
 

@@ -318,10 +318,6 @@ def nearest_to_centroids(X: ArrayLike, cluster_labels: ArrayLike, centers: Array
     return reps
 
 
-def _squared_norms(X: ndarray) -> ndarray:
-    return np.einsum("ij,ij->i", X, X)
-
-
 def _block_rows(n_columns: int, itemsize: int, max_block_bytes: int) -> int:
     return int(max(1, max_block_bytes // max(1, n_columns * itemsize)))
 

@@ -19,8 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors as core_selectors
 from labeling.dashboard import aggregates, audit_selectors, charts, figures, forms, selectors, services
-from labeling.models import Split
+from labeling.models import KnownLabelSource, Split
 from labeling.services import settling
+from labeling.services.sites import site_secret_rotate
 
 
 def _project(request, slug):
@@ -370,16 +371,16 @@ def item_detail(request, slug, item_id):
 @login_required
 @require_POST
 def item_settle(request, slug, item_id):
-    return _item_label_set(request, slug, item_id, services.item_settle_by_hand, "settled as")
+    return _item_label_set(request, slug, item_id, KnownLabelSource.SETTLED, "settled as")
 
 
 @login_required
 @require_POST
 def item_gold(request, slug, item_id):
-    return _item_label_set(request, slug, item_id, services.item_mark_gold, "now a gold item labeled")
+    return _item_label_set(request, slug, item_id, KnownLabelSource.GOLD, "now a gold item labeled")
 
 
-def _item_label_set(request, slug, item_id, service, done):
+def _item_label_set(request, slug, item_id, source, done):
     project = _project(request, slug)
     item = selectors.item_get(project, item_id)
     form = forms.LabelForm(project, request.POST)
@@ -388,7 +389,7 @@ def _item_label_set(request, slug, item_id, service, done):
     else:
         label = form.cleaned_data["label"]
         try:
-            service(item, label, user=request.user)
+            services.item_label_set(item, label, source=source, user=request.user)
         except ValueError as exc:
             messages.error(request, f"Not changed: {exc}.")
         else:
@@ -502,11 +503,8 @@ def training_start(request, slug):
 @require_POST
 def clustering_start(request, slug):
     project = _project(request, slug)
-    try:
-        from labeling.services.semisupervised import pipeline_start
-    except ImportError:
-        messages.error(request, "Clustering is not available in this installation yet.")
-        return redirect("dashboard:overview", slug=project.slug)
+    from labeling.services.semisupervised import pipeline_start
+
     pipeline_start(project)
     messages.success(
         request,
@@ -532,20 +530,12 @@ def sites(request, slug):
     return render(
         request,
         "dashboard/sites.html",
-        _context(request, project, "sites", sites=site_rows, bots=bots, can_rotate=_rotate_function() is not None),
+        _context(request, project, "sites", sites=site_rows, bots=bots),
     )
 
 
 def _may_rotate(user, site):
     return user.is_staff or site.owner_id == user.pk
-
-
-def _rotate_function():
-    try:
-        from labeling.services.sites import site_secret_rotate
-    except ImportError:
-        return None
-    return site_secret_rotate
 
 
 @login_required
@@ -554,11 +544,10 @@ def _rotate_function():
 def site_rotate(request, slug, site_id):
     project = _project(request, slug)
     site = next((s for s in selectors.project_sites(project) if s.pk == site_id), None)
-    rotate = _rotate_function()
-    if site is None or rotate is None or not _may_rotate(request.user, site):
+    if site is None or not _may_rotate(request.user, site):
         messages.error(request, "Only the site's owner or staff can rotate its secret.")
         return redirect("dashboard:sites", slug=project.slug)
-    secret = rotate(site)
+    secret = site_secret_rotate(site)
     # The secret is shown once, in this response, and never stored in a cookie or session.
     response = render(
         request,

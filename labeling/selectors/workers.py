@@ -124,7 +124,7 @@ def _reputations(workers: Sequence[Worker], project: Project | None) -> dict[int
             skips=a.rep_skips,
             controls=a.rep_controls,
             controls_correct=a.rep_correct,
-            accuracy=bridge.smoothed_accuracy(a.rep_correct, a.rep_controls),
+            accuracy=bridge.control_accuracy(a.rep_correct, a.rep_controls),
             interval=wilson_interval(a.rep_correct, a.rep_controls),
             median_ms=_median(mine),
             fast_share=(sum(1 for ms in mine if ms < min_ms) / len(mine)) if mine else None,

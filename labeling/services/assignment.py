@@ -52,7 +52,7 @@ def control_share_for(worker, project, rules=None):
     rules = rules or quality_rules_for(project)
     base = project.gold_share
     total, correct = _control_counts(worker, project)
-    if total < rules.min_control_answers or bridge.smoothed_accuracy(correct, total) < DOUBTFUL_BELOW:
+    if total < rules.min_control_answers or bridge.control_accuracy(correct, total) < DOUBTFUL_BELOW:
         share = max(2 * base, NEW_OR_DOUBTFUL_SHARE)
     elif total >= TRUSTED_MIN_CONTROLS and wilson_interval(correct, total)[0] >= TRUSTED_LOWER_BOUND:
         share = base / 2

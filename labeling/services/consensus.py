@@ -80,7 +80,7 @@ def _worker_skills(project, worker_ids):
         "pk", "kind", "control_correct", "control_total"
     ):
         prior = bridge.VISITOR_ACCURACY if kind == WorkerKind.VISITOR else bridge.DEFAULT_ACCURACY
-        skills[worker] = bridge.smoothed_accuracy(correct, total, prior=prior)
+        skills[worker] = bridge.control_accuracy(correct, total, prior=prior)
     return skills
 
 
@@ -300,12 +300,11 @@ def _worker_skills_save(project, fit):
             Worker.objects.filter(pk=row.worker_id).update(skill=row.accuracy)
 
 
-def item_settle(item, label, *, user=None):
-    """Settle an item by hand: its label becomes known (clamped in truth inference)."""
+def item_label_known(item, label, *, source=KnownLabelSource.SETTLED, user=None):
+    """Make ``label`` the item's known label by hand, clamped in truth inference from now
+    on: ``SETTLED`` decides the item, ``GOLD`` also makes it a control item."""
     with transaction.atomic():
-        KnownLabel.objects.update_or_create(
-            item=item, defaults={"label": label, "source": KnownLabelSource.SETTLED, "created_by": user}
-        )
+        KnownLabel.objects.update_or_create(item=item, defaults={"label": label, "source": source, "created_by": user})
     items_consensus_update([item.pk])
 
 

@@ -129,13 +129,11 @@ class AutoAggregator(BaseAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         prior: float | None = None,
-        random_state: int | None = None,
     ) -> None:
         self.n_classes = n_classes
         self.max_iter = max_iter
         self.tol = tol
         self.prior = prior
-        self.random_state = random_state
 
     def fit(
         self,
@@ -156,7 +154,6 @@ class AutoAggregator(BaseAggregator):
                 "max_iter": self.max_iter,
                 "tol": self.tol,
                 "prior": self.prior,
-                "random_state": self.random_state,
             }
         )
         if isinstance(init, AutoAggregator):

@@ -197,8 +197,9 @@ def clamp(posteriors: ndarray, data: Answers) -> None:
         posteriors[data.known_idx, data.known_lab] = 1.0
 
 
-def one_coin_confusions(skills: ndarray, n_classes: int) -> ndarray:
-    """Confusion matrices ``(n_workers, K, K)`` of one-coin workers with accuracy ``skills``."""
+def one_coin_confusion(skills: ArrayLike, n_classes: int) -> ndarray:
+    """Confusion matrix of a worker right with probability ``skills`` and wrong uniformly
+    otherwise: ``(K, K)`` for one accuracy, ``(n_workers, K, K)`` for an array of them."""
     skills = np.asarray(skills, dtype=float)
     off = (1.0 - skills) / (n_classes - 1)
     conf = np.broadcast_to(off[..., None, None], skills.shape + (n_classes, n_classes)).copy()
@@ -226,7 +227,7 @@ def class_log_prior(class_totals: ndarray) -> ndarray:
     return np.log((class_totals + 1.0) / (class_totals.sum() + class_totals.size))
 
 
-def smoothed_accuracy(correct: ndarray, n_answered: ndarray, strength: float) -> tuple[ndarray, float]:
+def shrunk_accuracies(correct: ndarray, n_answered: ndarray, strength: float) -> tuple[ndarray, float]:
     """Worker accuracies shrunk toward the pooled accuracy with ``strength`` pseudo-answers.
 
     Returns ``(accuracies, pooled)``; both lie strictly inside (0, 1).

@@ -35,9 +35,9 @@ from ._base import (
     Params,
     clamp,
     class_log_prior,
-    one_coin_confusions,
+    one_coin_confusion,
     resize_workers,
-    smoothed_accuracy,
+    shrunk_accuracies,
     softmax_rows,
     vote_shares,
 )
@@ -98,13 +98,11 @@ class _EMAggregator(BaseAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         prior: float | None = None,
-        random_state: int | None = None,
     ) -> None:
         self.n_classes = n_classes
         self.max_iter = max_iter
         self.tol = tol
         self.prior = prior
-        self.random_state = random_state
 
     def _check_params(self) -> None:
         if int(self.max_iter) < 1:
@@ -285,10 +283,6 @@ class DawidSkene(_EMAggregator):
         it). Defaults to ``5 * n_classes``: a row needs that many answers before its own
         counts weigh as much as the prior. Each worker's accuracy is itself shrunk toward
         the pooled accuracy with 2 pseudo-answers.
-    random_state : None, int or Generator, optional
-        Accepted for the scikit-learn contract. The EM uses no randomness (it starts
-        from the known items or the vote shares, without restarts), so results never
-        depend on it.
 
     Attributes
     ----------
@@ -318,7 +312,7 @@ class DawidSkene(_EMAggregator):
         eye = np.eye(n_classes, dtype=bool)
         row_totals = counts.sum(axis=2)
         correct = counts[:, eye].sum(axis=1)
-        skills, pooled = smoothed_accuracy(correct, row_totals.sum(axis=1), SKILL_PRIOR)
+        skills, pooled = shrunk_accuracies(correct, row_totals.sum(axis=1), SKILL_PRIOR)
 
         trying = _trying(skills, n_classes)
         mistakes = np.einsum("w,wkl->kl", trying, counts) + 1.0
@@ -391,8 +385,6 @@ class OneCoinDawidSkene(_EMAggregator):
     prior : float, optional
         Strength, in pseudo-answers, of the Beta prior pulling each worker's accuracy
         toward the pooled accuracy of the crowd. Defaults to 2.
-    random_state : None, int or Generator, optional
-        Accepted for the scikit-learn contract; the EM is deterministic.
 
     Attributes
     ----------
@@ -409,11 +401,11 @@ class OneCoinDawidSkene(_EMAggregator):
         correct = np.einsum("wkk->w", counts)
         judged = counts.sum(axis=(1, 2))
         strength = SKILL_PRIOR if self.prior is None else float(self.prior)
-        skills, pooled = smoothed_accuracy(correct, judged, strength)
+        skills, pooled = shrunk_accuracies(correct, judged, strength)
         return skills, class_log_prior(class_totals), pooled
 
     def _log_params(self, params: Params) -> tuple[ndarray, ndarray]:
-        return np.log(one_coin_confusions(params[0], params[1].size)), params[1]
+        return np.log(one_coin_confusion(params[0], params[1].size)), params[1]
 
     def _pack(self, params: Params) -> ndarray:
         return np.concatenate([logit(params[0]), params[1]])
@@ -443,8 +435,8 @@ class OneCoinDawidSkene(_EMAggregator):
         n_classes = log_prior.size
         self.skills_ = skills
         self.class_priors_ = np.exp(log_prior)
-        self.confusions_ = one_coin_confusions(skills, n_classes)
+        self.confusions_ = one_coin_confusion(skills, n_classes)
         self._pooled_skill = pooled
         self._log_class_priors = log_prior
         self._log_confusions = np.log(self.confusions_)
-        self._prior_log_confusion = np.log(one_coin_confusions(np.array(pooled), n_classes))
+        self._prior_log_confusion = np.log(one_coin_confusion(np.array(pooled), n_classes))

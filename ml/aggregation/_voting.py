@@ -12,9 +12,9 @@ from ._base import (
     check_answers,
     clamp,
     class_log_prior,
-    one_coin_confusions,
+    one_coin_confusion,
     resize_workers,
-    smoothed_accuracy,
+    shrunk_accuracies,
     softmax_rows,
     vote_counts,
     vote_shares,
@@ -92,7 +92,7 @@ class MajorityVote(BaseAggregator):
         )
         n_answered = np.bincount(data.workers, minlength=data.n_workers)
         self.skills_ = (agree + 1.0) / (n_answered + 2.0)
-        self.confusions_ = one_coin_confusions(self.skills_, n_classes)
+        self.confusions_ = one_coin_confusion(self.skills_, n_classes)
         self.posteriors_ = posteriors
         self.n_iter_ = 1
 
@@ -185,7 +185,7 @@ class WeightedMajorityVote(BaseAggregator):
             answer_truth = hard[data.items]
             agree = np.bincount(data.workers, weights=answer_truth == data.labels, minlength=n_workers)
             judged = np.bincount(data.workers, weights=answer_truth >= 0, minlength=n_workers)
-            return smoothed_accuracy(agree, judged, self.prior)
+            return shrunk_accuracies(agree, judged, self.prior)
 
         hard = None
         if skills is None:
@@ -214,7 +214,7 @@ class WeightedMajorityVote(BaseAggregator):
         self.posteriors_ = posteriors
         self.skills_ = skills
         self.weights_ = weights
-        self.confusions_ = one_coin_confusions(skills, n_classes)
+        self.confusions_ = one_coin_confusion(skills, n_classes)
         self.class_priors_ = np.exp(log_prior)
         self.n_iter_ = n_iter
         self._pooled_skill = pooled

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy import ndarray
 
+from ._base import one_coin_confusion
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -54,15 +56,6 @@ def posterior_from_confusions(
         scores = scores + np.log(np.clip(confusions[np.arange(labels.size), :, labels], 1e-12, None)).sum(axis=0)
     scores = np.exp(scores - scores.max())
     return scores / scores.sum()
-
-
-def one_coin_confusion(accuracy: float, n_classes: int) -> ndarray:
-    """The confusion matrix of a worker right with probability ``accuracy``, wrong
-    uniformly otherwise."""
-    off = (1.0 - accuracy) / (n_classes - 1)
-    confusion = np.full((n_classes, n_classes), off)
-    np.fill_diagonal(confusion, accuracy)
-    return confusion
 
 
 def binary_accuracy(accuracy: float, n_classes: int) -> float:

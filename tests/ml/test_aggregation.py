@@ -284,14 +284,6 @@ def test_the_same_input_gives_the_same_output(method, crowd):
     assert np.array_equal(first.skills_, second.skills_)
 
 
-@pytest.mark.parametrize("cls", EM_CLASSES)
-def test_random_state_does_not_change_the_result(cls, crowd):
-    answers = crowd["answers"][:3000]
-    first = cls(3, random_state=0).fit(answers)
-    second = cls(3, random_state=12345).fit(answers)
-    assert np.array_equal(first.posteriors_, second.posteriors_)
-
-
 @pytest.mark.parametrize(
     "answers, kwargs, message",
     [
