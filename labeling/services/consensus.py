@@ -259,7 +259,7 @@ def project_aggregate(project):
     try:
         pipeline_run_progress(run, 0.05, "loading answers")
         fit = bridge.aggregate_fit(project, project.aggregation_method)
-        pipeline_run_progress(run, 0.6, f"{fit['method']} converged in {fit['n_iter']} iterations; saving")
+        pipeline_run_progress(run, 0.6, f"{fit.method} converged in {fit.n_iter} iterations; saving")
         _worker_skills_save(project, fit)
         # Worker parameters from EM; each item's posterior from all its evidence (yes/no
         # answers, the model's belief), the same way the cheap path computes it.
@@ -267,15 +267,15 @@ def project_aggregate(project):
         known_ids = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
         item_ids = sorted(set(answered) | set(known_ids))
         for start in range(0, len(item_ids), 2000):
-            items_consensus_update(item_ids[start : start + 2000], method=fit["method"], class_priors=fit["class_priors"])
+            items_consensus_update(item_ids[start : start + 2000], method=fit.method, class_priors=fit.class_priors)
         n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
         return pipeline_run_finish(
             run,
             result={
-                "method": fit["method"], "n_iter": fit["n_iter"], "items": len(fit["item_ids"]),
-                "workers": len(fit["worker_ids"]), "labeled": n_labeled,
+                "method": fit.method, "n_iter": fit.n_iter, "items": len(fit.item_ids),
+                "workers": len(fit.worker_ids), "labeled": n_labeled,
             },
-            state={"class_priors": fit["class_priors"]},
+            state={"class_priors": fit.class_priors},
         )
     except Exception as exc:
         pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
@@ -287,11 +287,11 @@ def _worker_skills_save(project, fit):
     rows = [
         WorkerSkill(
             id=existing.get(worker_id), worker_id=worker_id, project=project,
-            accuracy=min(max(fit["skills"][i], 0.0), 1.0),
-            confusion=[[round(v, 6) for v in row] for row in fit["confusions"][i]],
-            n_answers=fit["worker_answers"][i],
+            accuracy=min(max(fit.skills[i], 0.0), 1.0),
+            confusion=[[round(v, 6) for v in row] for row in fit.confusions[i]],
+            n_answers=fit.worker_answers[i],
         )
-        for i, worker_id in enumerate(fit["worker_ids"])
+        for i, worker_id in enumerate(fit.worker_ids)
     ]
     with transaction.atomic():
         WorkerSkill.objects.bulk_update([r for r in rows if r.id], ["accuracy", "confusion", "n_answers"], batch_size=500)
