@@ -145,7 +145,7 @@ def _workers_url(project, anchor="rules"):
 def project_workers(request, slug):
     """The quality rules and who labels. They are shown on the dashboard's one workers
     page; a GET goes there, a POST saves them (or shows that page with the errors)."""
-    from labeling.dashboard.views import workers_render
+    from labeling.dashboard.worker_views import workers_render
 
     project = selectors.project_get_managed(request.user, slug)
     if request.method != "POST":
