@@ -285,7 +285,7 @@ def select(n: int, *, y: ArrayLike, strategies: str | Sequence[str] = ("coverage
     max_per_cluster : int or None
         Cap on non-coverage picks from one cluster (needs ``cluster_labels``), so a batch
         does not spend itself on one confusing region.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
         Breaks ties between equal scores.
     **inputs
         What the strategies need: ``X``, ``cluster_labels``, ``centers``, ``proba``,

@@ -88,7 +88,7 @@ def fit_pca(
     sample_size : int, default=100_000
         Rows drawn without replacement to fit on; the principal directions of a large
         sample are those of the whole data to within sampling noise.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------
@@ -178,7 +178,7 @@ def reduce_dimensions(
         Dtype of the reduced array (float32 halves the memory of what follows).
     return_model : bool, default=False
         Also return the fitted PCA, to project new items the same way.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------
@@ -235,7 +235,7 @@ def fit_clusters(
     max_iter : int, default=20
         Passes over the sample at most; early stopping usually ends sooner.
     init : {"k-means++", "random"}, default="k-means++"
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------
@@ -493,7 +493,7 @@ def knn_graph(
         Clusters searched per query cluster; more is slower and more exact.
     index : tuple (cluster_labels, centers) or None
         Reuse a clustering of ``X`` (e.g. from :func:`fit_clusters`) as the inverted file.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
         Seeds the inverted-file clustering.
 
     Returns
@@ -556,7 +556,7 @@ def graph_recall(
         Every row must hold the same number of neighbours.
     n_queries : int, default=1000
     max_block_bytes : int, default=64 MiB
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------
@@ -597,7 +597,7 @@ def project_2d(
         directions; t-SNE only sees the centroids, so the cost stays linear in items.
     cluster_labels : ndarray of shape (n_items,) or None
         Required for ``"clusters"``.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------

@@ -96,7 +96,7 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         ``None``: raw pixels.
     n_components : int or None, default=None
         Keep this many principal components; ``None`` keeps all pixels.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Attributes
     ----------
@@ -191,7 +191,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         Hash words and bigrams into this many columns instead of learning a vocabulary
         (``HashingVectorizer`` then TF-IDF weights): no vocabulary to hold, the same
         column for a word in every corpus, and nothing to download.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Attributes
     ----------
@@ -562,7 +562,7 @@ def choose_representation(
     n_neighbors : int, default=5
     cv : int, default=5
         Folds, reduced to the size of the smallest class.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Returns
     -------

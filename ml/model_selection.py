@@ -158,7 +158,7 @@ class CandidateSelector(BaseEstimator):
         Neighbours of the kNN graph (spreading) and of the kNN vote (at most 5 there).
     alpha : float, default=0.9
         Label spreading's share of a node's score that comes from its neighbours.
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
 
     Attributes
     ----------

@@ -330,7 +330,7 @@ class PseudoLabeler(BaseEstimator):
         time, so few labels cannot show whether the precision target is met (on digits,
         with 3 labels per class, accepted pseudo-labels were 90-93 % right against a
         97 % target).
-    random_state : int, np.random.RandomState instance or None
+    random_state : int, RandomState instance or None
         Folds of the cross-fitting, and the clustering when one is needed.
 
     Attributes
