@@ -29,6 +29,7 @@ from labeling.services.accessibility import (
 )
 from labeling.services.challenges import ChallengeRefused
 from labeling.services.ratelimit import RateLimited, client_ip
+from labeling.widget_api import REFUSED_STATUS
 
 
 class PassRequestForm(forms.Form):
@@ -136,7 +137,7 @@ def pass_use(request):
         )
     except ChallengeRefused as exc:
         context["error"] = str(exc)
-        return render(request, "accessibility/used.html", context, status=exc.status)
+        return render(request, "accessibility/used.html", context, status=REFUSED_STATUS.get(exc.code, 400))
     except RateLimited:
         context["error"] = "Too many requests; try again later."
         return render(request, "accessibility/used.html", context, status=429)

@@ -8,7 +8,7 @@ a file name or another worker's answer.
 import re
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from rest_framework import serializers, status
@@ -97,8 +97,8 @@ class WorkerApiView(APIView):
         """``(project, the worker's status there)``, or 404."""
         try:
             return svc.project_admit(worker, slug)
-        except Http404 as exc:
-            raise NotFound("No such project.") from exc
+        except svc.ProjectNotFound as exc:
+            raise NotFound(str(exc)) from exc
 
     def handle_exception(self, exc):
         if isinstance(exc, svc.WorkerNotActive):

@@ -6,9 +6,17 @@ there would cost seconds in a process that has not loaded it yet. The modules th
 train re-export every name defined here.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from numpy.typing import ArrayLike
 
 # --- Model keys
 
@@ -24,7 +32,7 @@ MODEL_DEFAULTS = {
 MODEL_KEYS = ("arch", "n_classes", "in_channels", "image_size", "in_features", "width", "dropout")
 
 
-def _pair(size):
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int) and not isinstance(size, bool):
         return size, size
     if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size):
@@ -32,14 +40,14 @@ def _pair(size):
     raise ValueError(f"image_size must be an int or a pair of ints, got {size!r}")
 
 
-def _positive_int(config, key):
+def _positive_int(config: Mapping[str, Any], key: str) -> int:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"config[{key!r}] must be a positive int, got {value!r}")
     return value
 
 
-def model_config(config):
+def model_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the model keys of ``config`` and return them with defaults filled in.
 
     Parameters
@@ -98,7 +106,7 @@ AUGMENT_DEFAULTS = {
 }
 
 
-def augment_validate(hflip, shift, occlusion, occlusion_p, noise):
+def augment_validate(hflip: bool, shift: int, occlusion: float, occlusion_p: float, noise: float) -> None:
     """Raise ``ValueError`` on an augmentation value out of range (see
     :class:`ml.augment.Augment` for what each one does)."""
     if not isinstance(hflip, bool):
@@ -113,7 +121,7 @@ def augment_validate(hflip, shift, occlusion, occlusion_p, noise):
         raise ValueError(f"augment noise must be >= 0, got {noise!r}")
 
 
-def augment_config(config):
+def augment_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """A full, checked augmentation dict from ``config`` (``None`` or ``{}``: all off).
 
     Raises
@@ -130,9 +138,9 @@ def augment_config(config):
     return full
 
 
-def augment_spatial(config):
+def augment_spatial(config: Mapping[str, Any]) -> bool:
     """Whether a full augmentation dict has a transform that needs images."""
-    return config["hflip"] or config["shift"] > 0 or config["occlusion"] > 0
+    return bool(config["hflip"] or config["shift"] > 0 or config["occlusion"] > 0)
 
 
 # --- Training keys
@@ -165,20 +173,20 @@ _CHOICES = {
 }
 
 
-def _check(condition, message):
+def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
 
 
-def _is_int(value):
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def resolve_config(config, X=None):
+def resolve_config(config: Mapping[str, Any], X: ArrayLike | None = None) -> dict[str, Any]:
     """Validate a :func:`fit` config and fill in defaults and the input shape.
 
     Parameters

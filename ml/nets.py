@@ -15,11 +15,19 @@ Models are built from a plain JSON-able config by :func:`build_model`; the loop 
 trains them lives in :mod:`ml.training`.
 """
 
+from __future__ import annotations
+
 import logging
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+
+    from collections.abc import Mapping, Sequence
+    from typing import Self
 
 from ml.config import ARCHS, MODEL_DEFAULTS, MODEL_KEYS, _pair, model_config  # noqa: F401 (re-exported)
 
@@ -42,20 +50,23 @@ class Standardize(nn.Module):
     so a value never seen in training is not blown up.
     """
 
-    def __init__(self, n):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
 
     @torch.no_grad()
-    def set_statistics(self, x):
+    def set_statistics(self, x: torch.Tensor) -> None:
         """Set ``mean`` and ``std`` from a batch ``x`` laid out like the inputs."""
         dims = [d for d in range(x.dim()) if d != 1]
         self.mean.copy_(x.float().mean(dim=dims))
         std = x.float().std(dim=dims) if x.shape[0] > 1 else torch.ones_like(self.std)
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - self.mean.view(shape)) / self.std.view(shape)
 
@@ -76,7 +87,7 @@ class Classifier(nn.Module):
         Shape of one input, ``(C, H, W)`` or ``(F,)``; lets callers reshape flat rows.
     """
 
-    def __init__(self, backbone, embed_dim, n_classes, input_shape):
+    def __init__(self, backbone: nn.Sequential, embed_dim: int, n_classes: int, input_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.backbone = backbone
         self.input_shape = tuple(input_shape)
@@ -86,18 +97,20 @@ class Classifier(nn.Module):
         self.backbone_frozen = False
 
     @property
-    def standardize(self):
+    def standardize(self) -> Standardize:
         """The :class:`Standardize` layer at the input of the backbone."""
-        return self.backbone[0]
+        layer = self.backbone[0]
+        assert isinstance(layer, Standardize)
+        return layer
 
-    def features(self, x):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate representation (the embedding), shape ``(N, embed_dim)``."""
         return self.backbone(x)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def freeze_backbone(self, frozen=True):
+    def freeze_backbone(self, frozen: bool = True) -> Self:
         """Stop (or resume) training the backbone.
 
         A frozen backbone has ``requires_grad=False`` on its parameters and stays in
@@ -110,14 +123,14 @@ class Classifier(nn.Module):
         self.train(self.training)
         return self
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()
         return self
 
 
-def _conv_block(c_in, c_out):
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
@@ -147,10 +160,12 @@ class SmallCNN(Classifier):
         Dropout on the embedding during training.
     """
 
-    def __init__(self, in_channels, image_size, n_classes, width=32, dropout=0.1):
+    def __init__(
+        self, in_channels: int, image_size: int | Sequence[int], n_classes: int, width: int = 32, dropout: float = 0.1
+    ) -> None:
         height, width_px = _pair(image_size)
         n_stages = 2 + max(0, int(math.floor(math.log2(min(height, width_px) / 8))))
-        layers = [Standardize(in_channels)]
+        layers: list[nn.Module] = [Standardize(in_channels)]
         c_in, c_out = in_channels, width
         for stage in range(n_stages):
             if stage > 0:
@@ -183,7 +198,7 @@ class MLPClassifier(Classifier):
         Dropout on the input and on the hidden layer during training.
     """
 
-    def __init__(self, in_features, n_classes, width=128, dropout=0.1):
+    def __init__(self, in_features: int, n_classes: int, width: int = 128, dropout: float = 0.1) -> None:
         backbone = nn.Sequential(
             Standardize(in_features),
             nn.Dropout(dropout),
@@ -194,7 +209,7 @@ class MLPClassifier(Classifier):
         super().__init__(backbone, width, n_classes, (in_features,))
 
 
-def build_model(config):
+def build_model(config: Mapping[str, Any]) -> Classifier:
     """Build an untrained network from a plain config.
 
     Parameters
@@ -227,7 +242,7 @@ def build_model(config):
     return MLPClassifier(cfg["in_features"], cfg["n_classes"], cfg["width"], cfg["dropout"])
 
 
-def load_backbone(model, state):
+def load_backbone(model: Classifier, state: Mapping[str, Any]) -> bool:
     """Load the backbone of ``state`` into ``model``, and its head when shapes match.
 
     This is the transfer step: a checkpoint from an earlier run initialises a new model.

@@ -13,15 +13,11 @@ import math
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-PALETTE_SIZE = 10
+from labeling.dashboard.formatting import PALETTE_SIZE, class_css, fmt_number  # noqa: F401  (used by the figures)
+
 CHAR_W = 7.2  # average glyph width at the chart font size (12 px), for layout only
 TICK_SPACING = 48  # the least room one x tick label needs, in px
 NARROW = 300  # the width of a chart drawn for a phone
-
-
-def class_css(position):
-    """The colour class of the label class at ``position``."""
-    return f"c{int(position) % PALETTE_SIZE}"
 
 
 def _n(value):
@@ -55,17 +51,6 @@ def _text(x, y, text, **attrs):
 def _truncate(text, n):
     text = str(text)
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def fmt_number(value, percent=False):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if percent:
-        pct = round(100 * value, 0 if abs(value) >= 0.1 else 1)
-        return f"{pct:.0f}%" if float(pct).is_integer() else f"{pct:.1f}%"
-    if isinstance(value, int) or float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.3g}"
 
 
 def nice_ticks(low, high, count=5):

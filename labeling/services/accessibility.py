@@ -66,8 +66,7 @@ def accessibility_pass_request(*, email, client_ip, verify_url, now=None):
     recent = AccessibilityPass.objects.filter(email_digest=digest, created_at__gt=now - DAY).count()
     if recent >= settings.CROWDLOOP_A11Y_PASSES_PER_ADDRESS_PER_DAY:
         raise ChallengeRefused(
-            "address-limit", "This address has asked for its passes for today; try again tomorrow.", 429
-        )
+            "address-limit", "This address has asked for its passes for today; try again tomorrow.")
     pass_ = AccessibilityPass.objects.create(email_digest=digest, created_at=now)
     token = signing.dumps({"p": pass_.pk.hex}, salt=_VERIFY_SALT)
     send_mail(
@@ -136,24 +135,24 @@ def accessibility_pass_use(pass_, *, challenge_id, origin_hostname, client_ip, n
     try:
         pk = uuid.UUID(str(challenge_id))
     except (TypeError, ValueError):
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404) from None
+        raise ChallengeRefused("challenge-not-found", "No such challenge.") from None
     challenge = Challenge.objects.select_related("site").filter(pk=pk).first()
     if challenge is None or challenge.site is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
+        raise ChallengeRefused("challenge-not-found", "No such challenge.")
     if challenge.site.mode != SiteMode.NORMAL:
-        raise ChallengeRefused("test-key", "Test keys need no pass.", 400)
+        raise ChallengeRefused("test-key", "Test keys need no pass.")
     hostname = hostname_normalise(origin_hostname)
     if not site_hostname_allowed(challenge.site, hostname):
-        raise ChallengeRefused("hostname-not-allowed", "This page may not use this site's check.", 403)
+        raise ChallengeRefused("hostname-not-allowed", "This page may not use this site's check.")
     if challenge.status != ChallengeStatus.ISSUED:
-        raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+        raise ChallengeRefused("already-answered", "This challenge was answered already.")
     if challenge.expires_at <= now:
-        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.", 410)
+        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.")
     with transaction.atomic():
         # Lock the pass so two tabs cannot both take its last use of the day.
         AccessibilityPass.objects.select_for_update().filter(pk=pass_.pk).first()
         if accessibility_uses_left(pass_, now=now) <= 0:
-            raise ChallengeRefused("pass-limit", "Your pass has been used as often as it may today.", 429)
+            raise ChallengeRefused("pass-limit", "Your pass has been used as often as it may today.")
         claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
             status=ChallengeStatus.PASSED, answered_at=now, hostname=hostname[:255], accessibility_pass=pass_
         )
@@ -164,6 +163,6 @@ def accessibility_pass_use(pass_, *, challenge_id, origin_hostname, client_ip, n
                 item_id__in=challenge.tiles.filter(is_control=False).values("item_id"),
             ).update(expires_at=now)
     if not claimed:
-        raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+        raise ChallengeRefused("already-answered", "This challenge was answered already.")
     challenge.refresh_from_db()
     return challenge_token_generator.make_token(challenge)

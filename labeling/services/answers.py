@@ -91,7 +91,7 @@ def _counters_bump(worker, rows, now, lock):
     """One ``UPDATE`` of the unknown items' answer counts (with ``lock``, their rows are
     first locked in id order, the order every writer of item rows uses) and one of the
     worker's totals."""
-    by_item = {}
+    by_item: dict[int, int] = {}
     for row in rows:
         if not row.is_control:
             by_item[row.item_id] = by_item.get(row.item_id, 0) + 1

@@ -16,10 +16,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from labeling import bridge
+from labeling.bridge import wilson_interval
 from labeling.models import Answer, Lease, Prediction, PseudoLabel
 from labeling.services import control_pool, hot, selection
 from labeling.services.accounts import worker_ensure_active
-from labeling.services.reputation import wilson_interval
 from labeling.services.rules import quality_rules_for
 
 # Share of control items: raised for new or doubtful workers, lowered for trusted ones.
@@ -72,7 +72,7 @@ def control_share_for(worker, project, rules=None):
     rules = rules or quality_rules_for(project)
     base = project.gold_share
     total, correct = _control_counts(worker, project)
-    if total < rules.min_control_answers or bridge.smoothed_accuracy(correct, total) < DOUBTFUL_BELOW:
+    if total < rules.min_control_answers or bridge.control_accuracy(correct, total) < DOUBTFUL_BELOW:
         share = max(2 * base, NEW_OR_DOUBTFUL_SHARE)
     elif total >= TRUSTED_MIN_CONTROLS and wilson_interval(correct, total)[0] >= TRUSTED_LOWER_BOUND:
         share = base / 2

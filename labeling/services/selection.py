@@ -108,7 +108,8 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
     now = now or _now()
     strategy = strategy_get(project.selection_strategy)
     lock = for_update and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    picked, seen = [], set(exclude_ids)
+    picked: list[Item] = []
+    seen = set(exclude_ids)
     for _ in range(8):
         want = n - len(picked)
         if want <= 0:

@@ -53,7 +53,7 @@ class TaskOutcome:
 class SubmitResult:
     outcomes: list
     decision: WorkerDecision | None = None
-    worker: Worker = None
+    worker: Worker | None = None
     status: str = WorkerStatus.ACTIVE  # the worker's status in the project after the rules ran
 
 

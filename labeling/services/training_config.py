@@ -76,7 +76,7 @@ def training_config_validate(project, config):
     errors.update({key: "set from the project's data, not by a config" for key in PROJECT_KEYS if key in config})
     errors.update(_app_errors(config))
     epochs = config.get("epochs")
-    if _is_number(epochs) and epochs > MAX_EPOCHS:
+    if isinstance(epochs, (int, float)) and _is_number(epochs) and epochs > MAX_EPOCHS:
         errors["epochs"] = f"at most {MAX_EPOCHS}"
     arch = config.get("arch", "cnn")
     base = {"arch": arch if arch in ARCHS else "cnn", "n_classes": max(2, project.label_classes.count())}

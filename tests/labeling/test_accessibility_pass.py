@@ -97,7 +97,7 @@ def test_an_address_earns_a_limited_number_of_passes_a_day(settings):
     # The same address, however it is spelt, from another client address.
     with pytest.raises(ChallengeRefused, match="passes for today") as refused:
         accessibility_pass_request(email=" ada@EXAMPLE.org ", client_ip="198.51.100.2", verify_url=str, now=now)
-    assert refused.value.status == 429 and len(mail.outbox) == 2
+    assert refused.value.code == "address-limit" and len(mail.outbox) == 2
     accessibility_pass_request(email=EMAIL, client_ip="198.51.100.3", verify_url=str, now=now + timedelta(days=1, seconds=1))
     assert len(mail.outbox) == 3
 
