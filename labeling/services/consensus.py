@@ -35,6 +35,7 @@ from labeling.models import (
     WorkerSkill,
 )
 from labeling.services import audit
+from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -260,7 +261,7 @@ def aggregate_maybe_schedule(project_id, n_new):
         cache.set(key, 0, timeout=None)
         from labeling.tasks import cpu_project_aggregate_task
 
-        transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
+        task_send(cpu_project_aggregate_task, project_id)
         return True
     return False
 
@@ -329,4 +330,4 @@ def projects_aggregate_all():
     from labeling.tasks import cpu_project_aggregate_task
 
     for project_id in Project.objects.filter(items__answers__isnull=False).values_list("pk", flat=True).distinct():
-        cpu_project_aggregate_task.delay(project_id)
+        task_send(cpu_project_aggregate_task, project_id)
