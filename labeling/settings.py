@@ -198,8 +198,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A broker that cannot be reached fails a send within a second or two; the message stays
 # in the outbox (labeling/services/outbox.py) and a worker's flush sends it later.
 CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CROWDLOOP_BROKER_CONNECTION_TIMEOUT_S", 2))
+# One immediate retry (a pooled connection that went stale), then give up.
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1.0, "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0}
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(REDIS_BROKER_TRANSPORT_OPTIONS)
     CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
     CELERY_REDIS_SOCKET_TIMEOUT = 5.0
 # How often each worker sends the outbox's messages the broker refused earlier.
