@@ -193,12 +193,15 @@ class FileCache(FileBasedCache):
                     expiry = None
                 value += 1
                 f.seek(0)
-                f.truncate()
                 if expiry is None:
                     self._write_content(f, timeout, value)
                 else:
                     f.write(pickle.dumps(expiry, self.pickle_protocol))
                     f.write(zlib.compress(pickle.dumps(value, self.pickle_protocol)))
+                # Rewritten in place; truncated only past the new end (a growing count
+                # never shrinks its file, and truncating to zero first costs a journal
+                # commit per hit on ext4).
+                f.truncate(f.tell())
                 f.flush()
             finally:
                 locks.unlock(f)
