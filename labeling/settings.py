@@ -183,6 +183,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or REDIS_URL or None
+# Nothing reads task results (a task's outcome is its rows): none are stored, so a task
+# that finishes while Redis is down has nothing to write there.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "labeling.tasks.cpu_*": {"queue": "cpu"},
