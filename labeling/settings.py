@@ -205,12 +205,14 @@ CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CROWDLOOP_BROKER_CONNEC
 REDIS_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1.0, "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
 }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Added to any options set above (a visibility timeout), not instead of them.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}), **REDIS_BROKER_TRANSPORT_OPTIONS
+    }
 if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = dict(REDIS_BROKER_TRANSPORT_OPTIONS)
     # kombu's Redis transport, fixed so that a worker survives Redis going away (labeling/broker.py).
     CELERY_BROKER_TRANSPORT = "labeling.broker:Transport"
-elif CELERY_BROKER_URL.startswith("rediss://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = dict(REDIS_BROKER_TRANSPORT_OPTIONS)
     CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
     CELERY_REDIS_SOCKET_TIMEOUT = 5.0
 # How often each worker sends the outbox's messages the broker refused earlier.
