@@ -77,6 +77,7 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "labeling.outages.ServiceUnavailableMiddleware",
     "labeling.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -185,6 +186,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or REDIS_URL or None
+# Nothing reads task results (a task's outcome is its rows): none are stored, so a task
+# that finishes while Redis is down has nothing to write there.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "labeling.tasks.cpu_*": {"queue": "cpu"},
@@ -197,6 +201,25 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker that cannot be reached fails a send within a second or two; the message stays
+# in the outbox (labeling/services/outbox.py) and a worker's flush sends it later.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CROWDLOOP_BROKER_CONNECTION_TIMEOUT_S", 2))
+# One immediate retry (a pooled connection that went stale), then give up.
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 1.0, "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Added to any options set above (a visibility timeout), not instead of them.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}), **REDIS_BROKER_TRANSPORT_OPTIONS
+    }
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport, fixed so that a worker survives Redis going away (labeling/broker.py).
+    CELERY_BROKER_TRANSPORT = "labeling.broker:Transport"
+    CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
+    CELERY_REDIS_SOCKET_TIMEOUT = 5.0
+# How often each worker sends the outbox's messages the broker refused earlier.
+CROWDLOOP_OUTBOX_FLUSH_S = float(os.environ.get("CROWDLOOP_OUTBOX_FLUSH_S", 5))
 CELERY_BEAT_SCHEDULE = {
     "aggregate-all-projects": {"task": "labeling.tasks.aggregate_all_task", "schedule": 600.0},
     "reap-lost-training-runs": {"task": "labeling.tasks.training_runs_reap_task", "schedule": 120.0},
@@ -235,15 +258,37 @@ CROWDLOOP_CNN_GROWTH = float(os.environ.get("CROWDLOOP_CNN_GROWTH", 0.5))
 # A label-noise audit round after each successful training run (see services/audit.py).
 CROWDLOOP_AUDIT_AFTER_TRAINING = os.environ.get("CROWDLOOP_AUDIT_AFTER_TRAINING", "1") == "1"
 
+# Redis is reached with short timeouts, so that an unreachable Redis costs a request
+# a fraction of a second (then the cache reads as a miss, see labeling/cache.py), not
+# the kernel's connect timeout.
+REDIS_CONNECT_TIMEOUT_S = float(os.environ.get("CROWDLOOP_REDIS_CONNECT_TIMEOUT_S", 0.5))
+REDIS_SOCKET_TIMEOUT_S = float(os.environ.get("CROWDLOOP_REDIS_SOCKET_TIMEOUT_S", 1.0))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    # Shared by the web server and the workers of one machine, no server needed.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DATA_DIR / "cache"),
+            "BACKEND": "labeling.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                "retry_on_timeout": False,
+            },
         }
+    }
+else:
+    # Shared by the web server and the workers of one machine, no server needed. The
+    # rate-limit counters have a folder of their own whose live entries are never culled.
+    CACHES = {
+        "default": {
+            "BACKEND": "labeling.cache.FileCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000, "CULL_EVERY_S": 60},
+        },
+        "ratelimit": {
+            "BACKEND": "labeling.cache.FileCache",
+            "LOCATION": str(DATA_DIR / "ratelimit"),
+            "OPTIONS": {"CULL_EVERY_S": 60, "CULL_EXPIRED_ONLY": True},
+        },
     }
 
 # --- Widget, challenges and siteverify ----------------------------------------------------

@@ -6,6 +6,7 @@ Queue by name prefix (see ``CELERY_TASK_ROUTES``): plain names run on ``default`
 from celery import shared_task
 
 from labeling.models import Project, RunStatus
+from labeling.services.outbox import task_send
 
 
 @shared_task(acks_late=True)
@@ -132,4 +133,4 @@ def semisupervised_all_task():
 @shared_task
 def stats_refresh_all_task():
     for project_id in Project.objects.values_list("pk", flat=True):
-        project_stats_refresh_task.delay(project_id)
+        task_send(project_stats_refresh_task, project_id)

@@ -19,6 +19,8 @@ from labeling import (
     worker_views,
 )
 
+handler500 = "labeling.outages.server_error"
+
 urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("docs/", views.docs, name="docs"),

@@ -6,7 +6,9 @@
 ``POST /api/siteverify``                        the site's server checks a token
 
 Views validate input, call one service and render JSON. Garbage in gives a 4xx (or,
-for siteverify, ``bad-request``), never a 5xx.
+for siteverify, ``bad-request``), never a 5xx. Redis down changes nothing here (the
+rate limits count per process, the rest reads the database); only the database being
+unreachable answers 503 with ``Retry-After`` (labeling/outages.py).
 """
 import json
 from functools import wraps
@@ -17,6 +19,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from labeling.outages import outage_errors, unavailable_response
 from labeling.services.challenge_answers import challenge_answer
 from labeling.services.challenges import (
     ChallengeRefused,
@@ -57,6 +60,10 @@ def public_endpoint(*methods):
                     response = view(request, *args, **kwargs)
                 except RateLimited as exc:
                     response = _rate_limited(request, exc)
+                except outage_errors() as exc:  # the database restarting: retry shortly
+                    siteverify = request.path.startswith("/api/siteverify")
+                    extra = {"success": False, "error-codes": ["service-unavailable"]} if siteverify else {}
+                    response = unavailable_response(request, exc, extra)
             response["Access-Control-Allow-Origin"] = "*"
             response["Cross-Origin-Resource-Policy"] = "cross-origin"
             response.setdefault("Cache-Control", "no-store")

@@ -10,12 +10,12 @@ import logging
 from datetime import timedelta
 
 from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 
 from labeling.dashboard.aggregates import cache_keys
 from labeling.dashboard.selectors import project_stats
 from labeling.models import Split, WorkerStatus
+from labeling.services.outbox import task_send
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ def stats_refresh_if_stale(projects, now=None):
             continue
         queued.append(project.pk)
     for project_id in queued:
-        transaction.on_commit(lambda pk=project_id: _enqueue(project_stats_refresh_task, pk))
+        _enqueue(project_stats_refresh_task, project_id)
     return queued
 
 
 def _enqueue(task, *args):
     try:
-        task.delay(*args)
-    except Exception:  # a broker outage must not break a page; the next view retries
+        task_send(task, *args)
+    except Exception:  # a database hiccup must not break a page; the next view retries
         logger.warning("could not queue %s%r", task.name, args, exc_info=True)
 
 
@@ -57,7 +57,7 @@ def project_changed(project):
 
     cache.delete_many(cache_keys(project.pk))
     cache.delete(f"crowdloop:dashboard:stats-queued:{project.pk}")
-    transaction.on_commit(lambda: _enqueue(project_stats_refresh_task, project.pk))
+    _enqueue(project_stats_refresh_task, project.pk)
 
 
 def worker_status_set(worker, status, *, reason, user=None, project=None, everywhere=False):
@@ -125,4 +125,4 @@ def training_request(project, *, config=None, user=None):
 
     training_run_check(project, config)
     user_id = user.pk if user is not None else None
-    transaction.on_commit(lambda: training_request_task.delay(project.pk, config, user_id))
+    task_send(training_request_task, project.pk, config, user_id)

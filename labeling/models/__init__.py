@@ -3,8 +3,8 @@
 Split by sub-domain: :mod:`.core` (projects, items, known labels, imports), :mod:`.crowd`
 (workers and their status per project, answers, consensus, sites, challenges, leases,
 quality rules and decisions), :mod:`.learning` (pseudo-labels, training runs,
-predictions, pipeline runs), :mod:`.owners` (owners' API tokens) and :mod:`.audit`
-(the label-noise audit's decisions).
+predictions, pipeline runs), :mod:`.owners` (owners' API tokens), :mod:`.audit`
+(the label-noise audit's decisions) and :mod:`.outbox` (Celery messages to send).
 """
 from labeling.models.audit import AuditAction, AuditDecision, AuditKind, AuditOutcome
 from labeling.models.core import (
@@ -56,6 +56,7 @@ from labeling.models.learning import (
     PseudoLabelSource,
     TrainingRun,
 )
+from labeling.models.outbox import OutboxMessage
 from labeling.models.owners import OwnerToken
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "KnownLabelSource",
     "LabelClass",
     "Lease",
+    "OutboxMessage",
     "OwnerToken",
     "PipelineKind",
     "PipelineRun",

@@ -40,6 +40,7 @@ from labeling.models import (
     PseudoLabel,
     Split,
 )
+from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -74,7 +75,7 @@ def audit_queue(project) -> None:
     from labeling.tasks import cpu_audit_task
 
     project_id = project.pk
-    transaction.on_commit(lambda: cpu_audit_task.delay(project_id))
+    task_send(cpu_audit_task, project_id)
 
 
 def audit_after_training(project) -> bool:

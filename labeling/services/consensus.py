@@ -35,6 +35,7 @@ from labeling.models import (
     WorkerSkill,
 )
 from labeling.services import audit
+from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -245,7 +246,7 @@ def aggregate_maybe_schedule(project_id, n_new):
         cache.set(key, 0, timeout=None)
         from labeling.tasks import cpu_project_aggregate_task
 
-        transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
+        task_send(cpu_project_aggregate_task, project_id)
         return True
     return False
 
@@ -309,10 +310,11 @@ def item_label_known(item, label, *, source=KnownLabelSource.SETTLED, user=None)
 
 
 def project_aggregate_enqueue(project_id):
-    """Queue a full truth-inference run of the project, once the transaction commits."""
+    """Queue a full truth-inference run of the project, through the outbox (sent once
+    the transaction commits)."""
     from labeling.tasks import cpu_project_aggregate_task
 
-    transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
+    task_send(cpu_project_aggregate_task, project_id)
 
 
 def projects_aggregate_all():

@@ -4,12 +4,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from labeling.models import ImportJob, RunStatus, Split
 from labeling.services.imports import ImportRefused, path_import
+from labeling.services.outbox import task_send
 from labeling.services.projects import project_stats_refresh
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def import_job_create(*, project, upload, user=None, split=Split.POOL):
     job.save()
     from labeling.tasks import import_job_run_task
 
-    transaction.on_commit(lambda: import_job_run_task.delay(str(job.pk)))
+    task_send(import_job_run_task, str(job.pk))
     return job
 
 

@@ -17,6 +17,8 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
+from labeling.services.outbox import task_send
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,8 +54,8 @@ def labels_arrived(project_id, n):
     from labeling.tasks import cpu_semisupervised_task
 
     try:
-        cpu_semisupervised_task.delay(project_id)
-    except Exception:  # the answer is stored; the next labels (or the schedule) try again
+        task_send(cpu_semisupervised_task, project_id)
+    except Exception:  # database gone: the answer is stored; the next labels (or the schedule) try again
         logger.warning("could not queue a round for project %s; the next labels will try again", project_id, exc_info=True)
         return False
     cache.set(_key(project_id), 0, timeout=None)

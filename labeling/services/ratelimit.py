@@ -1,21 +1,30 @@
-"""Rate limits on Django's cache, shared by the widget, siteverify and the worker API.
+"""Rate limits, shared by the widget, siteverify and the worker API.
 
-A fixed window per ``(scope, key)``: the first hit of a window creates its counter with
-``cache.add`` (atomic "set if absent"), every hit increments it with ``cache.incr``
-(atomic on Redis, the production cache), so several web processes count together.
-On the embedded default's file cache ``incr`` is a read-modify-write: the count is
-best effort there, which is fine for one development server.
+A fixed window per ``(scope, key)``, counted where every web process sees it:
+
+- on Redis (production), one pipelined ``INCR`` + ``EXPIRE`` per hit;
+- on the embedded default's file cache (the ``ratelimit`` alias: expired counters only
+  are dropped, never live ones), one locked file per counter (:meth:`FileCache.count`);
+- on any other cache, ``add`` then ``incr``.
+
+When Redis cannot be reached, each process counts in its own memory instead (the same
+limits, per process) until Redis answers again, so a Redis outage never turns a widget
+request into an error.
 
 Client addresses: ``X-Forwarded-For`` is believed only from ``CROWDLOOP_TRUSTED_PROXIES``
 (IPs or CIDRs), read right to left, so a client cannot choose its own address.
 """
 import hashlib
 import ipaddress
+import threading
 import time
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+
+from labeling.cache import REDIS_DOWN, redis_errors
 
 
 class RateLimited(Exception):
@@ -31,6 +40,72 @@ def _now():
     return time.time()
 
 
+def _counters():
+    """The cache that holds the counters: the ``ratelimit`` alias when configured."""
+    return caches["ratelimit" if "ratelimit" in settings.CACHES else "default"]
+
+
+class LocalCounters:
+    """Per-process fixed-window counters, used while Redis is unreachable. Bounded:
+    expired counters are dropped once more than ``max_keys`` are held."""
+
+    def __init__(self, max_keys=100_000):
+        self.max_keys = max_keys
+        self._counts = {}
+        self._lock = threading.Lock()
+
+    def count(self, key, timeout, now):
+        with self._lock:
+            count, expires = self._counts.get(key, (0, 0.0))
+            if expires <= now:
+                count, expires = 0, now + timeout
+            self._counts[key] = (count + 1, expires)
+            if len(self._counts) > self.max_keys:
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            return count + 1
+
+    def clear(self):
+        with self._lock:
+            self._counts.clear()
+
+
+LOCAL_COUNTERS = LocalCounters()
+
+
+def _count_redis(cache, key, timeout):
+    full_key = cache.make_and_validate_key(key)
+    client = cache._cache.get_client(full_key, write=True)
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(full_key)
+    pipe.expire(full_key, timeout)
+    return int(pipe.execute()[0])
+
+
+def _count_add_incr(cache, key, timeout):
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:
+        # The counter expired between add and incr: this hit opens a new one.
+        if cache.add(key, 1, timeout=timeout):
+            return 1
+        return cache.incr(key)
+
+
+def _count(key, timeout, now):
+    cache = _counters()
+    if isinstance(cache, RedisCache):
+        if not REDIS_DOWN.is_down():
+            try:
+                return _count_redis(cache, key, timeout)
+            except redis_errors() as exc:
+                REDIS_DOWN.failed(exc, "rate limit")
+        return LOCAL_COUNTERS.count(key, timeout, now)
+    if hasattr(cache, "count"):
+        return cache.count(key, timeout)
+    return _count_add_incr(cache, key, timeout)
+
+
 def ratelimit_hit(scope, key, limit, window_s, *, now=None):
     """Count one hit for ``key`` under ``scope``; ``True`` while within ``limit`` hits
     per ``window_s`` seconds, ``False`` once over it (the hit is counted either way)."""
@@ -39,17 +114,7 @@ def ratelimit_hit(scope, key, limit, window_s, *, now=None):
     bucket = int(now // window_s)
     digest = hashlib.sha256(str(key).encode("utf-8", "surrogatepass")).hexdigest()[:32]
     cache_key = f"crowdloop:rl:{scope}:{digest}:{bucket}"
-    timeout = window_s + 5
-    cache.add(cache_key, 0, timeout=timeout)
-    try:
-        count = cache.incr(cache_key)
-    except ValueError:
-        # The counter expired between add and incr: this hit opens a new one.
-        if not cache.add(cache_key, 1, timeout=timeout):
-            count = cache.incr(cache_key)
-        else:
-            count = 1
-    return count <= limit
+    return _count(cache_key, window_s + 5, now) <= limit
 
 
 def ratelimit_retry_after(window_s, *, now=None):

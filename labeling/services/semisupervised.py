@@ -45,6 +45,7 @@ from labeling.models import (
 from labeling.selectors import human_labels
 from labeling.services import hot
 from labeling.services.audit import held_items
+from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
     pipeline_run_finish,
@@ -59,7 +60,7 @@ def pipeline_start(project):
     """Queue a semi-supervised round on the ``cpu`` queue; returns at once."""
     from labeling.tasks import cpu_semisupervised_task
 
-    transaction.on_commit(lambda: cpu_semisupervised_task.delay(project.pk))
+    task_send(cpu_semisupervised_task, project.pk)
 
 
 def representation(project, items, y, progress=None):

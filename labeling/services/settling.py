@@ -23,6 +23,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from labeling.models import Item
+from labeling.services.outbox import task_send
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,15 @@ def consensus_due(project_id, item_ids, *, n_answers=None):
         consensus_settle(project_id, item_ids)
         return
     if cache.add(_due_key(project_id), 1, timeout=max(int(delay), 1)):
-        transaction.on_commit(lambda: _enqueue(project_id, delay))
+        _enqueue(project_id, delay)
 
 
 def _enqueue(project_id, delay):
     from labeling.tasks import consensus_settle_task
 
     try:
-        consensus_settle_task.apply_async((project_id,), countdown=delay)
-    except Exception:  # broker down: the items stay marked; the next answer or the schedule settles them
+        task_send(consensus_settle_task, project_id, countdown=delay)
+    except Exception:  # database gone: the items stay marked; the next answer or the schedule settles them
         cache.delete(_due_key(project_id))
         logger.warning("could not queue consensus for project %s; it stays due", project_id, exc_info=True)
 
@@ -104,7 +105,7 @@ def site_counted(site_id, *, issued=0, passed=0):
         )
         return
     if cache.add(f"crowdloop:site-count-due:{site_id}", 1, timeout=max(int(5 * delay), 1)):
-        transaction.on_commit(lambda: _enqueue_site_count(site_id, 5 * delay))
+        _enqueue_site_count(site_id, 5 * delay)
 
 
 def site_counters_recount(site_id):
@@ -125,7 +126,7 @@ def _enqueue_site_count(site_id, delay):
     from labeling.tasks import site_counters_task
 
     try:
-        site_counters_task.apply_async((site_id,), countdown=delay)
+        task_send(site_counters_task, site_id, countdown=delay)
     except Exception:
         cache.delete(f"crowdloop:site-count-due:{site_id}")
         logger.warning("could not queue the counters of site %s", site_id, exc_info=True)

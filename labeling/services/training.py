@@ -29,6 +29,7 @@ from labeling.models import (
 )
 from labeling.selectors import human_labels
 from labeling.services import hot, modeling
+from labeling.services.outbox import task_send
 from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
     APP_KEYS,
     TrainingConfigInvalid,
@@ -91,7 +92,7 @@ def training_run_create(project, *, config=None, user=None):
         )
     from labeling.tasks import gpu_training_run_task
 
-    transaction.on_commit(lambda: gpu_training_run_task.delay(str(run.pk)))
+    task_send(gpu_training_run_task, str(run.pk))
     return run
 
 

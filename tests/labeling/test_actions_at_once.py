@@ -15,6 +15,7 @@ from django.urls import reverse
 from labeling.models import Item, PipelineRun, TrainingRun, Worker
 from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.projects import project_create
+from tests.labeling.outbox_support import broker  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -38,17 +39,17 @@ def project(owner):
 
 
 def test_starting_a_round_queues_it_after_commit_and_runs_nothing_in_the_request(
-    client, owner, project, monkeypatch, django_capture_on_commit_callbacks
+    client, owner, project, broker, django_capture_on_commit_callbacks
 ):
     from labeling import tasks
 
-    queued = []
-    monkeypatch.setattr(tasks.cpu_semisupervised_task, "delay", lambda *args: queued.append(args))
     client.force_login(owner)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(reverse("dashboard:clustering-start", args=[project.slug]))
     assert response.status_code == 302 and response["Location"].endswith("#pipeline")
-    assert len(callbacks) == 1 and queued == [(project.pk,)]
+    assert len(callbacks) == 1 and broker.sent == []  # nothing is sent before the commit
+    callbacks[0]()
+    assert broker.args_of(tasks.cpu_semisupervised_task) == [[project.pk]]
     assert not PipelineRun.objects.filter(project=project).exclude(status="queued").exists()
 
 
@@ -66,21 +67,14 @@ def test_an_export_answers_before_it_reads_a_label(client, owner, project):
     assert f'FROM "{items}"' in read_during and f'FROM "{items}"' not in read_before
 
 
-def test_the_runs_api_answers_202_with_a_queued_run(owner, project, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_runs_api_answers_202_with_a_queued_run(owner, project, broker, django_capture_on_commit_callbacks):
     from rest_framework.test import APIClient
 
-    from labeling import tasks
-
-    queued = []
-    for name in dir(tasks):
-        task = getattr(tasks, name)
-        if hasattr(task, "delay") and "train" in name:
-            monkeypatch.setattr(task, "delay", lambda *args, _name=name: queued.append(_name))
-            monkeypatch.setattr(task, "apply_async", lambda *args, _name=name, **kw: queued.append(_name))
     api = APIClient()
     api.force_authenticate(owner)
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(reverse("api-runs", args=[project.slug]), {"config": {"epochs": 2}}, format="json")
     assert response.status_code == 202, response.content
     run = TrainingRun.objects.get(pk=response.json()["id"])
-    assert run.status == "queued" and run.epoch == 0 and queued
+    assert run.status == "queued" and run.epoch == 0
+    assert [name for name, _, _ in broker.sent if "train" in name]

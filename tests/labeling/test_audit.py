@@ -228,17 +228,17 @@ def test_a_round_with_few_labels_acts_on_nothing(owner):
 
 
 def test_a_successful_training_run_queues_an_audit_unless_turned_off(
-    project, settings, monkeypatch, django_capture_on_commit_callbacks
+    project, settings, django_capture_on_commit_callbacks
 ):
     from labeling import tasks
+    from labeling.models import OutboxMessage
 
-    queued = []
-    monkeypatch.setattr(tasks.cpu_audit_task, "delay", lambda project_id: queued.append(project_id))
     with django_capture_on_commit_callbacks(execute=True):
         assert audit.audit_after_training(project)
         settings.CROWDLOOP_AUDIT_AFTER_TRAINING = False
         assert not audit.audit_after_training(project)
-    assert queued == [project.pk]
+    queued = OutboxMessage.objects.filter(task=tasks.cpu_audit_task.name)
+    assert [message.args for message in queued] == [[project.pk]]
 
 
 # --- Who may see and act ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from labeling.services.answers import AnswerInput, answers_record
 from labeling.services.projects import project_create, project_stats_refresh
 from labeling.services.worker_status import worker_status_in
 from ml.agreement import fleiss_kappa, krippendorff_alpha, ratings_table
+from tests.labeling.outbox_support import broker  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 XSS = "<img src=x onerror=alert(1)>"
@@ -494,18 +495,18 @@ def test_a_label_of_another_project_is_refused(client, owner, project):
 
 
 def test_start_training_answers_at_once_and_a_task_creates_the_run(
-    client, owner, project, monkeypatch, django_capture_on_commit_callbacks
+    client, owner, project, monkeypatch, django_capture_on_commit_callbacks, broker
 ):
     from labeling import tasks
     from labeling.services import training
 
-    checked, queued = [], []
+    checked = []
     monkeypatch.setattr(training, "training_run_check", lambda p, config=None: checked.append(config) or config)
-    monkeypatch.setattr(tasks.training_request_task, "delay", lambda *args: queued.append(args))
     client.force_login(owner)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(page_url("training-start", project), {"epochs": "7"})
-    assert checked == [{"epochs": 7}] and queued == [(project.pk, {"epochs": 7}, owner.pk)]
+    queued = broker.args_of(tasks.training_request_task)
+    assert checked == [{"epochs": 7}] and queued == [[project.pk, {"epochs": 7}, owner.pk]]
     assert not TrainingRun.objects.filter(n_epochs=7).exists()
     assert "?requested=" in response["Location"]
     page = client.get(response["Location"]).content.decode()
@@ -566,10 +567,10 @@ def test_rotating_a_site_secret_shows_it_once_to_the_site_owner_only(client, own
 
 
 def test_stale_counters_are_recounted_in_the_background_once_per_period(
-    project, django_capture_on_commit_callbacks, monkeypatch
+    project, django_capture_on_commit_callbacks, broker
 ):
-    queued = []
-    monkeypatch.setattr("labeling.tasks.project_stats_refresh_task.delay", queued.append)
+    from labeling.tasks import project_stats_refresh_task
+
     project = Project.objects.select_related("stats").get(pk=project.pk)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.stats_refresh_if_stale([project]) == []
@@ -577,7 +578,7 @@ def test_stale_counters_are_recounted_in_the_background_once_per_period(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.stats_refresh_if_stale([project], now=later) == [project.pk]
         assert services.stats_refresh_if_stale([project], now=later) == []
-    assert queued == [project.pk]
+    assert broker.args_of(project_stats_refresh_task) == [[project.pk]]
     fresh = project_create(name="No stats yet", labels=["a"], owner=project.owner)
     assert services.stats_refresh_if_stale([Project.objects.select_related("stats").get(pk=fresh.pk)]) == [fresh.pk]
 

@@ -24,6 +24,7 @@ from labeling.services.imports import path_import
 from labeling.services.projects import project_create
 from labeling.services.selection import items_queue
 from labeling.services.sites import site_create
+from tests.labeling.outbox_support import broker  # noqa: F401
 
 
 @pytest.fixture
@@ -107,16 +108,22 @@ def test_a_new_project_gets_representatives_then_models_from_its_crowd_with_no_m
     assert all(run.metrics["promotion"]["reason"] for run in runs)
 
 
-def test_a_broker_that_cannot_take_the_round_loses_no_answer(loop_settings, monkeypatch):
-    """Counting labels runs after the answer's commit; if the round cannot be queued,
-    the answer stands and the count waits for the next labels or the schedule."""
+@pytest.mark.django_db
+def test_a_round_the_broker_cannot_take_is_kept_and_sent_when_it_is_back(
+    settings, broker, django_capture_on_commit_callbacks
+):
+    """Counting labels runs after the answer's commit; a round the broker refuses stays
+    in the outbox (the answer stands, nothing raises) and is sent once the broker is back."""
     from labeling.services import loop
+    from labeling.services.outbox import outbox_flush
     from labeling.tasks import cpu_semisupervised_task
 
-    def broker_down(*args, **kwargs):
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(cpu_semisupervised_task, "delay", broker_down)
-    loop_settings.CROWDLOOP_PIPELINE_EVERY_LABELS = 1
-    assert loop.labels_arrived(12345, 3) is False
-    assert loop.labels_arrived(12345, 1) is False  # tried again, still down, still no error
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}}
+    settings.CROWDLOOP_PIPELINE_EVERY_LABELS = 1
+    broker.down = True
+    with django_capture_on_commit_callbacks(execute=True):
+        assert loop.labels_arrived(12345, 3) is True
+    assert broker.sent == []
+    broker.down = False
+    assert outbox_flush() == (1, 0)
+    assert broker.args_of(cpu_semisupervised_task) == [[12345]]

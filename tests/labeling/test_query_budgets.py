@@ -18,11 +18,14 @@ from django.test.utils import CaptureQueriesContext
 from labeling.models import Answer, Challenge, ChallengeKind, Consensus, Item, ItemStatus, Worker
 from labeling.services import control_pool, settling
 from tests.labeling.crowd import crowd_project, local_cache, new_key, registered_worker  # noqa: F401
+from tests.labeling.outbox_support import broker  # noqa: F401
 from tests.labeling.widget_support import HOST, project_make, site_make, solution
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_cache")]
 
-BUDGETS = {"next": 10, "worker-answer": 9, "challenge": 18, "widget-answer": 9, "siteverify": 3}
+# The answers' budgets include the settling task's outbox row (one INSERT, at most once
+# per project per debounce interval, whichever request comes first).
+BUDGETS = {"next": 10, "worker-answer": 10, "challenge": 18, "widget-answer": 10, "siteverify": 3}
 
 
 def _queries(call):
@@ -93,13 +96,9 @@ def test_the_worker_door_stays_within_its_query_budget(deferred):
             assert len(answer_sql) <= BUDGETS["worker-answer"], "\n".join(answer_sql)
 
 
-def test_deferred_consensus_marks_items_and_one_settling_brings_them_in(deferred, monkeypatch):
+def test_deferred_consensus_marks_items_and_one_settling_brings_them_in(deferred, broker):
     """Answers only insert; the items wait, marked, until the debounced settling task,
     queued once per interval, recomputes them; the lag it saw is kept for the dashboard."""
-    from labeling import tasks
-
-    queued = []
-    monkeypatch.setattr(tasks.consensus_settle_task, "apply_async", lambda args, countdown: queued.append(args))
     project, truth = crowd_project(n_unknown=6, n_gold=0)
     labels = {label.name: label for label in project.label_classes.all()}
     items = list(project.items.order_by("id")[:3])
@@ -122,31 +121,28 @@ def test_deferred_consensus_marks_items_and_one_settling_brings_them_in(deferred
     assert settling.consensus_lag(project.pk)[1] is not None
 
 
-def test_the_settling_task_is_queued_once_per_interval(deferred, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_settling_task_is_queued_once_per_interval(deferred, broker, django_capture_on_commit_callbacks):
     from labeling import tasks
 
-    queued = []
-    monkeypatch.setattr(tasks.consensus_settle_task, "apply_async", lambda args, countdown: queued.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(5):
             settling.consensus_due(4242, [1, 2, 3])
-    assert queued == [(4242,)]
+    assert broker.args_of(tasks.consensus_settle_task) == [[4242]]
+    assert 0 < broker.sent[0][2] <= 1.0  # the debounce interval
 
 
-def test_a_broker_that_refuses_leaves_the_items_due_for_the_next_answer(deferred, monkeypatch, django_capture_on_commit_callbacks):
+def test_a_settling_the_broker_refuses_is_sent_when_it_is_back(deferred, broker, django_capture_on_commit_callbacks):
     from labeling import tasks
+    from labeling.services.outbox import outbox_flush
 
-    calls = []
-
-    def refuse(args, countdown):
-        calls.append(args)
-        raise ConnectionError("broker down")
-
-    monkeypatch.setattr(tasks.consensus_settle_task, "apply_async", refuse)
+    broker.down = True
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
             settling.consensus_due(77, [1])
-    assert calls == [(77,), (77,)]  # the refusal freed the interval: the next answer tries again
+    assert broker.sent == []
+    broker.down = False
+    assert outbox_flush() == (1, 0)  # one settling for the interval, kept until the broker took it
+    assert broker.args_of(tasks.consensus_settle_task) == [[77]]
 
 
 # --- Both doors at once on PostgreSQL ---------------------------------------------------------

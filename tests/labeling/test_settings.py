@@ -82,7 +82,7 @@ def test_database_and_redis_urls_switch_the_stack(tmp_path):
     code = (
         "from django.conf import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'], s.CELERY_BROKER_URL, "
-        "s.CACHES['default']['BACKEND'])"
+        "s.CACHES['default']['BACKEND'], s.DATABASES['default']['CONN_HEALTH_CHECKS'])"
     )
     env = {"DATABASE_URL": "postgres://crowd@db.internal:5432/crowdloop", "REDIS_URL": "redis://cache.internal:6379/1"}
     result = run_manage(["shell", "--verbosity", "0", "-c", code], env, tmp_path)
@@ -90,5 +90,6 @@ def test_database_and_redis_urls_switch_the_stack(tmp_path):
         "django.db.backends.postgresql",
         "crowdloop",
         "redis://cache.internal:6379/1",
-        "django.core.cache.backends.redis.RedisCache",
+        "labeling.cache.ResilientRedisCache",
+        "True",
     ]
