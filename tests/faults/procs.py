@@ -72,6 +72,7 @@ class RedisServer:
     def start(self, timeout=10):
         if self.running:
             return self
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", *self.bind.split(), "--save", "",
              "--appendonly", "no", "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
