@@ -56,6 +56,22 @@ def worker_id():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_dead(worker):
+    """Whether ``worker`` (``host:pid``) was a process of this host that no longer
+    exists: its runs need not wait for the heartbeat timeout (a pool process killed
+    under a living worker, or a worker restarted after kill -9)."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _claimable(now):
     limit = now - heartbeat_timeout()
     stale = Q(status=RunStatus.RUNNING) & (Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
@@ -69,12 +85,18 @@ def run_claim(model, pk, *, now=None, worker=None):
     instead and returns ``None``."""
     now = now or _now()
     worker = worker or worker_id()
-    taken = model.objects.filter(_claimable(now), pk=pk).update(
+    claim = dict(
         status=RunStatus.RUNNING, heartbeat_at=now, worker=worker, attempts=F("attempts") + 1,
         started_at=Coalesce("started_at", Value(now)), finished_at=None, error="",
     )
+    taken = model.objects.filter(_claimable(now), pk=pk).update(**claim)
     if not taken:
-        return None
+        held = model.objects.filter(pk=pk, status=RunStatus.RUNNING).values("worker", "heartbeat_at").first()
+        if held is None or not worker_dead(held["worker"]):
+            return None
+        taken = model.objects.filter(pk=pk, status=RunStatus.RUNNING, **held).update(**claim)
+        if not taken:
+            return None
     run = model.objects.get(pk=pk)
     if run.attempts > settings.CROWDLOOP_RUN_MAX_ATTEMPTS:
         run_fail(run, f"gave up after {run.attempts - 1} attempts: its worker was lost each time "
@@ -178,17 +200,19 @@ class ReapReport:
 
 
 def runs_reap(*, now=None, enqueue=True):
-    """Put every running run whose heartbeat is older than the timeout back in the
-    queue and enqueue its task again (``enqueue=False`` leaves that to the caller), or
-    fail it once it used up ``CROWDLOOP_RUN_MAX_ATTEMPTS``. Safe to run from many
-    workers at once: each run is moved by one conditional update."""
+    """Put every running run whose heartbeat is older than the timeout (or whose worker
+    was a process of this host that is gone) back in the queue and enqueue its task
+    again (``enqueue=False`` leaves that to the caller), or fail it once it used up
+    ``CROWDLOOP_RUN_MAX_ATTEMPTS``. Safe to run from many workers at once: each run is
+    moved by one conditional update."""
     now = now or _now()
     limit = now - heartbeat_timeout()
     report = ReapReport()
     for model in RUN_MODELS:
-        stale = model.objects.filter(status=RunStatus.RUNNING).filter(
-            Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)
-        )
+        running = model.objects.filter(status=RunStatus.RUNNING)
+        stale = list(running.filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)))
+        local = running.filter(worker__startswith=f"{socket.gethostname()}:").exclude(pk__in=[r.pk for r in stale])
+        stale += [run for run in local if worker_dead(run.worker)]
         for run in stale:
             same = model.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at)
             if run.attempts >= settings.CROWDLOOP_RUN_MAX_ATTEMPTS:

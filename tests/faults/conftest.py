@@ -79,14 +79,17 @@ def broker(redis_server):
     services enqueue reaches the test's workers; restored after."""
     from labeling.celery import app
 
+    def reset_pools():
+        app.pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
     before = app.conf.broker_url, app.conf.result_backend
-    app.pool.force_close_all()
-    app._pool = None
+    reset_pools()
     app.conf.broker_url = redis_server.url()
     app.conf.result_backend = None
     yield app
-    app.pool.force_close_all()
-    app._pool = None
+    reset_pools()
     app.conf.broker_url, app.conf.result_backend = before
 
 

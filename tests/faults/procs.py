@@ -115,13 +115,15 @@ class CeleryWorker:
     """A Celery worker process of our own against ``database_url`` and ``redis_url``
     (broker, results and cache), with ``data_dir`` as its ``CROWDLOOP_DATA_DIR``.
 
-    ``netns`` runs it inside that network namespace (``ip netns exec``), a second host.
+    ``netns`` runs it inside that network namespace (``ip netns exec``), a second host;
+    ``hostname`` gives it a host name of its own (a UTS namespace), as another machine has.
     ``env`` adds or overrides variables (short heartbeat timeouts, for instance). The
     worker runs in a session of its own, so :meth:`kill9` takes its pool children
     down with it, as a crashed host would. Its log is ``log_path``."""
 
     def __init__(self, *, database_url, redis_url, data_dir, queues=("default", "cpu", "gpu"), name=None,
-                 concurrency=1, pool="prefork", netns=None, env=None, media_root=None, loglevel="info"):
+                 concurrency=1, pool="prefork", netns=None, hostname=None, env=None, media_root=None,
+                 loglevel="info"):
         self.database_url = database_url
         self.redis_url = redis_url
         self.data_dir = Path(data_dir)
@@ -130,6 +132,7 @@ class CeleryWorker:
         self.concurrency = concurrency
         self.pool = pool
         self.netns = netns
+        self.hostname = hostname
         self.extra_env = dict(env or {})
         self.media_root = media_root
         self.loglevel = loglevel
@@ -156,6 +159,8 @@ class CeleryWorker:
         cmd = [sys.executable, "-m", "celery", "-A", "labeling", "worker", "-Q", ",".join(self.queues),
                "-c", str(self.concurrency), "-P", self.pool, "-n", f"{self.name}@%h", "-l", self.loglevel,
                "--without-gossip", "--without-mingle"]
+        if self.hostname:
+            cmd = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *cmd]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         return cmd

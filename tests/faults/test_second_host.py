@@ -51,10 +51,10 @@ def remote_worker(second_host, redis_server, worker_factory):
     assert second_host.reaches(second_host.host_ip, relay_port)
     assert not second_host.reaches("127.0.0.1", relay_port), "the namespace must not share this host's loopback"
 
-    def start():
+    def start(hostname):
         return worker_factory(
-            netns=second_host.name, database_url=remote_db, redis_url=redis_server.url(host=second_host.host_ip),
-            env=FAST_RECOVERY,
+            netns=second_host.name, hostname=hostname, database_url=remote_db,
+            redis_url=redis_server.url(host=second_host.host_ip), env=FAST_RECOVERY,
         ).wait_ready(timeout=90)
 
     return start
@@ -69,12 +69,13 @@ def test_a_worker_on_a_second_host_imports_clusters_trains_and_its_loss_is_survi
 ):
     owner = get_user_model().objects.create_user("owner")
     project = project_create(name="Second host", labels=["a", "b"], owner=owner, image_size=8)
-    first = remote_worker()
+    first = remote_worker("crowdloop-host-a")
     n = 200
     job = import_job_create(project=project, upload=zip_upload([(f"{'ab'[i % 2]}/{i}.png", random_png(i)) for i in range(n)]))
     wait_for(lambda: status_of(ImportJob, pk=job.pk) in FINISHED, 90, what=f"import\n{first.log()[-2000:]}")
     job.refresh_from_db()
     assert job.status == RunStatus.SUCCEEDED and job.report["created"] == n, job.error
+    assert job.worker.startswith("crowdloop-host-a:")
 
     # The import starts a clustering round, whose end queues a training run.
     round_done = lambda: status_of(PipelineRun, project=project, kind=PipelineKind.CLUSTER) in FINISHED  # noqa: E731
@@ -88,13 +89,14 @@ def test_a_worker_on_a_second_host_imports_clusters_trains_and_its_loss_is_survi
 
     first.kill9()
     killed_at = time.monotonic()
-    second = remote_worker()
+    second = remote_worker("crowdloop-host-b")  # another machine: it learns of the loss by the heartbeat
     wait_for(lambda: status_of(TrainingRun, pk=run.pk) in FINISHED, 120, what=f"the run after the kill\n{second.log()[-3000:]}")
     recovery = time.monotonic() - killed_at
     logger.warning("second host: training killed after epoch %d, finished %.1f s after the kill", run.epoch, recovery)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.attempts == 2 and recovery < 120
+    assert run.worker.startswith("crowdloop-host-b:")
     assert "resuming from epoch" in second.log()
     assert TrainingRun.objects.filter(status=RunStatus.RUNNING).count() == 0
     assert PipelineRun.objects.filter(status=RunStatus.RUNNING).count() == 0

@@ -209,3 +209,33 @@ def test_the_visibility_timeout_outlasts_the_longest_hard_time_limit(settings):
     longest = max(hard for _, hard in settings.CROWDLOOP_TASK_LIMITS.values())
     assert settings.CELERY_VISIBILITY_TIMEOUT_S > longest
     assert settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S < settings.CELERY_VISIBILITY_TIMEOUT_S
+
+
+def a_dead_local_worker():
+    import socket
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}"
+
+
+def test_a_run_whose_local_worker_process_is_gone_is_taken_over_at_once(project):
+    run = TrainingRun.objects.create(
+        project=project, status=RunStatus.RUNNING, attempts=1, worker=a_dead_local_worker(), heartbeat_at=timezone.now()
+    )
+    assert runs.run_claim(TrainingRun, run.pk, worker="b:2").worker == "b:2"
+
+
+def test_the_reaper_at_start_up_queues_runs_of_dead_local_workers_before_the_timeout(project):
+    dead = TrainingRun.objects.create(
+        project=project, status=RunStatus.RUNNING, attempts=1, worker=a_dead_local_worker(), heartbeat_at=timezone.now()
+    )
+    alive = TrainingRun.objects.create(
+        project=project, status=RunStatus.RUNNING, attempts=1, worker=runs.worker_id(), heartbeat_at=timezone.now()
+    )
+    report = runs.runs_reap(enqueue=False)
+    assert [r.pk for r in report.requeued] == [dead.pk]
+    alive.refresh_from_db()
+    assert alive.status == RunStatus.RUNNING
