@@ -15,9 +15,11 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -25,11 +27,12 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labeling.models import ImportJob, PipelineKind, PipelineRun, RunStatus, TrainingRun
+from labeling.models import BackgroundRun, ImportJob, PipelineKind, PipelineRun, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED)
+AnyRun = TypeVar("AnyRun", bound=BackgroundRun)
 RUN_MODELS = (ImportJob, PipelineRun, TrainingRun)
 
 
@@ -42,21 +45,21 @@ def _now():
     return timezone.now()
 
 
-def heartbeat_timeout():
+def heartbeat_timeout() -> timedelta:
     return timedelta(seconds=settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S)
 
 
-def heartbeat_interval():
+def heartbeat_interval() -> float:
     """How often a working run beats: a quarter of the timeout unless set."""
     return settings.CROWDLOOP_HEARTBEAT_INTERVAL_S or settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S / 4
 
 
-def worker_id():
+def worker_id() -> str:
     """This process, as recorded on the runs it holds: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def worker_dead(worker):
+def worker_dead(worker: str) -> bool:
     """Whether ``worker`` (``host:pid``) was a process of this host that no longer
     exists: its runs need not wait for the heartbeat timeout (a pool process killed
     under a living worker, or a worker restarted after kill -9)."""
@@ -78,7 +81,7 @@ def _claimable(now):
     return Q(status=RunStatus.QUEUED) | stale
 
 
-def run_claim(model, pk, *, now=None, worker=None):
+def run_claim(model: type[AnyRun], pk, *, now: datetime | None = None, worker: str | None = None) -> AnyRun | None:
     """Take run ``pk`` of ``model`` for this worker when it is claimable; returns the
     run (status running, attempts counted) or ``None`` when it is finished, missing, or
     alive on another worker. A claim beyond ``CROWDLOOP_RUN_MAX_ATTEMPTS`` fails the run
@@ -107,7 +110,7 @@ def run_claim(model, pk, *, now=None, worker=None):
     return run
 
 
-def run_start(model, *, now=None, **fields):
+def run_start(model: type[AnyRun], *, now: datetime | None = None, **fields) -> AnyRun:
     """Create a run of ``model`` already held by this worker (a step started in place,
     with no queued row before it)."""
     now = now or _now()
@@ -120,14 +123,14 @@ def _held(run):
     return type(run).objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=run.worker)
 
 
-def run_heartbeat(run, *, now=None):
+def run_heartbeat(run: BackgroundRun, *, now: datetime | None = None) -> bool:
     """Refresh the heartbeat of a run this worker holds; ``False`` when it is no
     longer held (taken over, finished, or deleted)."""
     run.heartbeat_at = now or _now()
     return bool(_held(run).update(heartbeat_at=run.heartbeat_at))
 
 
-def run_progress(run, progress=None, message=None, **fields):
+def run_progress(run: BackgroundRun, progress: float | None = None, message: str | None = None, **fields) -> None:
     """Record progress (a share in [0, 1]), a message and any other fields of the
     run's own, with a heartbeat. Raises :class:`RunLost` when the run is no longer
     this worker's: the caller stops, and whoever holds it now carries on."""
@@ -142,7 +145,7 @@ def run_progress(run, progress=None, message=None, **fields):
         setattr(run, name, value)
 
 
-def run_succeed(run, **fields):
+def run_succeed(run: BackgroundRun, **fields) -> bool:
     """Mark the run succeeded with ``fields`` saved alongside; ``False`` when it was
     no longer this worker's (its outcome then belongs to whoever took it over)."""
     values = {"status": RunStatus.SUCCEEDED, "progress": 1.0, "finished_at": _now(), "error": "", **fields}
@@ -153,7 +156,7 @@ def run_succeed(run, **fields):
     return done
 
 
-def run_fail(run, error, **fields):
+def run_fail(run: AnyRun, error: object, **fields) -> AnyRun:
     """Mark the run failed with ``error`` (a reason a person can read). Never raises
     for a run deleted meanwhile."""
     values = {"status": RunStatus.FAILED, "error": str(error)[:5000], "finished_at": _now(), **fields}
@@ -165,7 +168,7 @@ def run_fail(run, error, **fields):
 
 
 @contextmanager
-def run_heartbeating(run, interval=None):
+def run_heartbeating(run: AnyRun, interval: float | None = None) -> Iterator[AnyRun]:
     """Keep ``run``'s heartbeat fresh from a background thread while the body runs
     (long epochs, slow batches). The thread stops at exit; it stops early when the run
     is no longer held, and the body learns that from :func:`run_progress`."""
@@ -195,11 +198,13 @@ def run_heartbeating(run, interval=None):
 
 @dataclass
 class ReapReport:
-    requeued: list = field(default_factory=list)
-    failed: list = field(default_factory=list)
+    """The runs one reaping put back in the queue, and those it failed for good."""
+
+    requeued: list[BackgroundRun] = field(default_factory=list)
+    failed: list[BackgroundRun] = field(default_factory=list)
 
 
-def runs_reap(*, now=None, enqueue=True):
+def runs_reap(*, now: datetime | None = None, enqueue: bool = True) -> "ReapReport":
     """Put every running run whose heartbeat is older than the timeout (or whose worker
     was a process of this host that is gone) back in the queue and enqueue its task
     again (``enqueue=False`` leaves that to the caller), or fail it once it used up
@@ -231,7 +236,7 @@ def runs_reap(*, now=None, enqueue=True):
     return report
 
 
-def run_enqueue(run):
+def run_enqueue(run: BackgroundRun) -> None:
     """Send the task that runs (or resumes) ``run``."""
     from labeling import tasks
 

@@ -38,7 +38,7 @@ def kill_mid_training_and_recover(project, start_worker, first_worker):
     worker and wait for the run; returns (run, epoch at the kill, seconds to recover,
     the second worker)."""
     run = training_run_create(project, config=TRAINING)
-    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).epoch >= 2 or status_of(TrainingRun, run.pk) == "failed",
+    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).epoch >= 2 or status_of(TrainingRun, run.pk) == RunStatus.FAILED,
              120, interval=0.1, what="two epochs")
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING, run.error
