@@ -51,12 +51,25 @@ def skip_missing(what):
     return wrap
 
 
-@_task("import")
-@skip_missing("import job")
-def import_job_run_task(job_id):
+def _check_later(task, run):
+    """A run alive on another worker when this delivery came (a redelivery, or the
+    reaper's re-enqueue racing it): look again once its heartbeat could have gone stale,
+    a few times, instead of acknowledging the task and trusting that worker for ever."""
+    if run.status != RunStatus.RUNNING or task.request.retries >= settings.CROWDLOOP_RUN_MAX_ATTEMPTS:
+        return
+    logger.info("%s %s is alive on %s; looking again later", type(run).__name__, run.pk, run.worker)
+    raise task.retry(countdown=settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S + 5, max_retries=None)
+
+
+@_task("import", bind=True)
+def import_job_run_task(self, job_id):
     from labeling.services.jobs import import_job_run
 
-    job = import_job_run(job_id)
+    try:
+        job = import_job_run(job_id)
+    except ImportJob.DoesNotExist:
+        return _gone("import job", job_id)
+    _check_later(self, job)
     return {"job": str(job.pk), "status": job.status}
 
 
@@ -121,16 +134,19 @@ def aggregate_all_task():
     projects_aggregate_all()
 
 
-@_task("training")
-@skip_missing("training run")
-def gpu_training_run_task(run_id):
+@_task("training", bind=True)
+def gpu_training_run_task(self, run_id):
     from labeling.services.audit import audit_after_training
     from labeling.services.semisupervised import pipeline_start
     from labeling.services.training import training_run_execute
 
-    run = training_run_execute(run_id)
-    if run.status == RunStatus.SUCCEEDED and run.finished_at and run.project_id:
-        project = Project.objects.get(pk=run.project_id)
+    try:
+        run = training_run_execute(run_id)
+    except TrainingRun.DoesNotExist:
+        return _gone("training run", run_id)
+    _check_later(self, run)
+    project = Project.objects.filter(pk=run.project_id).first()
+    if run.status == RunStatus.SUCCEEDED and project is not None:
         pipeline_start(project)  # its predictions feed the next round
         audit_after_training(project)  # the labels it disagrees with go back to people
     return {"run": str(run.pk), "status": run.status}

@@ -239,3 +239,24 @@ def test_the_reaper_at_start_up_queues_runs_of_dead_local_workers_before_the_tim
     assert [r.pk for r in report.requeued] == [dead.pk]
     alive.refresh_from_db()
     assert alive.status == RunStatus.RUNNING
+
+
+def test_a_delivery_that_finds_its_run_alive_elsewhere_looks_again_a_bounded_number_of_times(
+    project, settings, monkeypatch
+):
+    from labeling import tasks
+    from labeling.services import training
+
+    settings.CROWDLOOP_RUN_MAX_ATTEMPTS = 3
+    looks = []
+    real = training.training_run_execute
+    monkeypatch.setattr(training, "training_run_execute", lambda pk: looks.append(pk) or real(pk))
+    run = TrainingRun.objects.create(
+        project=project, status=RunStatus.RUNNING, attempts=1, worker="other-host:1", heartbeat_at=timezone.now()
+    )
+    tasks.gpu_training_run_task.apply(args=[str(run.pk)])  # eager: the retries run at once
+    assert len(looks) == 1 + 3
+    looks.clear()
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+    assert tasks.gpu_training_run_task.apply(args=[str(run.pk)]).get()["status"] == RunStatus.SUCCEEDED
+    assert len(looks) == 1
