@@ -35,6 +35,19 @@ def wait_for(predicate, timeout, interval=0.2, what="condition"):
         time.sleep(interval)
 
 
+def nothing_left_running(timeout=90):
+    """Wait until no import, pipeline or training run is running (what the last one
+    queued, a clustering round after a training run for instance, may still be working):
+    nothing stays running for ever. Call from a test with database access."""
+    from labeling.models import ImportJob, PipelineRun, RunStatus, TrainingRun
+
+    def none():
+        return not any(model.objects.filter(status=RunStatus.RUNNING).exists()
+                       for model in (ImportJob, PipelineRun, TrainingRun))
+
+    wait_for(none, timeout, interval=0.5, what="no run left running")
+
+
 def port_open(host, port, timeout=0.5):
     try:
         socket.create_connection((host, port), timeout=timeout).close()

@@ -14,7 +14,14 @@ from labeling.models import ImportJob, PipelineKind, PipelineRun, RunStatus, Tra
 from labeling.services.jobs import import_job_create
 from labeling.services.projects import project_create
 from tests.faults.conftest import FAST_RECOVERY, random_png
-from tests.faults.procs import RedisServer, SecondHost, database_url, netns_available, wait_for
+from tests.faults.procs import (
+    RedisServer,
+    SecondHost,
+    database_url,
+    netns_available,
+    nothing_left_running,
+    wait_for,
+)
 from tests.labeling.test_api_imports import zip_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,5 +105,4 @@ def test_a_worker_on_a_second_host_imports_clusters_trains_and_its_loss_is_survi
     assert run.attempts == 2 and recovery < 120
     assert run.worker.startswith("crowdloop-host-b:")
     assert "resuming from epoch" in second.log()
-    assert TrainingRun.objects.filter(status=RunStatus.RUNNING).count() == 0
-    assert PipelineRun.objects.filter(status=RunStatus.RUNNING).count() == 0
+    nothing_left_running()

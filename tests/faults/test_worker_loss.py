@@ -13,7 +13,7 @@ from labeling.services.jobs import import_job_create
 from labeling.services.projects import project_create
 from labeling.services.training import training_run_create
 from tests.faults.conftest import FAST_RECOVERY, random_png
-from tests.faults.procs import wait_for
+from tests.faults.procs import nothing_left_running, wait_for
 from tests.labeling.test_api_imports import zip_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,7 +74,7 @@ def test_a_training_run_killed_mid_way_finishes_from_its_checkpoint_on_another_w
     assert run.attempts == 2 and run.worker.split(":")[1] != ""
     assert f"resuming from epoch {epoch_at_kill}" in second.log() or "resuming from epoch" in second.log()
     assert [row["epoch"] for row in run.history] == list(range(1, run.epoch + 1))
-    assert TrainingRun.objects.filter(status=RunStatus.RUNNING).count() == 0
+    nothing_left_running()
 
 
 def test_an_import_killed_mid_way_completes_with_every_item_exactly_once(
@@ -107,4 +107,4 @@ def test_an_import_killed_mid_way_completes_with_every_item_exactly_once(
     assert KnownLabel.objects.filter(item__project=project).count() == n
     assert (job.report["created"], job.report["duplicates"], job.report["problem_count"]) == (n, 0, 0)
     assert job.processed == job.total == n
-    assert ImportJob.objects.filter(status=RunStatus.RUNNING).count() == 0
+    nothing_left_running()
