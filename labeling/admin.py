@@ -5,11 +5,27 @@ from django.urls import reverse
 
 from labeling import models
 from labeling.services import owner_tokens, sites, workers
+from labeling.services.consensus import items_consensus_update, project_aggregate_enqueue
 
 admin.site.site_header = "Crowdloop administration"
 admin.site.site_title = "Crowdloop administration"
 admin.site.index_title = "Projects, workers and sites"
 admin.site.site_url = "/"
+
+
+class DerivedAdmin(admin.ModelAdmin):
+    """Rows the services derive (answers, consensus, known labels, items, predictions,
+    runs): shown, never added, edited or deleted here, since a change made beside the
+    services would skip the consensus, the counts and the item statuses that follow."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class LabelClassInline(admin.TabularInline):
@@ -72,6 +88,13 @@ def workers_reinstate(modeladmin, request, queryset):
     _workers_set_status(modeladmin, request, queryset, models.WorkerStatus.ACTIVE)
 
 
+@admin.action(description="Re-run truth inference for the selected projects")
+def projects_aggregate(modeladmin, request, queryset):
+    for project in queryset:
+        project_aggregate_enqueue(project.pk)
+    modeladmin.message_user(request, f"Truth inference queued for {queryset.count()} project(s).", messages.SUCCESS)
+
+
 @admin.register(models.Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "data_kind", "owner", "answers_per_item", "gold_share", "consensus_threshold", "created_at"]
@@ -79,6 +102,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [LabelClassInline, QualityRulesInline, ProjectMembershipInline]
+    actions = [projects_aggregate]
 
 
 @admin.register(models.LabelClass)
@@ -87,17 +111,24 @@ class LabelClassAdmin(admin.ModelAdmin):
     list_filter = ["project"]
 
 
+@admin.action(description="Recompute the consensus of the selected items from their answers")
+def items_consensus_recompute(modeladmin, request, queryset):
+    ids = list(queryset.values_list("pk", flat=True))
+    items_consensus_update(ids)
+    modeladmin.message_user(request, f"Consensus recomputed for {len(ids)} item(s).", messages.SUCCESS)
+
+
 @admin.register(models.Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(DerivedAdmin):
     list_display = ["id", "project", "status", "split", "answer_count", "source_name", "created_at"]
     list_filter = ["project", "status", "split"]
     search_fields = ["source_name", "checksum", "text"]
-    readonly_fields = ["checksum", "created_at"]
     list_select_related = ["project"]
+    actions = [items_consensus_recompute]
 
 
 @admin.register(models.KnownLabel)
-class KnownLabelAdmin(admin.ModelAdmin):
+class KnownLabelAdmin(DerivedAdmin):
     list_display = ["item", "label", "source", "created_by", "created_at"]
     list_filter = ["source", "item__project"]
     raw_id_fields = ["item"]
@@ -125,7 +156,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Answer)
-class AnswerAdmin(admin.ModelAdmin):
+class AnswerAdmin(DerivedAdmin):
     list_display = ["id", "worker", "item", "label", "source", "is_control", "time_taken_ms", "created_at"]
     list_filter = ["source", "is_control", "item__project"]
     raw_id_fields = ["worker", "item"]
@@ -133,7 +164,7 @@ class AnswerAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Consensus)
-class ConsensusAdmin(admin.ModelAdmin):
+class ConsensusAdmin(DerivedAdmin):
     list_display = ["item", "label", "confidence", "n_answers", "method", "updated_at"]
     list_filter = ["method", "item__project"]
     raw_id_fields = ["item"]
@@ -141,7 +172,7 @@ class ConsensusAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.PseudoLabel)
-class PseudoLabelAdmin(admin.ModelAdmin):
+class PseudoLabelAdmin(DerivedAdmin):
     list_display = ["item", "label", "confidence", "source", "accepted", "updated_at"]
     list_filter = ["source", "accepted", "item__project"]
     raw_id_fields = ["item"]
@@ -149,14 +180,13 @@ class PseudoLabelAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(DerivedAdmin):
     list_display = ["id", "project", "status", "device", "epoch", "n_epochs", "created_at", "finished_at"]
     list_filter = ["status", "project", "device"]
-    readonly_fields = ["history", "metrics", "heartbeat_at"]
 
 
 @admin.register(models.Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(DerivedAdmin):
     list_display = ["item", "run", "label", "confidence"]
     list_filter = ["run__project"]
     raw_id_fields = ["item", "run"]
@@ -164,15 +194,14 @@ class PredictionAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.ProjectStats)
-class ProjectStatsAdmin(admin.ModelAdmin):
+class ProjectStatsAdmin(DerivedAdmin):
     list_display = ["project", "items_total", "known_total", "answers_total", "refreshed_at"]
 
 
 @admin.register(models.ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(DerivedAdmin):
     list_display = ["id", "project", "source_name", "status", "processed", "total", "created_at", "finished_at"]
     list_filter = ["status", "project"]
-    readonly_fields = ["report", "error"]
 
 
 # --- Widget sites ------------------------------------------------------------------------------
@@ -233,12 +262,15 @@ class SiteAdmin(admin.ModelAdmin):
         return f"{site.challenges_passed / site.challenges_issued:.0%}"
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            secret = sites.secret_new()
-            obj.sitekey = sites.sitekey_new()
-            obj.secret_hash = sites.secret_hash(secret)
-            obj._new_secret = secret
-        super().save_model(request, obj, form, change)
+        """Through :func:`sites.site_update` / :func:`sites.site_create`; the projects
+        follow in ``save_related``."""
+        fields = {name: form.cleaned_data[name] for name in SiteAdminForm.Meta.fields if name != "projects"}
+        if change:
+            sites.site_update(obj, **fields)
+            return
+        site, secret = sites.site_create(**fields)
+        vars(obj).update(vars(site))  # the admin goes on with ``obj``: make it the new row
+        obj._new_secret = secret
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._secrets_page(request, [(obj, obj._new_secret)], "Site created")
@@ -326,3 +358,13 @@ class OwnerTokenAdmin(admin.ModelAdmin):
     def tokens_revoke(self, request, queryset):
         revoked = sum(owner_tokens.owner_token_revoke(token) for token in queryset)
         self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(models.AccessibilityPass)
+class AccessibilityPassAdmin(admin.ModelAdmin):
+    """Passes for visitors who cannot see the images; tick *revoked* to end one."""
+
+    list_display = ("id", "created_at", "verified_at", "expires_at", "revoked")
+    list_filter = ("revoked",)
+    readonly_fields = ("id", "email_digest", "created_at", "verified_at", "expires_at")
+    fields = (*readonly_fields, "revoked")

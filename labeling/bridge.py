@@ -3,6 +3,8 @@
 Querysets become numpy arrays here and results come back as plain Python values keyed
 by database ids. Nothing else in ``labeling/`` touches numpy or torch internals.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from labeling.models import Answer, KnownLabel
@@ -13,6 +15,7 @@ from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exp
     posterior_from_evidence,
     settle_chance,
 )
+from ml.model_selection import wilson_interval  # noqa: F401  (re-exported for the selectors)
 
 DEFAULT_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
@@ -33,7 +36,7 @@ def counted_answers(project, item_ids=None):
     return query
 
 
-def smoothed_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STRENGTH):
+def control_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STRENGTH):
     """Accuracy on control items with a Beta prior, so that 1/1 is not 100 %."""
     return (correct + prior * strength) / (total + strength)
 
@@ -56,7 +59,7 @@ def answer_evidence(project, item_ids):
         .without_banned_workers()
         .values_list("item_id", "worker_id", "label_id", "verdict")
     )
-    evidence = {item_id: [] for item_id in item_ids}
+    evidence: dict[int, list] = {item_id: [] for item_id in item_ids}
     for item_id, worker_id, label_id, verdict in rows:
         evidence[item_id].append((worker_id, positions[label_id], verdict))
     return evidence
@@ -124,12 +127,27 @@ def _confusion(skill, n_classes):
     return np.asarray(skill, dtype=float)
 
 
-def aggregate_fit(project, method="auto", init=None):
-    """Full truth inference over all counted answers of a project.
+@dataclass(frozen=True)
+class AggregateFit:
+    """A project's full truth inference: rows ``i`` of ``posteriors`` and ``n_answers``
+    belong to ``item_ids[i]``; entries ``j`` of ``skills``, ``confusions`` and
+    ``worker_answers`` to ``worker_ids[j]``; columns follow ``label_ids``."""
 
-    Returns a dict with per-item posteriors keyed by item id, per-worker accuracy and
-    confusion keyed by worker id, class priors, the method used and its iterations.
-    """
+    label_ids: list[int]
+    item_ids: list[int]
+    posteriors: np.ndarray
+    n_answers: list[int]
+    worker_ids: list[int]
+    skills: list[float]
+    confusions: list[list[list[float]]]
+    worker_answers: list[int]
+    class_priors: list[float]
+    method: str
+    n_iter: int
+
+
+def aggregate_fit(project, method="auto", init=None):
+    """Full truth inference over all counted answers of a project (see :class:`AggregateFit`)."""
     positions, label_ids = label_positions(project)
     n_classes = len(label_ids)
     rows = np.array(
@@ -152,19 +170,19 @@ def aggregate_fit(project, method="auto", init=None):
         known[np.searchsorted(item_ids, item_id)] = positions[label_id]
     estimator = make_aggregator(method, n_classes)
     estimator.fit(answers, known=known, n_items=len(item_ids), n_workers=len(worker_ids), init=init)
-    return {
-        "label_ids": label_ids,
-        "item_ids": item_ids.tolist(),
-        "posteriors": estimator.posteriors_,
-        "n_answers": np.bincount(answers[:, 0], minlength=len(item_ids)).tolist() if len(answers) else [0] * len(item_ids),
-        "worker_ids": worker_ids.tolist(),
-        "skills": np.asarray(estimator.skills_, dtype=float).tolist(),
-        "confusions": np.asarray(estimator.confusions_, dtype=float).tolist(),
-        "worker_answers": np.bincount(answers[:, 1], minlength=len(worker_ids)).tolist() if len(answers) else [],
-        "class_priors": np.asarray(estimator.class_priors_, dtype=float).tolist(),
-        "method": estimator.method_,
-        "n_iter": int(getattr(estimator, "n_iter_", 0)),
-    }
+    return AggregateFit(
+        label_ids=list(label_ids),
+        item_ids=item_ids.tolist(),
+        posteriors=estimator.posteriors_,
+        n_answers=np.bincount(answers[:, 0], minlength=len(item_ids)).tolist() if len(answers) else [0] * len(item_ids),
+        worker_ids=worker_ids.tolist(),
+        skills=np.asarray(estimator.skills_, dtype=float).tolist(),
+        confusions=np.asarray(estimator.confusions_, dtype=float).tolist(),
+        worker_answers=np.bincount(answers[:, 1], minlength=len(worker_ids)).tolist() if len(answers) else [],
+        class_priors=np.asarray(estimator.class_priors_, dtype=float).tolist(),
+        method=estimator.method_,
+        n_iter=int(getattr(estimator, "n_iter_", 0)),
+    )
 
 
 # --- Items as arrays ---------------------------------------------------------------------------

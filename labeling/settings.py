@@ -124,6 +124,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The model backend, reading each request's user together with their worker row.
+AUTHENTICATION_BACKENDS = ["labeling.authentication.UserWithWorkerBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -296,6 +299,20 @@ CROWDLOOP_RATE_LIMITS = {
     "siteverify:site": (3000, 60),
     "siteverify:challenge": (10, 300),
 }
+# The accessibility pass (for visitors who cannot see the images): earned once by a
+# verified e-mail, valid this long, at most this many passes a day per address and this
+# many uses a day per pass. Its verification mail goes through Django's e-mail backend.
+CROWDLOOP_A11Y_PASS_TTL_S = int(os.environ.get("CROWDLOOP_A11Y_PASS_TTL_S", 24 * 3600))
+CROWDLOOP_A11Y_PASSES_PER_ADDRESS_PER_DAY = int(os.environ.get("CROWDLOOP_A11Y_PASSES_PER_ADDRESS_PER_DAY", 2))
+CROWDLOOP_A11Y_USES_PER_DAY = int(os.environ.get("CROWDLOOP_A11Y_USES_PER_DAY", 10))
+CROWDLOOP_RATE_LIMITS.update({"a11y-request:ip": (5, 3600), "a11y-use:ip": (20, 3600)})
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Crowdloop <no-reply@localhost>")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 
 # --- Crowd workers (the labeling UI) ------------------------------------------------------
 # How long after answering a worker may take an answer back (server-enforced).

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from labeling import (
+    accessibility_views,
     api,
     api_schema,
     api_sites,
@@ -67,6 +68,9 @@ urlpatterns += [
     ),
     path("api/siteverify", widget_api.siteverify, name="widget-siteverify"),
     path("demo/signup/", demo_site.signup, name="demo-signup"),
+    path("accessibility/", accessibility_views.pass_page, name="accessibility-pass"),
+    path("accessibility/verify/<str:token>", accessibility_views.pass_verify, name="accessibility-verify"),
+    path("accessibility/use", accessibility_views.pass_use, name="accessibility-use"),
 ]
 
 # Crowd workers: their pages, the API the labeling page uses, and the owners' rules page.

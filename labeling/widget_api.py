@@ -76,8 +76,25 @@ def _rate_limited(request, exc):
     return response
 
 
+REFUSED_STATUS = {
+    "bad-request": 400,
+    "invalid-sitekey": 400,
+    "visitor-blocked": 403,
+    "hostname-not-allowed": 403,
+    "challenge-not-found": 404,
+    "not-found": 404,
+    "already-answered": 409,
+    "challenge-expired": 410,
+    "test-key": 400,
+    "address-limit": 429,
+    "pass-limit": 429,
+    "no-challenge-available": 503,
+}
+"""HTTP status of each :class:`ChallengeRefused` code."""
+
+
 def _refused(exc):
-    return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.status)
+    return JsonResponse({"error": exc.code, "detail": str(exc)}, status=REFUSED_STATUS.get(exc.code, 400))
 
 
 def _client(request):

@@ -8,7 +8,7 @@ a file name or another worker's answer.
 import re
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from rest_framework import serializers, status
@@ -48,10 +48,15 @@ def labels_payload(project):
 
 
 def worker_of(user):
-    """The registered worker of an authenticated user, or ``None``."""
+    """The registered worker of an authenticated user, or ``None`` (read with the user
+    by :class:`~labeling.authentication.UserWithWorkerBackend`)."""
     if not user.is_authenticated:
         return None
-    return Worker.objects.filter(user=user, kind=WorkerKind.REGISTERED).first()
+    try:
+        worker = user.worker
+    except Worker.DoesNotExist:
+        return None
+    return worker if worker.kind == WorkerKind.REGISTERED else None
 
 
 def worker_payload(worker, status=None):
@@ -89,10 +94,11 @@ class WorkerApiView(APIView):
         return worker
 
     def project(self, worker, slug):
+        """``(project, the worker's status there)``, or 404."""
         try:
-            return svc.project_get_for_worker(worker, slug)
-        except Http404 as exc:
-            raise NotFound("No such project.") from exc
+            return svc.project_admit(worker, slug)
+        except svc.ProjectNotFound as exc:
+            raise NotFound(str(exc)) from exc
 
     def handle_exception(self, exc):
         if isinstance(exc, svc.WorkerNotActive):
@@ -128,12 +134,13 @@ class TaskNextApi(WorkerApiView):
 
     def get(self, request, slug):
         worker = self.worker(request)
-        project = self.project(worker, slug)
+        project, standing = self.project(worker, slug)
         query = NextQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         batch = svc.tasks_next(
             worker=worker, project=project, n=query.validated_data["n"],
             exclude=query.validated_data.get("exclude", ()), grid=query.validated_data["view"] == "grid",
+            status=standing,
         )
         return Response(
             {
@@ -173,7 +180,7 @@ class AnswerBatchApi(WorkerApiView):
 
     def post(self, request, slug):
         worker = self.worker(request)
-        project = self.project(worker, slug)
+        project, standing = self.project(worker, slug)
         data = request.data.get("answers") if isinstance(request.data, dict) else request.data
         batch = AnswerInSerializer(
             data=data, many=True, max_length=settings.CROWDLOOP_WORKER_MAX_BATCH, allow_empty=False
@@ -189,7 +196,7 @@ class AnswerBatchApi(WorkerApiView):
             for a in batch.validated_data
         ]
         try:
-            result = svc.task_answers_submit(worker=worker, project=project, answers=answers)
+            result = svc.task_answers_submit(worker=worker, project=project, answers=answers, status=standing)
         except ValueError as exc:
             raise ValidationError({"label": str(exc)}) from exc
         return Response(

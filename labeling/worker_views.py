@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -18,6 +19,7 @@ from labeling.models import (
     WorkerKind,
     WorkerStatus,
 )
+from labeling.selectors import workers as worker_selectors
 from labeling.services import workers as svc
 from labeling.services.ratelimit import RateLimited, client_ip, ratelimit_enforce
 from labeling.worker_api import labels_payload
@@ -59,7 +61,7 @@ def signup(request):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
             return redirect("worker-home")
     return render(request, "worker/signup.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -79,7 +81,7 @@ def worker_home(request):
         "worker/home.html",
         {
             "worker": worker,
-            "reputation": svc.worker_reputation(worker),
+            "reputation": worker_selectors.worker_reputation(worker),
             "projects": projects,
             "decision": decision,
         },
@@ -89,7 +91,10 @@ def worker_home(request):
 @login_required
 def worker_label(request, slug):
     worker = svc.worker_for_user(request.user)
-    project = svc.project_get_for_worker(worker, slug)
+    try:
+        project = svc.project_get_for_worker(worker, slug)
+    except svc.ProjectNotFound as exc:
+        raise Http404(str(exc)) from exc
     status = WorkerStatus(svc.worker_status_in(worker, project))
     labels = labels_payload(project)
     return render(
@@ -140,7 +145,7 @@ def _workers_url(project, anchor="rules"):
 def project_workers(request, slug):
     """The quality rules and who labels. They are shown on the dashboard's one workers
     page; a GET goes there, a POST saves them (or shows that page with the errors)."""
-    from labeling.dashboard.views import workers_render
+    from labeling.dashboard.worker_views import workers_render
 
     project = selectors.project_get_managed(request.user, slug)
     if request.method != "POST":

@@ -19,13 +19,24 @@ returns ``(scores, describe)``: one score per item and a function giving reasons
 chosen indices, so reasons are only formatted for what is selected.
 """
 
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+from numpy import ndarray
 from sklearn.utils import check_random_state
 
 from ml.cluster import nearest_to_centroids
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from numpy.typing import ArrayLike
+
+    from ml._typing import RandomStateLike
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +45,18 @@ GREEDY_COVERAGE_MAX_CLUSTERS = 5000
 """Above this many clusters, uncovered clusters are ordered by size (the greedy order
 needs a clusters-by-clusters distance matrix)."""
 
-STRATEGIES = {}
+Describe: TypeAlias = "Callable[[Iterable[int]], list[str]]"
+"""Reasons, one per given item index."""
+
+Strategy: TypeAlias = "Callable[..., tuple[ndarray, Describe]]"
+"""A scoring function: keyword inputs in, ``(scores, describe)`` out."""
+
+STRATEGIES: dict[str, Strategy] = {}
 
 
-def strategy(name):
+def strategy(name: str) -> Callable[[Strategy], Strategy]:
     """Register a scoring function under ``name`` for :func:`select`."""
-    def register(func):
+    def register(func: Strategy) -> Strategy:
         STRATEGIES[name] = func
         return func
     return register
@@ -59,16 +76,16 @@ class Selection:
 
     indices: np.ndarray
     scores: np.ndarray
-    reasons: list
+    reasons: list[str]
 
 
-def _require(inputs, name, strategy_name):
+def _require(inputs: Mapping[str, Any], name: str, strategy_name: str) -> Any:
     if inputs.get(name) is None:
         raise ValueError(f"strategy {strategy_name!r} needs {name}=")
     return inputs[name]
 
 
-def _check_proba(proba, n_items, name="proba"):
+def _check_proba(proba: ArrayLike, n_items: int, name: str = "proba") -> ndarray:
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != 2 or proba.shape[0] != n_items:
         raise ValueError(f"{name} must have shape ({n_items}, n_classes), got {proba.shape}")
@@ -80,14 +97,14 @@ def _check_proba(proba, n_items, name="proba"):
     return np.divide(proba, total, out=np.zeros_like(proba), where=total > 0)
 
 
-def _top_two(proba):
+def _top_two(proba: ndarray) -> tuple[ndarray, ndarray]:
     if proba.shape[1] == 1:
         return proba[:, 0], np.zeros(len(proba))
     part = -np.partition(-proba, 1, axis=1)
     return part[:, 0], part[:, 1]
 
 
-def _coverage_order(centers, sizes, covered, n_wanted):
+def _coverage_order(centers: ndarray, sizes: ndarray, covered: ndarray, n_wanted: int) -> ndarray:
     """Uncovered clusters in greedy weighted k-medoid order over the centroids."""
     uncovered = np.flatnonzero(~covered & (sizes > 0))
     if len(uncovered) == 0:
@@ -118,8 +135,9 @@ def _coverage_order(centers, sizes, covered, n_wanted):
 
 
 @strategy("coverage")
-def coverage(*, y, X=None, cluster_labels=None, centers=None, exclude=None, n_wanted=None,
-             **_):
+def coverage(*, y: ndarray, X: ArrayLike | None = None, cluster_labels: ArrayLike | None = None,
+             centers: ArrayLike | None = None, exclude: ArrayLike | None = None, n_wanted: int | None = None,
+             **_: Any) -> tuple[ndarray, Describe]:
     """Score the most central item of every cluster that has no label yet.
 
     Parameters
@@ -144,7 +162,7 @@ def coverage(*, y, X=None, cluster_labels=None, centers=None, exclude=None, n_wa
         0 elsewhere.
     describe : callable
     """
-    X = _require({"X": X}, "X", "coverage")
+    X = np.asarray(_require({"X": X}, "X", "coverage"))
     labels = np.asarray(_require({"cluster_labels": cluster_labels}, "cluster_labels",
                                  "coverage")).astype(np.int64)
     n = len(y)
@@ -160,7 +178,7 @@ def coverage(*, y, X=None, cluster_labels=None, centers=None, exclude=None, n_wa
     sizes = np.bincount(labels, minlength=n_clusters)
     covered = np.zeros(n_clusters, dtype=bool)
     covered[np.unique(labels[y != UNLABELED])] = True
-    if exclude is not None and len(exclude):
+    if exclude is not None and np.size(exclude):
         covered[np.unique(labels[np.asarray(exclude)])] = True
     order = _coverage_order(centers, sizes, covered,
                             n_clusters if n_wanted is None else int(n_wanted))
@@ -169,14 +187,14 @@ def coverage(*, y, X=None, cluster_labels=None, centers=None, exclude=None, n_wa
         scores[reps[order]] = 1.0 + (len(order) - np.arange(len(order))) / len(order)
     cluster_of = labels
 
-    def describe(indices):
+    def describe(indices: Iterable[int]) -> list[str]:
         return [f"uncovered cluster {cluster_of[i]}" for i in indices]
 
     return scores, describe
 
 
 @strategy("margin")
-def margin(*, y, proba=None, **_):
+def margin(*, y: ndarray, proba: ArrayLike | None = None, **_: Any) -> tuple[ndarray, Describe]:
     """Score ``1 - (p_first - p_second)``: high when the two best classes are close.
 
     Parameters
@@ -189,14 +207,14 @@ def margin(*, y, proba=None, **_):
     first, second = _top_two(proba)
     gap = first - second
 
-    def describe(indices):
+    def describe(indices: Iterable[int]) -> list[str]:
         return [f"margin {gap[i]:.2f}" for i in indices]
 
     return 1.0 - gap, describe
 
 
 @strategy("entropy")
-def entropy(*, y, proba=None, **_):
+def entropy(*, y: ndarray, proba: ArrayLike | None = None, **_: Any) -> tuple[ndarray, Describe]:
     """Score the entropy of the class distribution divided by its maximum, ``log(n_classes)``.
 
     Parameters
@@ -210,14 +228,15 @@ def entropy(*, y, proba=None, **_):
     h = h / np.log(proba.shape[1]) if proba.shape[1] > 1 else np.zeros(len(y))
     h[proba.sum(axis=1) == 0] = 1.0
 
-    def describe(indices):
+    def describe(indices: Iterable[int]) -> list[str]:
         return [f"entropy {h[i]:.2f}" for i in indices]
 
     return h, describe
 
 
 @strategy("disagreement")
-def disagreement(*, y, proba=None, model_proba=None, classes=None, **_):
+def disagreement(*, y: ndarray, proba: ArrayLike | None = None, model_proba: ArrayLike | None = None,
+                 classes: ArrayLike | None = None, **_: Any) -> tuple[ndarray, Describe]:
     """Score the total variation distance between propagation and a model's probabilities.
 
     Parameters
@@ -239,15 +258,16 @@ def disagreement(*, y, proba=None, model_proba=None, classes=None, **_):
     a, b = p.argmax(axis=1), q.argmax(axis=1)
     names = np.arange(p.shape[1]) if classes is None else np.asarray(classes)
 
-    def describe(indices):
+    def describe(indices: Iterable[int]) -> list[str]:
         return [f"propagation says {names[a[i]]}, model says {names[b[i]]}" if a[i] != b[i]
                 else f"disagreement {tv[i]:.2f}" for i in indices]
 
     return tv, describe
 
 
-def select(n, *, y, strategies=("coverage", "margin"), exclude=None, max_per_cluster=None,
-           random_state=None, **inputs):
+def select(n: int, *, y: ArrayLike, strategies: str | Sequence[str] = ("coverage", "margin"),
+           exclude: ArrayLike | None = None, max_per_cluster: int | None = None,
+           random_state: RandomStateLike = None, **inputs: Any) -> Selection:
     """Pick ``n`` unlabeled items for human labelling, most urgent first.
 
     Parameters
@@ -313,7 +333,7 @@ def select(n, *, y, strategies=("coverage", "margin"), exclude=None, max_per_clu
     if max_per_cluster is not None:
         labels = _require(inputs, "cluster_labels", "max_per_cluster")
         labels = np.asarray(labels)
-        counts = {}
+        counts: dict[int, int] = {}
         kept = []
         for i in ranked:
             if best[i] <= 1.0:

@@ -11,12 +11,22 @@ disagreement. When every rating falls in one category the chance agreement is 1 
 both are undefined: they return ``nan``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy import ndarray
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["fleiss_kappa", "krippendorff_alpha", "ratings_table"]
 
 
-def ratings_table(units, labels, counts=None, *, n_categories=None):
+def ratings_table(
+    units: ArrayLike, labels: ArrayLike, counts: ArrayLike | None = None, *, n_categories: int | None = None
+) -> ndarray:
     """Count ratings per (item, category).
 
     Parameters
@@ -60,7 +70,7 @@ def ratings_table(units, labels, counts=None, *, n_categories=None):
     return table
 
 
-def _check_table(table):
+def _check_table(table: ArrayLike) -> ndarray:
     table = np.asarray(table)
     if table.ndim != 2:
         raise ValueError(f"the ratings table must be 2-D (items x categories), got shape {table.shape}")
@@ -70,7 +80,7 @@ def _check_table(table):
     return table[table.sum(axis=1) >= 2]
 
 
-def fleiss_kappa(table):
+def fleiss_kappa(table: ArrayLike) -> float:
     """Fleiss' kappa of a ratings table.
 
     With the same number of ratings on every item this is Fleiss (1971); with varying
@@ -99,7 +109,7 @@ def fleiss_kappa(table):
     return float((observed.mean() - chance) / (1.0 - chance))
 
 
-def krippendorff_alpha(table):
+def krippendorff_alpha(table: ArrayLike) -> float:
     """Krippendorff's alpha for nominal data from a ratings table.
 
     Built on the coincidence matrix (Krippendorff, *Computing Krippendorff's

@@ -13,18 +13,17 @@ Horizontal flips are off by default because they change the meaning of many imag
 (a flipped 7 is not a 7); turn them on for natural photographs.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Self
 
 import torch
 
-#: Every key of an augmentation config and its default (every transform off).
-AUGMENT_DEFAULTS = {
-    "hflip": False,
-    "shift": 0,
-    "occlusion": 0.0,
-    "occlusion_p": 0.5,
-    "noise": 0.0,
-}
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+from ml.config import AUGMENT_DEFAULTS, augment_config, augment_validate  # noqa: F401 (re-exported)
 
 _MIN_OCCLUSION_AREA = 0.02
 
@@ -62,17 +61,10 @@ class Augment:
     Spatial transforms on a 2-d (feature) batch raise ``ValueError`` when called.
     """
 
-    def __init__(self, hflip=False, shift=0, occlusion=0.0, occlusion_p=0.5, noise=0.0):
-        if not isinstance(hflip, bool):
-            raise ValueError(f"augment hflip must be true or false, got {hflip!r}")
-        if not isinstance(shift, int) or isinstance(shift, bool) or shift < 0:
-            raise ValueError(f"augment shift must be an int >= 0 (pixels), got {shift!r}")
-        if not 0.0 <= occlusion <= 0.5:
-            raise ValueError(f"augment occlusion is a max area fraction in [0, 0.5], got {occlusion!r}")
-        if not 0.0 <= occlusion_p <= 1.0:
-            raise ValueError(f"augment occlusion_p must be in [0, 1], got {occlusion_p!r}")
-        if not noise >= 0.0:
-            raise ValueError(f"augment noise must be >= 0, got {noise!r}")
+    def __init__(
+        self, hflip: bool = False, shift: int = 0, occlusion: float = 0.0, occlusion_p: float = 0.5, noise: float = 0.0
+    ) -> None:
+        augment_validate(hflip, shift, occlusion, occlusion_p, noise)
         self.hflip = hflip
         self.shift = shift
         self.occlusion = float(occlusion)
@@ -80,7 +72,7 @@ class Augment:
         self.noise = float(noise)
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any] | None) -> Self:
         """Build from a config dict; ``None`` or ``{}`` gives no augmentation.
 
         Raises
@@ -88,29 +80,25 @@ class Augment:
         ValueError
             On an unknown key or a value out of range.
         """
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(AUGMENT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown augment key(s) {unknown}; expected some of {sorted(AUGMENT_DEFAULTS)}")
-        return cls(**{**AUGMENT_DEFAULTS, **config})
+        return cls(**augment_config(config))
 
     @property
-    def spatial(self):
+    def spatial(self) -> bool:
         """Whether a transform needs images (flip, shift or occlusion)."""
         return self.hflip or self.shift > 0 or self.occlusion > 0
 
     @property
-    def active(self):
+    def active(self) -> bool:
         """Whether any transform is on."""
         return self.spatial or self.noise > 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Augment(hflip={self.hflip}, shift={self.shift}, occlusion={self.occlusion}, "
             f"occlusion_p={self.occlusion_p}, noise={self.noise})"
         )
 
-    def __call__(self, x, generator=None):
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return an augmented copy of the batch ``x`` (the input is not modified).
 
         Parameters
@@ -121,9 +109,7 @@ class Augment:
             Source of randomness, on the same device as ``x``.
         """
         if self.spatial and x.dim() != 4:
-            raise ValueError(
-                f"flip, shift and occlusion need (N, C, H, W) images, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"flip, shift and occlusion need (N, C, H, W) images, got shape {tuple(x.shape)}")
         if self.hflip:
             x = hflip(x, generator)
         if self.shift > 0:
@@ -135,17 +121,17 @@ class Augment:
         return x
 
 
-def _rand(n, generator, device):
+def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=device)
 
 
-def hflip(x, generator=None, p=0.5):
+def hflip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
     """Mirror each image of ``x`` left-right with probability ``p``."""
     flip = _rand(x.shape[0], generator, x.device) < p
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def random_shift(x, shift, generator=None):
+def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad by ``shift`` pixels and crop back at a per-sample random offset."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
@@ -158,7 +144,9 @@ def random_shift(x, shift, generator=None):
     return padded.gather(3, cols.expand(n, x.shape[1], h, w))
 
 
-def random_occlusion(x, max_area, p=0.5, generator=None):
+def random_occlusion(
+    x: torch.Tensor, max_area: float, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Zero a random rectangle in each image with probability ``p``.
 
     The rectangle's area is at most ``max_area`` of the image, and at least one pixel

@@ -6,23 +6,33 @@ already sit in memory). On CUDA a small dataset is moved to the GPU once; a larg
 pinned and copied batch by batch without blocking.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+from numpy import ndarray
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from numpy.typing import ArrayLike
 
 
-def _require(condition, message):
+def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
 
 
-def choose_device(device=None):
+def choose_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device`` as a :class:`torch.device`, or CUDA when available, else CPU."""
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def as_inputs(X, input_shape, name="X"):
+def as_inputs(X: ArrayLike, input_shape: tuple[int, ...], name: str = "X") -> ndarray:
     """Return ``X`` as a float32 array of shape ``(N, *input_shape)``.
 
     Flat rows (``(N, C*H*W)``, such as scikit-learn's digits) and single-channel
@@ -72,16 +82,16 @@ class TensorBatches:
 
     def __init__(
         self,
-        tensors,
-        batch_size,
-        device,
+        tensors: tuple[torch.Tensor, ...],
+        batch_size: int,
+        device: torch.device | str,
         *,
-        shuffle=False,
-        generator=None,
-        sample_probs=None,
-        merge_single=False,
-        max_device_bytes=1 << 30,
-    ):
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        sample_probs: torch.Tensor | None = None,
+        merge_single: bool = False,
+        max_device_bytes: int = 1 << 30,
+    ) -> None:
         n = tensors[0].shape[0]
         _require(all(t.shape[0] == n for t in tensors), "tensors must share their first dimension")
         self.n = n
@@ -97,7 +107,7 @@ class TensorBatches:
         else:
             self.tensors = tuple(t.pin_memory() for t in tensors)
 
-    def _bounds(self):
+    def _bounds(self) -> Iterator[tuple[int, int]]:
         start = 0
         while start < self.n:
             stop = min(start + self.batch_size, self.n)
@@ -106,10 +116,10 @@ class TensorBatches:
             yield start, stop
             start = stop
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(1 for _ in self._bounds())
 
-    def _take(self, index):
+    def _take(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.on_device:
             return tuple(t.index_select(0, index) for t in self.tensors)
         out = []
@@ -119,7 +129,7 @@ class TensorBatches:
             out.append(buffer.to(self.device, non_blocking=True))
         return tuple(out)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self.sample_probs is not None:
             order = torch.multinomial(self.sample_probs, self.n, replacement=True, generator=self.generator)
         elif self.shuffle:

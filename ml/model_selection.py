@@ -15,9 +15,13 @@ best one labels the pool.
 Scores come with a Wilson interval, so that ten validation items are never read as a
 precise figure (see :func:`wilson_interval`).
 """
+
+from __future__ import annotations
+
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -26,13 +30,21 @@ from sklearn.utils import check_random_state
 from ml.cluster import knn_graph
 from ml.propagation import knn_affinity, spread_labels
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from numpy.typing import ArrayLike
+    from scipy.sparse import csr_matrix
+
+    from ml._typing import RandomStateLike
+
 logger = logging.getLogger(__name__)
 
 UNLABELED = -1
 CANDIDATES = ("spreading", "knn", "logreg")
 
 
-def wilson_interval(correct, n, z=1.96):
+def wilson_interval(correct: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a proportion ``correct / n``; ``(0, 1)`` when ``n`` is 0."""
     if n <= 0:
         return 0.0, 1.0
@@ -52,15 +64,15 @@ class Score:
     n: int
 
     @property
-    def accuracy(self):
+    def accuracy(self) -> float:
         return self.correct / self.n if self.n else 0.0
 
     @property
-    def interval(self):
+    def interval(self) -> tuple[float, float]:
         return wilson_interval(self.correct, self.n)
 
 
-def stratified_folds(y, n_folds, random_state=None):
+def stratified_folds(y: ArrayLike, n_folds: int, random_state: RandomStateLike = None) -> np.ndarray:
     """Fold id (``0 .. n_folds - 1``) of every labeled item, ``-1`` elsewhere.
 
     Items are dealt to folds class by class in random order, so every fold sees every
@@ -80,7 +92,8 @@ def stratified_folds(y, n_folds, random_state=None):
     return folds
 
 
-def _knn_proba(X_train, y_train, X_query, n_classes, n_neighbors):
+def _knn_proba(X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, n_classes: int,
+               n_neighbors: int) -> np.ndarray:
     from sklearn.neighbors import KNeighborsClassifier
 
     k = max(1, min(n_neighbors, len(y_train)))
@@ -88,7 +101,8 @@ def _knn_proba(X_train, y_train, X_query, n_classes, n_neighbors):
     return _full_proba(model.predict_proba(X_query), model.classes_, n_classes)
 
 
-def _logreg_proba(X_train, y_train, X_query, n_classes, _n_neighbors):
+def _logreg_proba(X_train: np.ndarray, y_train: np.ndarray, X_query: np.ndarray, n_classes: int,
+                  _n_neighbors: int) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
     if len(np.unique(y_train)) < 2:
@@ -99,23 +113,26 @@ def _logreg_proba(X_train, y_train, X_query, n_classes, _n_neighbors):
     return _full_proba(model.predict_proba(X_query), model.classes_, n_classes)
 
 
-def _full_proba(proba, classes, n_classes):
+def _full_proba(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
     full = np.zeros((len(proba), n_classes))
     full[:, np.asarray(classes, dtype=np.int64)] = proba
     return full
 
 
-INDUCTIVE = {"knn": _knn_proba, "logreg": _logreg_proba}
+INDUCTIVE: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], np.ndarray]] = {
+    "knn": _knn_proba,
+    "logreg": _logreg_proba,
+}
 MIN_CALIBRATION = 10
 
 
-def _normalised(F):
+def _normalised(F: np.ndarray) -> np.ndarray:
     F = np.maximum(F, 0)
     total = F.sum(axis=1, keepdims=True)
     return np.divide(F, total, out=np.full_like(F, 1.0 / F.shape[1]), where=total > 0)
 
 
-def calibrated_confidence(held_proba, held_y, top, fallback):
+def calibrated_confidence(held_proba: np.ndarray, held_y: np.ndarray, top: np.ndarray, fallback: float) -> np.ndarray:
     """Probability of being right for top probabilities ``top``, learned from held-out
     items (class probabilities ``held_proba``, true classes ``held_y``) by isotonic
     regression; ``fallback`` everywhere when fewer than ``MIN_CALIBRATION`` are held out."""
@@ -164,14 +181,21 @@ class CandidateSelector(BaseEstimator):
         out-of-fold accuracy for every item). 1 for labeled items.
     """
 
-    def __init__(self, candidates=CANDIDATES, n_folds=5, n_neighbors=10, alpha=0.9, random_state=None):
+    def __init__(
+        self,
+        candidates: Sequence[str] = CANDIDATES,
+        n_folds: int = 5,
+        n_neighbors: int = 10,
+        alpha: float = 0.9,
+        random_state: RandomStateLike = None,
+    ) -> None:
         self.candidates = candidates
         self.n_folds = n_folds
         self.n_neighbors = n_neighbors
         self.alpha = alpha
         self.random_state = random_state
 
-    def fit(self, X, y, *, n_classes=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, n_classes: int | None = None) -> Self:
         X = np.ascontiguousarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
         if X.ndim != 2 or len(X) != len(y):
@@ -192,7 +216,7 @@ class CandidateSelector(BaseEstimator):
         if "spreading" in self.candidates:
             graph = knn_graph(X, min(self.n_neighbors, len(X) - 1), random_state=rng)
             W = knn_affinity(graph)
-        oof = {}
+        oof: dict[str, np.ndarray] = {}
         for name in self.candidates:
             oof[name] = self._out_of_fold(name, X, y, folds, n_folds, W)
         held = folds >= 0
@@ -211,7 +235,9 @@ class CandidateSelector(BaseEstimator):
         logger.info("candidates: %s; best %s", {k: round(s.accuracy, 3) for k, s in self.scores_.items()}, self.best_)
         return self
 
-    def _out_of_fold(self, name, X, y, folds, n_folds, W):
+    def _out_of_fold(
+        self, name: str, X: np.ndarray, y: np.ndarray, folds: np.ndarray, n_folds: int, W: csr_matrix | None
+    ) -> np.ndarray:
         """Out-of-fold class probabilities of every held-out item (zeros elsewhere)."""
         pred = np.zeros((len(y), self.n_classes_))
         if name == "spreading":
@@ -230,7 +256,7 @@ class CandidateSelector(BaseEstimator):
                 pred[test] = INDUCTIVE[name](X[train], y[train], X[test], self.n_classes_, min(5, self.n_neighbors))
         return pred
 
-    def _fit_all(self, name, X, y, W):
+    def _fit_all(self, name: str, X: np.ndarray, y: np.ndarray, W: csr_matrix | None) -> np.ndarray:
         labeled = np.flatnonzero(y >= 0)
         if name == "spreading":
             seeds = np.zeros((len(y), self.n_classes_))
@@ -241,6 +267,6 @@ class CandidateSelector(BaseEstimator):
             return proba
         return INDUCTIVE[name](X[labeled], y[labeled], X, self.n_classes_, min(5, self.n_neighbors))
 
-    def predict(self):
+    def predict(self) -> np.ndarray:
         """The best candidate's class for every item (after :meth:`fit`)."""
         return self.proba_.argmax(axis=1)

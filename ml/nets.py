@@ -15,24 +15,23 @@ Models are built from a plain JSON-able config by :func:`build_model`; the loop 
 trains them lives in :mod:`ml.training`.
 """
 
+from __future__ import annotations
+
 import logging
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+
+    from collections.abc import Mapping, Sequence
+    from typing import Self
+
+from ml.config import ARCHS, MODEL_DEFAULTS, MODEL_KEYS, _pair, model_config  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
-
-ARCHS = ("cnn", "mlp")
-
-#: Defaults for the model keys of a config, per architecture.
-MODEL_DEFAULTS = {
-    "cnn": {"width": 32, "dropout": 0.1},
-    "mlp": {"width": 128, "dropout": 0.1},
-}
-
-#: Keys of a config that :func:`build_model` reads.
-MODEL_KEYS = ("arch", "n_classes", "in_channels", "image_size", "in_features", "width", "dropout")
 
 
 class Standardize(nn.Module):
@@ -51,20 +50,23 @@ class Standardize(nn.Module):
     so a value never seen in training is not blown up.
     """
 
-    def __init__(self, n):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("std", torch.ones(n))
 
     @torch.no_grad()
-    def set_statistics(self, x):
+    def set_statistics(self, x: torch.Tensor) -> None:
         """Set ``mean`` and ``std`` from a batch ``x`` laid out like the inputs."""
         dims = [d for d in range(x.dim()) if d != 1]
         self.mean.copy_(x.float().mean(dim=dims))
         std = x.float().std(dim=dims) if x.shape[0] > 1 else torch.ones_like(self.std)
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - self.mean.view(shape)) / self.std.view(shape)
 
@@ -85,7 +87,7 @@ class Classifier(nn.Module):
         Shape of one input, ``(C, H, W)`` or ``(F,)``; lets callers reshape flat rows.
     """
 
-    def __init__(self, backbone, embed_dim, n_classes, input_shape):
+    def __init__(self, backbone: nn.Sequential, embed_dim: int, n_classes: int, input_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.backbone = backbone
         self.input_shape = tuple(input_shape)
@@ -95,18 +97,20 @@ class Classifier(nn.Module):
         self.backbone_frozen = False
 
     @property
-    def standardize(self):
+    def standardize(self) -> Standardize:
         """The :class:`Standardize` layer at the input of the backbone."""
-        return self.backbone[0]
+        layer = self.backbone[0]
+        assert isinstance(layer, Standardize)
+        return layer
 
-    def features(self, x):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate representation (the embedding), shape ``(N, embed_dim)``."""
         return self.backbone(x)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def freeze_backbone(self, frozen=True):
+    def freeze_backbone(self, frozen: bool = True) -> Self:
         """Stop (or resume) training the backbone.
 
         A frozen backbone has ``requires_grad=False`` on its parameters and stays in
@@ -119,14 +123,14 @@ class Classifier(nn.Module):
         self.train(self.training)
         return self
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()
         return self
 
 
-def _conv_block(c_in, c_out):
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
@@ -156,10 +160,12 @@ class SmallCNN(Classifier):
         Dropout on the embedding during training.
     """
 
-    def __init__(self, in_channels, image_size, n_classes, width=32, dropout=0.1):
+    def __init__(
+        self, in_channels: int, image_size: int | Sequence[int], n_classes: int, width: int = 32, dropout: float = 0.1
+    ) -> None:
         height, width_px = _pair(image_size)
         n_stages = 2 + max(0, int(math.floor(math.log2(min(height, width_px) / 8))))
-        layers = [Standardize(in_channels)]
+        layers: list[nn.Module] = [Standardize(in_channels)]
         c_in, c_out = in_channels, width
         for stage in range(n_stages):
             if stage > 0:
@@ -192,7 +198,7 @@ class MLPClassifier(Classifier):
         Dropout on the input and on the hidden layer during training.
     """
 
-    def __init__(self, in_features, n_classes, width=128, dropout=0.1):
+    def __init__(self, in_features: int, n_classes: int, width: int = 128, dropout: float = 0.1) -> None:
         backbone = nn.Sequential(
             Standardize(in_features),
             nn.Dropout(dropout),
@@ -203,69 +209,7 @@ class MLPClassifier(Classifier):
         super().__init__(backbone, width, n_classes, (in_features,))
 
 
-def _pair(size):
-    if isinstance(size, int) and not isinstance(size, bool):
-        return size, size
-    if isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        return int(size[0]), int(size[1])
-    raise ValueError(f"image_size must be an int or a pair of ints, got {size!r}")
-
-
-def _positive_int(config, key):
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"config[{key!r}] must be a positive int, got {value!r}")
-    return value
-
-
-def model_config(config):
-    """Validate the model keys of ``config`` and return them with defaults filled in.
-
-    Parameters
-    ----------
-    config : dict
-        A model or training config; keys other than :data:`MODEL_KEYS` are ignored.
-
-    Returns
-    -------
-    dict
-        The model keys only, JSON-able, with defaults from :data:`MODEL_DEFAULTS`.
-
-    Raises
-    ------
-    ValueError
-        Unknown ``arch``, ``n_classes < 2``, a missing or invalid input shape, a
-        non-positive ``width`` or ``dropout`` outside ``[0, 1)``.
-    """
-    arch = config.get("arch", "cnn")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
-    n_classes = config.get("n_classes")
-    if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
-    out = {"arch": arch, "n_classes": n_classes, **MODEL_DEFAULTS[arch]}
-    for key in ("width", "dropout"):
-        if config.get(key) is not None:
-            out[key] = config[key]
-    _positive_int(out, "width")
-    if not isinstance(out["dropout"], (int, float)) or not 0 <= out["dropout"] < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {out['dropout']!r}")
-    out["dropout"] = float(out["dropout"])
-    if arch == "cnn":
-        out["in_channels"] = _positive_int(config, "in_channels")
-        size = config.get("image_size")
-        if size is None:
-            raise ValueError("arch 'cnn' needs config['image_size'] (int or [height, width])")
-        height, width_px = _pair(size)
-        if min(height, width_px) < 2:
-            raise ValueError(f"image_size must be at least 2 pixels, got {size!r}")
-        out["image_size"] = size if isinstance(size, int) else [height, width_px]
-    else:
-        out["in_features"] = _positive_int(config, "in_features")
-    return out
-
-
-def build_model(config):
+def build_model(config: Mapping[str, Any]) -> Classifier:
     """Build an untrained network from a plain config.
 
     Parameters
@@ -298,7 +242,7 @@ def build_model(config):
     return MLPClassifier(cfg["in_features"], cfg["n_classes"], cfg["width"], cfg["dropout"])
 
 
-def load_backbone(model, state):
+def load_backbone(model: Classifier, state: Mapping[str, Any]) -> bool:
     """Load the backbone of ``state`` into ``model``, and its head when shapes match.
 
     This is the transfer step: a checkpoint from an earlier run initialises a new model.

@@ -18,13 +18,22 @@ Suspects are ranked by self-confidence (``p_given``) or by the normalised margin
 Items with the label ``-1`` (unlabeled) or with no out-of-fold probability (an all-zero
 row: never held out) are never scored or flagged.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy import ndarray
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 UNLABELED = -1
 RANKINGS = ("self_confidence", "normalized_margin")
 
 
-def _checked(labels, pred_probs):
+def _checked(labels: ArrayLike, pred_probs: ArrayLike) -> tuple[ndarray, ndarray]:
     labels = np.asarray(labels, dtype=np.int64)
     pred_probs = np.asarray(pred_probs, dtype=np.float64)
     if pred_probs.ndim != 2 or len(pred_probs) != len(labels):
@@ -34,13 +43,13 @@ def _checked(labels, pred_probs):
     return labels, pred_probs
 
 
-def scorable(labels, pred_probs) -> np.ndarray:
+def scorable(labels: ndarray, pred_probs: ndarray) -> np.ndarray:
     """Boolean mask of the items that can be scored: labeled, with a probability row."""
     labels, pred_probs = _checked(labels, pred_probs)
     return (labels >= 0) & (pred_probs.sum(axis=1) > 0)
 
 
-def label_quality_scores(labels, pred_probs, method: str = "self_confidence") -> np.ndarray:
+def label_quality_scores(labels: ArrayLike, pred_probs: ArrayLike, method: str = "self_confidence") -> np.ndarray:
     """Quality of each given label in ``[0, 1]``; low means suspect, ``nan`` unscorable.
 
     Parameters
@@ -68,7 +77,7 @@ def label_quality_scores(labels, pred_probs, method: str = "self_confidence") ->
     return scores
 
 
-def per_class_thresholds(labels, pred_probs) -> np.ndarray:
+def per_class_thresholds(labels: ndarray, pred_probs: ndarray) -> np.ndarray:
     """``t_j``: mean probability of class ``j`` over the scorable items given ``j``
     (``inf`` for a class nobody was given, so that it never claims an item)."""
     labels, pred_probs = _checked(labels, pred_probs)
@@ -82,7 +91,7 @@ def per_class_thresholds(labels, pred_probs) -> np.ndarray:
     return thresholds
 
 
-def confident_joint(labels, pred_probs, calibrate: bool = True):
+def confident_joint(labels: ndarray, pred_probs: ndarray, calibrate: bool = True) -> tuple[ndarray, ndarray]:
     """The confident joint of given (rows) and likely true (columns) labels.
 
     Returns ``(joint, true_guess)``: the ``(n_classes, n_classes)`` counts, calibrated
@@ -107,8 +116,8 @@ def confident_joint(labels, pred_probs, calibrate: bool = True):
     return joint, true_guess
 
 
-def find_label_issues(labels, pred_probs, *, filter_by: str = "prune_by_noise_rate",
-                      rank_by: str = "normalized_margin", min_per_class: int = 1):
+def find_label_issues(labels: ArrayLike, pred_probs: ArrayLike, *, filter_by: str = "prune_by_noise_rate",
+                      rank_by: str = "normalized_margin", min_per_class: int = 1) -> tuple[ndarray, ndarray]:
     """Suspect labels, most suspect first.
 
     Parameters
@@ -148,7 +157,9 @@ def find_label_issues(labels, pred_probs, *, filter_by: str = "prune_by_noise_ra
     return suspects, suggested
 
 
-def _prune_by_noise_rate(labels, pred_probs, joint, ok, min_per_class):
+def _prune_by_noise_rate(
+    labels: ndarray, pred_probs: ndarray, joint: ndarray, ok: ndarray, min_per_class: int
+) -> ndarray:
     n_classes = pred_probs.shape[1]
     mask = np.zeros(len(labels), dtype=bool)
     for i in range(n_classes):
@@ -167,7 +178,7 @@ def _prune_by_noise_rate(labels, pred_probs, joint, ok, min_per_class):
     return mask
 
 
-def estimated_noise_rate(labels, pred_probs) -> float:
+def estimated_noise_rate(labels: ndarray, pred_probs: ndarray) -> float:
     """Share of the scorable labels the calibrated confident joint puts off its diagonal."""
     joint, _ = confident_joint(labels, pred_probs)
     total = joint.sum()

@@ -35,21 +35,34 @@ chosen for coverage (``ml.active``) avoid that, and make the calibration pessimi
 instead (a hidden cluster representative leaves its cluster unlabeled).
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy import ndarray
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from ml.cluster import check_features, fit_clusters, knn_graph
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Self
+
+    from numpy.typing import ArrayLike
+    from scipy.sparse import csr_matrix
+
+    from ml._typing import RandomStateLike
 
 logger = logging.getLogger(__name__)
 
 UNLABELED = -1
 
 
-def check_partial_labels(y, n_items):
+def check_partial_labels(y: ArrayLike, n_items: int) -> ndarray:
     """Validate a label vector where ``-1`` marks unlabeled items; return it as int64.
 
     Raises
@@ -75,7 +88,7 @@ def check_partial_labels(y, n_items):
     return y
 
 
-def knn_affinity(graph):
+def knn_affinity(graph: csr_matrix) -> csr_matrix:
     """Symmetric 0/1 affinity of a kNN graph: ``i ~ j`` when either lists the other.
 
     Parameters
@@ -98,20 +111,21 @@ def knn_affinity(graph):
     return W
 
 
-def _normalized_operator(W):
+def _normalized_operator(W: csr_matrix) -> csr_matrix:
     degree = np.asarray(W.sum(axis=1)).ravel()
     inv_sqrt = 1.0 / np.sqrt(np.where(degree > 0, degree, 1.0))
     S = sp.diags(inv_sqrt.astype(W.dtype)) @ W @ sp.diags(inv_sqrt.astype(W.dtype))
     return S.tocsr()
 
 
-def _locality_order(W):
+def _locality_order(W: csr_matrix) -> ndarray:
     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
     return np.asarray(reverse_cuthill_mckee(W, symmetric_mode=True), dtype=np.int64)
 
 
-def spread_labels(W, B, *, alpha=0.9, tol=1e-4, max_iter=200, reorder="auto"):
+def spread_labels(W: Any, B: ArrayLike, *, alpha: float = 0.9, tol: float = 1e-4, max_iter: int = 200,
+                  reorder: str | bool = "auto") -> tuple[ndarray, int]:
     """Solve ``(I - alpha S) F = (1 - alpha) B`` for every column of ``B``.
 
     Conjugate gradients, each column with its own step sizes; the matrix is symmetric
@@ -142,18 +156,18 @@ def spread_labels(W, B, *, alpha=0.9, tol=1e-4, max_iter=200, reorder="auto"):
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha must be in [0, 1), got {alpha}")
     n = W.shape[0]
-    B = np.asarray(B)
-    if B.ndim != 2 or B.shape[0] != n:
-        raise ValueError(f"B must have shape ({n}, n_columns), got {B.shape}")
-    dtype = np.float64 if n * B.shape[1] <= 5_000_000 else np.float32
+    seeds = np.asarray(B)
+    if seeds.ndim != 2 or seeds.shape[0] != n:
+        raise ValueError(f"B must have shape ({n}, n_columns), got {seeds.shape}")
+    dtype = np.float64 if n * seeds.shape[1] <= 5_000_000 else np.float32
     W = sp.csr_matrix(W, dtype=dtype)
     order = None
     if reorder is True or (reorder == "auto" and n > 50_000):
         order = _locality_order(W)
         W = W[order][:, order].tocsr()
-        B = B[order]
+        seeds = seeds[order]
     S = _normalized_operator(W)
-    rhs = np.ascontiguousarray((1 - alpha) * B, dtype=dtype)
+    rhs: ndarray = np.ascontiguousarray((1 - alpha) * seeds, dtype=dtype)
     F = np.zeros_like(rhs)
     R = rhs.copy()
     P = R.copy()
@@ -185,7 +199,7 @@ def spread_labels(W, B, *, alpha=0.9, tol=1e-4, max_iter=200, reorder="auto"):
     return F, n_iter
 
 
-def cluster_then_label(cluster_labels, B):
+def cluster_then_label(cluster_labels: ArrayLike, B: ndarray) -> ndarray:
     """Give every item the summed seed mass of its cluster (columns of ``B``).
 
     Parameters
@@ -203,12 +217,12 @@ def cluster_then_label(cluster_labels, B):
     return sums[inverse]
 
 
-def _logit(p):
+def _logit(p: ndarray) -> ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p) - np.log1p(-p)
 
 
-def _calibration_features(confidence, reach):
+def _calibration_features(confidence: ndarray, reach: ndarray) -> ndarray:
     return np.column_stack([_logit(confidence), np.log(np.maximum(reach, 1e-12))])
 
 
@@ -225,14 +239,27 @@ class _ReliabilityCurve:
     keep the fit defined when every record is right.
     """
 
-    def __init__(self, confidence, reach, correct, weight, n_classes, *, max_bins=10,
-                 min_bin_size=10):
+    def __init__(
+        self,
+        confidence: ndarray,
+        reach: ndarray,
+        correct: ndarray,
+        weight: ndarray,
+        n_classes: int,
+        *,
+        max_bins: int = 10,
+        min_bin_size: int = 10,
+    ) -> None:
         from sklearn.linear_model import LogisticRegression
 
         chance = 1.0 / max(n_classes, 2)
         floor = float(reach.min()) if len(reach) else 1.0
-        F = np.vstack([_calibration_features(confidence, reach),
-                       _calibration_features(np.array([chance] * 2), np.array([floor] * 2))])
+        F = np.vstack(
+            [
+                _calibration_features(confidence, reach),
+                _calibration_features(np.array([chance] * 2), np.array([floor] * 2)),
+            ]
+        )
         t = np.concatenate([correct, [1.0, 0.0]]).astype(int)
         w = np.concatenate([weight, [chance, 1 - chance]])
         self.accuracy = float(np.average(correct, weights=weight))
@@ -250,15 +277,17 @@ class _ReliabilityCurve:
         fitted = self(confidence, reach)
         self.table = []
         for idx in np.array_split(order, n_bins):
-            self.table.append({
-                "confidence_low": float(confidence[idx].min()),
-                "confidence_high": float(confidence[idx].max()),
-                "n": len(idx),
-                "accuracy": float(np.average(correct[idx], weights=weight[idx])),
-                "calibrated": float(np.average(fitted[idx], weights=weight[idx])),
-            })
+            self.table.append(
+                {
+                    "confidence_low": float(confidence[idx].min()),
+                    "confidence_high": float(confidence[idx].max()),
+                    "n": len(idx),
+                    "accuracy": float(np.average(correct[idx], weights=weight[idx])),
+                    "calibrated": float(np.average(fitted[idx], weights=weight[idx])),
+                }
+            )
 
-    def __call__(self, confidence, reach):
+    def __call__(self, confidence: ndarray, reach: ndarray) -> ndarray:
         confidence = np.asarray(confidence, dtype=np.float64)
         if self.model is None:
             return np.full(confidence.shape, self.accuracy)
@@ -336,9 +365,21 @@ class PseudoLabeler(BaseEstimator):
         Conjugate-gradient iterations of the widest solve.
     """
 
-    def __init__(self, n_neighbors=7, alpha=0.9, precision_target=0.97, method="spreading",
-                 cv=10, n_repeats=3, max_calibration_records=1000, graph_method="auto",
-                 tol=1e-4, max_iter=300, min_labels_per_class=5, random_state=None):
+    def __init__(
+        self,
+        n_neighbors: int = 7,
+        alpha: float = 0.9,
+        precision_target: float = 0.97,
+        method: str = "spreading",
+        cv: int = 10,
+        n_repeats: int = 3,
+        max_calibration_records: int = 1000,
+        graph_method: str = "auto",
+        tol: float = 1e-4,
+        max_iter: int = 300,
+        min_labels_per_class: int = 5,
+        random_state: RandomStateLike = None,
+    ) -> None:
         self.min_labels_per_class = min_labels_per_class
         self.n_neighbors = n_neighbors
         self.alpha = alpha
@@ -352,7 +393,15 @@ class PseudoLabeler(BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, X, y, *, graph=None, cluster_labels=None, sample_weight=None):
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        *,
+        graph: Any = None,
+        cluster_labels: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Spread the labels of ``y`` over ``X`` and calibrate the acceptance thresholds.
 
         Parameters
@@ -404,7 +453,7 @@ class PseudoLabeler(BaseEstimator):
         self._calibrate(heldout, pred, conf, mass, labeled, n_classes)
         return self
 
-    def _check_params(self):
+    def _check_params(self) -> None:
         if not 0 <= self.alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
         if not 0 < self.precision_target <= 1:
@@ -417,7 +466,7 @@ class PseudoLabeler(BaseEstimator):
             raise ValueError(f"n_repeats must be at least 1, got {self.n_repeats}")
 
     @staticmethod
-    def _check_weight(sample_weight, y):
+    def _check_weight(sample_weight: ArrayLike | None, y: ndarray) -> ndarray:
         if sample_weight is None:
             return np.ones(len(y))
         weight = np.asarray(sample_weight, dtype=np.float64)
@@ -429,7 +478,9 @@ class PseudoLabeler(BaseEstimator):
             raise ValueError("every labeled item has sample_weight 0")
         return weight
 
-    def _propagator(self, X, graph, cluster_labels, rng):
+    def _propagator(
+        self, X: ndarray, graph: Any, cluster_labels: ArrayLike | None, rng: np.random.RandomState
+    ) -> Callable[[ndarray], ndarray]:
         n = X.shape[0]
         if self.method == "cluster":
             self.graph_ = None
@@ -447,15 +498,14 @@ class PseudoLabeler(BaseEstimator):
         self.graph_ = sp.csr_matrix(graph)
         W = knn_affinity(self.graph_)
 
-        def propagate(B):
-            F, n_iter = spread_labels(W, B, alpha=self.alpha, tol=self.tol,
-                                      max_iter=self.max_iter)
+        def propagate(B: ndarray) -> ndarray:
+            F, n_iter = spread_labels(W, B, alpha=self.alpha, tol=self.tol, max_iter=self.max_iter)
             self.n_iter_ = n_iter
             return F
 
         return propagate
 
-    def _folds(self, coded, rng):
+    def _folds(self, coded: ndarray, rng: np.random.RandomState) -> list[tuple[ndarray, int]]:
         """Stratified fold ids per labeled item and repeat; -1 keeps an item as a seed.
 
         An item whose class has a single label is never held out: hiding it would test a
@@ -483,7 +533,16 @@ class PseudoLabeler(BaseEstimator):
             gathered += int((fold >= 0).sum())
         return repeats
 
-    def _solve(self, propagate, n, labeled, coded, weight, folds, n_classes):
+    def _solve(
+        self,
+        propagate: Callable[[ndarray], ndarray],
+        n: int,
+        labeled: ndarray,
+        coded: ndarray,
+        weight: ndarray,
+        folds: list[tuple[ndarray, int]],
+        n_classes: int,
+    ) -> tuple[ndarray, dict[str, ndarray]]:
         """Spread all seed groups at once; return the full solution and held-out records."""
         groups = []
         for r, (fold, solved) in enumerate(folds):
@@ -498,12 +557,12 @@ class PseudoLabeler(BaseEstimator):
             B[rows, g * n_classes + coded[members]] = weight[rows]
         G = propagate(B)
         G = np.maximum(G, 0)
-        blocks = [G[:, g * n_classes:(g + 1) * n_classes] for g in range(len(groups))]
+        blocks = [G[:, g * n_classes : (g + 1) * n_classes] for g in range(len(groups))]
         first = [b for (r, _, _), b in zip(groups, blocks) if r == 0]
         G_total = np.sum(first, axis=0)
 
         class_mass = np.bincount(coded, minlength=n_classes).astype(np.float64)
-        records = {"confidence": [], "reach": [], "correct": [], "weight": [], "pred": []}
+        records: dict[str, list[ndarray]] = {"confidence": [], "reach": [], "correct": [], "weight": [], "pred": []}
         for (r, f, members), block in zip(groups, blocks):
             if f < 0:
                 continue
@@ -523,26 +582,32 @@ class PseudoLabeler(BaseEstimator):
             records["correct"].append((pred == coded[members]).astype(np.float64))
             records["weight"].append(weight[rows])
             records["pred"].append(pred)
-        heldout = {key: (np.concatenate(val) if val else np.zeros(0))
-                   for key, val in records.items()}
+        heldout = {key: (np.concatenate(val) if val else np.zeros(0)) for key, val in records.items()}
         heldout["pred"] = heldout["pred"].astype(np.int64)
         # An item held out in several repeats is one piece of evidence, not several.
         times = np.zeros(n)
         for r, f, members in groups:
             if f >= 0:
                 times[labeled[members]] += 1
-        rows = np.concatenate([labeled[m] for _, f, m in groups if f >= 0]
-                              or [np.zeros(0, dtype=np.int64)])
+        rows = np.concatenate([labeled[m] for _, f, m in groups if f >= 0] or [np.zeros(0, dtype=np.int64)])
         heldout["weight"] = heldout["weight"] / np.maximum(times[rows], 1)
         return G_total, heldout
 
     @staticmethod
-    def _normalise(G, coded, n_classes):
+    def _normalise(G: ndarray, coded: ndarray, n_classes: int) -> ndarray:
         """Divide each class's mass by its number of labels, so classes weigh the same."""
         counts = np.bincount(coded, minlength=n_classes)
         return G / np.where(counts > 0, counts, 1)
 
-    def _calibrate(self, heldout, pred, conf, reach, labeled, n_classes):
+    def _calibrate(
+        self,
+        heldout: dict[str, ndarray],
+        pred: ndarray,
+        conf: ndarray,
+        reach: ndarray,
+        labeled: ndarray,
+        n_classes: int,
+    ) -> None:
         target = float(self.precision_target)
         unlabeled = np.ones(len(pred), dtype=bool)
         unlabeled[labeled] = False
@@ -552,23 +617,32 @@ class PseudoLabeler(BaseEstimator):
         thresholds = np.full(n_classes, np.inf)
         probability = np.full(len(pred), np.nan)
         probability[labeled] = 1.0
-        report = {
+        report: dict[str, Any] = {
             "precision_target": target,
             "n_records": len(heldout["confidence"]),
             "n_unlabeled": int(unlabeled.sum()),
         }
         if len(heldout["confidence"]) == 0:
-            logger.warning("no held-out labels to calibrate on (each class needs two labels);"
-                           " no pseudo-label is accepted")
-            report.update(reliability=[], per_class={}, thresholds={},
-                          expected_precision=float("nan"), coverage=0.0, n_accepted=0,
-                          heldout_accuracy=float("nan"), heldout_precision=float("nan"),
-                          heldout_accepted=0)
+            logger.warning(
+                "no held-out labels to calibrate on (each class needs two labels); no pseudo-label is accepted"
+            )
+            report.update(
+                reliability=[],
+                per_class={},
+                thresholds={},
+                expected_precision=float("nan"),
+                coverage=0.0,
+                n_accepted=0,
+                heldout_accuracy=float("nan"),
+                heldout_precision=float("nan"),
+                heldout_accepted=0,
+            )
             self.accepted_, self.thresholds_, self.calibration_ = accepted, thresholds, report
             self.probability_ = probability
             return
-        curve = _ReliabilityCurve(heldout["confidence"], heldout["reach"], heldout["correct"],
-                                  heldout["weight"], n_classes)
+        curve = _ReliabilityCurve(
+            heldout["confidence"], heldout["reach"], heldout["correct"], heldout["weight"], n_classes
+        )
         g_records = curve(heldout["confidence"], heldout["reach"])
         g_items = np.zeros(len(pred))
         g_items[candidates] = curve(conf[candidates], reach[candidates])
@@ -606,13 +680,11 @@ class PseudoLabeler(BaseEstimator):
                 "heldout_n": int(mine.sum()),
                 "labels": int(labels_per_class[c]),
                 "heldout_accepted": int(chosen.sum()),
-                "heldout_precision": (float(heldout["correct"][chosen].mean())
-                                      if chosen.any() else float("nan")),
+                "heldout_precision": (float(heldout["correct"][chosen].mean()) if chosen.any() else float("nan")),
             }
         pseudo = accepted & unlabeled
         n_pseudo = int(pseudo.sum())
-        chosen_all = record_prob >= np.where(heldout["pred"] >= 0,
-                                             thresholds[np.maximum(heldout["pred"], 0)], np.inf)
+        chosen_all = record_prob >= np.where(heldout["pred"] >= 0, thresholds[np.maximum(heldout["pred"], 0)], np.inf)
         report.update(
             reliability=curve.table,
             per_class=per_class,
@@ -622,8 +694,7 @@ class PseudoLabeler(BaseEstimator):
             n_accepted=n_pseudo,
             heldout_accuracy=float(np.average(heldout["correct"], weights=heldout["weight"])),
             heldout_accepted=int(chosen_all.sum()),
-            heldout_precision=(float(heldout["correct"][chosen_all].mean())
-                               if chosen_all.any() else float("nan")),
+            heldout_precision=(float(heldout["correct"][chosen_all].mean()) if chosen_all.any() else float("nan")),
         )
         self.accepted_, self.thresholds_, self.calibration_ = accepted, thresholds, report
         self.probability_ = probability

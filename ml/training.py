@@ -24,6 +24,8 @@ Conventions
   read with ``torch.load(..., weights_only=True)``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import logging
 import math
@@ -31,46 +33,27 @@ import os
 import tempfile
 import time
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy import ndarray
 
-from ml.augment import AUGMENT_DEFAULTS, Augment
+from ml.augment import Augment
 from ml.batches import TensorBatches, as_inputs, choose_device
-from ml.nets import MODEL_KEYS, build_model, load_backbone, model_config
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from numpy.typing import ArrayLike
+
+from ml.config import TRAIN_DEFAULTS, _check, _is_int, _is_number, resolve_config  # noqa: F401 (re-exported)
+from ml.nets import Classifier, build_model, load_backbone
 
 logger = logging.getLogger(__name__)
 
-#: Training keys of a :func:`fit` config and their defaults (model keys: :mod:`ml.nets`).
-TRAIN_DEFAULTS = {
-    "epochs": 30,
-    "batch_size": 64,
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "lr_schedule": "cosine",
-    "patience": 5,
-    "start_from_epoch": None,
-    "min_delta": 0.0,
-    "monitor": "val_loss",
-    "class_balance": "weights",
-    "label_smoothing": 0.0,
-    "augment": None,
-    "freeze_backbone": False,
-    "amp": True,
-    "seed": 0,
-    "eval_batch_size": 512,
-    "max_device_bytes": 1 << 30,
-}
-
 CHECKPOINT_NAME = "checkpoint.pt"
-
-_CHOICES = {
-    "lr_schedule": ("cosine", "constant"),
-    "monitor": ("val_loss", "val_accuracy"),
-    "class_balance": ("weights", "sampler", "none"),
-}
-
 
 class StopTraining(Exception):
     """Raised by an ``on_epoch`` callback to stop :func:`fit` cleanly (a cancel).
@@ -109,12 +92,12 @@ class FitResult:
         Device the run used.
     """
 
-    model: torch.nn.Module
-    best_state: dict
+    model: Classifier
+    best_state: dict[str, torch.Tensor]
     best_epoch: int
-    history: list
-    metrics: dict
-    config: dict
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
     stop_reason: str
     device: str
 
@@ -122,87 +105,7 @@ class FitResult:
 # ---------------------------------------------------------------------------- config
 
 
-def _check(condition, message):
-    if not condition:
-        raise ValueError(message)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def resolve_config(config, X=None):
-    """Validate a :func:`fit` config and fill in defaults and the input shape.
-
-    Parameters
-    ----------
-    config : dict
-        Model keys (see :func:`ml.nets.build_model`) and training keys
-        (:data:`TRAIN_DEFAULTS`). ``in_channels``/``image_size`` (``"cnn"``) or
-        ``in_features`` (``"mlp"``) may be left out when ``X`` shows them: images
-        ``(N, C, H, W)`` or ``(N, H, W)``, features ``(N, F)``.
-    X : array-like, optional
-        Training inputs, used only to infer the input shape.
-
-    Returns
-    -------
-    dict
-        A new JSON-able config with every key set; ``augment`` is ``None`` or a full
-        augmentation dict.
-
-    Raises
-    ------
-    ValueError
-        On an unknown key or an invalid value, with the key in the message.
-    """
-    unknown = sorted(set(config) - set(MODEL_KEYS) - set(TRAIN_DEFAULTS))
-    _check(not unknown, f"unknown config key(s) {unknown}")
-    cfg = {**TRAIN_DEFAULTS, **config}
-    arch = cfg.get("arch", "cnn")
-    shape = None if X is None else np.shape(X)
-    if arch == "cnn" and shape is not None and len(shape) in (3, 4):
-        cfg.setdefault("in_channels", 1 if len(shape) == 3 else int(shape[1]))
-        height, width = int(shape[-2]), int(shape[-1])
-        cfg.setdefault("image_size", height if height == width else [height, width])
-    elif arch == "mlp" and shape is not None and len(shape) == 2:
-        cfg.setdefault("in_features", int(shape[1]))
-    out = model_config(cfg)
-    for key in ("epochs", "batch_size", "patience", "eval_batch_size", "max_device_bytes"):
-        _check(
-            _is_int(cfg[key]) and cfg[key] >= 1, f"config[{key!r}] must be a positive int, got {cfg[key]!r}"
-        )
-    _check(_is_number(cfg["lr"]) and cfg["lr"] > 0, f"config['lr'] must be > 0, got {cfg['lr']!r}")
-    for key in ("weight_decay", "min_delta"):
-        _check(_is_number(cfg[key]) and cfg[key] >= 0, f"config[{key!r}] must be >= 0, got {cfg[key]!r}")
-    smoothing = cfg["label_smoothing"]
-    _check(
-        _is_number(smoothing) and 0 <= smoothing < 1,
-        f"config['label_smoothing'] must be in [0, 1), got {smoothing!r}",
-    )
-    for key, choices in _CHOICES.items():
-        _check(cfg[key] in choices, f"config[{key!r}] must be one of {', '.join(choices)}; got {cfg[key]!r}")
-    for key in ("freeze_backbone", "amp"):
-        _check(isinstance(cfg[key], bool), f"config[{key!r}] must be true or false, got {cfg[key]!r}")
-    if cfg["start_from_epoch"] is None:
-        cfg["start_from_epoch"] = cfg["epochs"] // 2
-    for key in ("seed", "start_from_epoch"):
-        _check(_is_int(cfg[key]) and cfg[key] >= 0, f"config[{key!r}] must be an int >= 0, got {cfg[key]!r}")
-    augment = Augment.from_config(cfg["augment"])
-    if out["arch"] == "mlp" and augment.spatial:
-        raise ValueError("arch 'mlp' takes feature vectors: only the 'noise' augmentation applies")
-    for key in TRAIN_DEFAULTS:
-        out[key] = cfg[key]
-    for key in ("lr", "weight_decay", "min_delta", "label_smoothing"):
-        out[key] = float(out[key])
-    out["augment"] = {**AUGMENT_DEFAULTS, **cfg["augment"]} if augment.active else None
-    return out
-
-
-def _input_shape(cfg):
+def _input_shape(cfg: Mapping[str, Any]) -> tuple[int, ...]:
     if cfg["arch"] == "mlp":
         return (cfg["in_features"],)
     size = cfg["image_size"]
@@ -210,7 +113,7 @@ def _input_shape(cfg):
     return (cfg["in_channels"], height, width)
 
 
-def _as_labels(y, n, n_classes, name):
+def _as_labels(y: ArrayLike, n: int, n_classes: int, name: str) -> ndarray:
     y = np.asarray(y)
     _check(y.shape == (n,), f"{name} has shape {y.shape}, expected ({n},)")
     _check(
@@ -226,16 +129,16 @@ def _as_labels(y, n, n_classes, name):
     return y
 
 
-def _shares_rows(a, b):
+def _shares_rows(a: object, b: object) -> bool:
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.may_share_memory(a, b)):
         return False
     try:
-        return np.shares_memory(a, b, max_work=10**6)
+        return bool(np.shares_memory(a, b, max_work=10**6))  # type: ignore[arg-type]
     except np.exceptions.TooHardError:
         return True
 
 
-def class_weights(y, sample_weight, n_classes):
+def class_weights(y: ArrayLike, sample_weight: ArrayLike, n_classes: int) -> ndarray:
     """Class weights inverse to weighted class frequency (scikit-learn's "balanced").
 
     ``weight[c] = total / (n_present * total_c)``, where ``total_c`` is the summed sample
@@ -252,7 +155,9 @@ def class_weights(y, sample_weight, n_classes):
 # ------------------------------------------------------------------------------ loop
 
 
-def weighted_cross_entropy(logits, target, weight=None, label_smoothing=0.0):
+def weighted_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Mean of per-sample cross-entropy times ``weight``.
 
     Weights are used as given, not renormalised per batch: :func:`fit` scales them to a
@@ -265,11 +170,19 @@ def weighted_cross_entropy(logits, target, weight=None, label_smoothing=0.0):
     return (loss * weight).mean()
 
 
-def _amp_dtype(device):
+def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-def train_one_epoch(model, loss_fn, optimizer, loader, device, scaler=None, augment=None):
+def train_one_epoch(
+    model: Classifier,
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable[tuple[torch.Tensor, ...]],
+    device: torch.device | str,
+    scaler: torch.amp.GradScaler | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
     """Run one pass over ``loader``, updating ``model`` in place.
 
     Parameters
@@ -310,7 +223,7 @@ def train_one_epoch(model, loss_fn, optimizer, loader, device, scaler=None, augm
             logits = model(x)
         loss = loss_fn(logits.float(), y, w)
         optimizer.zero_grad(set_to_none=True)
-        if amp:
+        if scaler is not None and amp:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -324,7 +237,9 @@ def train_one_epoch(model, loss_fn, optimizer, loader, device, scaler=None, augm
 
 
 @torch.inference_mode()
-def evaluate(model, loader, device):
+def evaluate(
+    model: Classifier, loader: Iterable[tuple[torch.Tensor, ...]], device: torch.device | str
+) -> dict[str, Any]:
     """Score ``model`` on labelled batches, without augmentation and without weights.
 
     Parameters
@@ -359,7 +274,8 @@ def evaluate(model, loader, device):
             confusion = torch.zeros(k * k, device=device, dtype=torch.int64)
         loss += F.cross_entropy(logits, y, reduction="sum").double()
         confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
-    _check(confusion is not None, "cannot evaluate on an empty set")
+    if confusion is None:
+        raise ValueError("cannot evaluate on an empty set")
     confusion = confusion.view(k, k).cpu()
     n = int(confusion.sum())
     support = confusion.sum(1)
@@ -367,9 +283,7 @@ def evaluate(model, loader, device):
     return {
         "loss": float(loss) / n,
         "accuracy": float(correct.sum()) / n,
-        "per_class_accuracy": [
-            float(c) / int(s) if s else None for c, s in zip(correct, support, strict=True)
-        ],
+        "per_class_accuracy": [float(c) / int(s) if s else None for c, s in zip(correct, support, strict=True)],
         "confusion_matrix": confusion.tolist(),
         "n": n,
     }
@@ -393,7 +307,7 @@ class EarlyStopping:
         its minimum in the first, high-learning-rate epochs, before the model is good.
     """
 
-    def __init__(self, patience, min_delta=0.0, mode="min", start_from_epoch=0):
+    def __init__(self, patience: int, min_delta: float = 0.0, mode: str = "min", start_from_epoch: int = 0) -> None:
         self.patience = patience
         self.min_delta = min_delta
         self.sign = 1.0 if mode == "min" else -1.0
@@ -402,7 +316,7 @@ class EarlyStopping:
         self.best_epoch = 0
         self.bad_epochs = 0
 
-    def step(self, value, epoch):
+    def step(self, value: float, epoch: int) -> bool:
         """Record ``value`` for ``epoch``; return whether it is the new best."""
         score = self.sign * value
         if epoch <= self.start_from_epoch or score < self.best - self.min_delta:
@@ -412,11 +326,11 @@ class EarlyStopping:
         return False
 
     @property
-    def should_stop(self):
+    def should_stop(self) -> bool:
         return self.bad_epochs >= self.patience
 
 
-def _lr_at(epoch, cfg):
+def _lr_at(epoch: int, cfg: Mapping[str, Any]) -> float:
     if cfg["lr_schedule"] == "constant":
         return cfg["lr"]
     return cfg["lr"] * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / cfg["epochs"]))
@@ -425,7 +339,7 @@ def _lr_at(epoch, cfg):
 # ------------------------------------------------------------------------ checkpoints
 
 
-def save_checkpoint(checkpoint, path):
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``checkpoint`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
 
     A reader sees the previous checkpoint or the new one, never a partial file.
@@ -445,7 +359,7 @@ def save_checkpoint(checkpoint, path):
         raise
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`fit` (a directory or the file itself).
 
     Uses ``torch.load(..., weights_only=True)``: tensors and plain Python values only,
@@ -457,12 +371,12 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _cpu_state(model):
+def _cpu_state(model: Classifier) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _fingerprint(X, y, w, X_val, y_val):
-    def total(a):
+def _fingerprint(X: ndarray, y: ndarray, w: ndarray, X_val: ndarray | None, y_val: ndarray | None) -> dict[str, Any]:
+    def total(a: ndarray | None) -> float:
         return 0.0 if a is None else float(np.sum(a, dtype=np.float64))
 
     return {
@@ -475,7 +389,14 @@ def _fingerprint(X, y, w, X_val, y_val):
 # ------------------------------------------------------------------------------- fit
 
 
-def _prepare(X_train, y_train, sample_weight, X_val, y_val, config):
+def _prepare(
+    X_train: ArrayLike,
+    y_train: ArrayLike,
+    sample_weight: ArrayLike | None,
+    X_val: ArrayLike | None,
+    y_val: ArrayLike | None,
+    config: Mapping[str, Any],
+) -> tuple[dict[str, Any], ndarray, ndarray, ndarray, ndarray | None, ndarray | None]:
     _check((X_val is None) == (y_val is None), "pass both X_val and y_val, or neither")
     _check(
         not (X_val is not None and _shares_rows(X_train, X_val)),
@@ -494,14 +415,14 @@ def _prepare(X_train, y_train, sample_weight, X_val, y_val, config):
     X, y, w = X[keep], y[keep], w[keep]
     _check(len(X) > 0, "empty training set: no row has a positive sample_weight")
     y = _as_labels(y, len(X), cfg["n_classes"], "y_train")
-    if X_val is not None:
-        X_val = as_inputs(X_val, shape, "X_val")
-        _check(len(X_val) > 0, "X_val is empty; pass X_val=None, y_val=None to train without validation")
-        y_val = _as_labels(y_val, len(X_val), cfg["n_classes"], "y_val")
-    return cfg, X, y, w, X_val, y_val
+    if X_val is None or y_val is None:
+        return cfg, X, y, w, None, None
+    X_v = as_inputs(X_val, shape, "X_val")
+    _check(len(X_v) > 0, "X_val is empty; pass X_val=None, y_val=None to train without validation")
+    return cfg, X, y, w, X_v, _as_labels(y_val, len(X_v), cfg["n_classes"], "y_val")
 
 
-def _loss_weights(y, w, cfg):
+def _loss_weights(y: ndarray, w: ndarray, cfg: Mapping[str, Any]) -> tuple[ndarray, ndarray | None]:
     """Per-row loss weights (mean 1) and sampler probabilities for ``class_balance``."""
     if cfg["class_balance"] == "sampler":
         probs = w * class_weights(y, w, cfg["n_classes"])[y]
@@ -512,19 +433,19 @@ def _loss_weights(y, w, cfg):
 
 
 def fit(
-    X_train,
-    y_train,
-    sample_weight,
-    X_val,
-    y_val,
-    config,
+    X_train: ArrayLike,
+    y_train: ArrayLike,
+    sample_weight: ArrayLike | None,
+    X_val: ArrayLike | None,
+    y_val: ArrayLike | None,
+    config: Mapping[str, Any],
     *,
-    checkpoint_dir=None,
-    resume=True,
-    init_state=None,
-    on_epoch=None,
-    device=None,
-):
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    init_state: Mapping[str, Any] | None = None,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
+) -> FitResult:
     """Train a network with early stopping on a human-verified validation set.
 
     Parameters
@@ -603,15 +524,25 @@ def fit(
     device = choose_device(device)
     cfg, X, y, w, X_val, y_val = _prepare(X_train, y_train, sample_weight, X_val, y_val, config)
     cuda_devices = (
-        [device.index if device.index is not None else torch.cuda.current_device()]
-        if device.type == "cuda"
-        else []
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     )
     with torch.random.fork_rng(devices=cuda_devices):
         return _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoch, device)
 
 
-def _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoch, device):
+def _fit(
+    cfg: dict[str, Any],
+    X: ndarray,
+    y: ndarray,
+    w: ndarray,
+    X_val: ndarray | None,
+    y_val: ndarray | None,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    resume: bool,
+    init_state: Mapping[str, Any] | None,
+    on_epoch: Callable[[int, int, dict[str, Any]], None] | None,
+    device: torch.device,
+) -> FitResult:
     fingerprint = _fingerprint(X, y, w, X_val, y_val)
     path = None
     checkpoint = None
@@ -622,8 +553,7 @@ def _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoc
             checkpoint = load_checkpoint(path)
             _check(
                 checkpoint.get("config") == cfg,
-                f"checkpoint in {checkpoint_dir} was written with another config; "
-                "pass resume=False or a new directory",
+                f"checkpoint in {checkpoint_dir} was written with another config; pass resume=False or a new directory",
             )
             _check(
                 checkpoint.get("data") == fingerprint,
@@ -697,8 +627,8 @@ def _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoc
             device,
             max_device_bytes=cfg["max_device_bytes"],
         )
-    augment = Augment.from_config(cfg["augment"])
-    augment = partial(augment, generator=augment_rng) if augment.active else None
+    augmenter = Augment.from_config(cfg["augment"])
+    augment = partial(augmenter, generator=augment_rng) if augmenter.active else None
     loss_fn = partial(weighted_cross_entropy, label_smoothing=cfg["label_smoothing"])
 
     stop_reason = "completed"
@@ -709,9 +639,7 @@ def _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoc
         for group in optimizer.param_groups:
             group["lr"] = lr
         started = time.perf_counter()
-        train = train_one_epoch(
-            model, loss_fn, optimizer, train_loader, device, scaler=scaler, augment=augment
-        )
+        train = train_one_epoch(model, loss_fn, optimizer, train_loader, device, scaler=scaler, augment=augment)
         row = {"epoch": epoch, "train_loss": train["loss"], "val_loss": None, "val_accuracy": None, "lr": lr}
         if val_loader is not None:
             val = evaluate(model, val_loader, device)
@@ -763,10 +691,9 @@ def _fit(cfg, X, y, w, X_val, y_val, checkpoint_dir, resume, init_state, on_epoc
                 break
     if stop_reason != "cancelled" and stopper.should_stop:
         stop_reason = "early_stopping"
-        logger.info(
-            "early stopping: best epoch %d, no improvement for %d epochs", best_epoch, cfg["patience"]
-        )
+        logger.info("early stopping: best epoch %d, no improvement for %d epochs", best_epoch, cfg["patience"])
 
+    assert best_state is not None, "every epoch up to start_from_epoch is kept as the best"
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(

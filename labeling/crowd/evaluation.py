@@ -158,13 +158,6 @@ def training_curve(project):
     ]
 
 
-def pool_status(project):
-    return dict(
-        Item.objects.filter(project=project, split=Split.POOL).values_list("status").annotate(n=Count("id")).order_by()
-    )
-
-
-
 def _pct(value):
     return "-" if value is None else f"{100 * value:.1f} %"
 

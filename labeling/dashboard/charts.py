@@ -13,15 +13,11 @@ import math
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-PALETTE_SIZE = 10
+from labeling.dashboard.formatting import PALETTE_SIZE, class_css, fmt_number  # noqa: F401  (used by the figures)
+
 CHAR_W = 7.2  # average glyph width at the chart font size (12 px), for layout only
 TICK_SPACING = 48  # the least room one x tick label needs, in px
 NARROW = 300  # the width of a chart drawn for a phone
-
-
-def class_css(position):
-    """The colour class of the label class at ``position``."""
-    return f"c{int(position) % PALETTE_SIZE}"
 
 
 def _n(value):
@@ -57,17 +53,6 @@ def _truncate(text, n):
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def fmt_number(value, percent=False):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if percent:
-        pct = round(100 * value, 0 if abs(value) >= 0.1 else 1)
-        return f"{pct:.0f}%" if float(pct).is_integer() else f"{pct:.1f}%"
-    if isinstance(value, int) or float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.3g}"
-
-
 def nice_ticks(low, high, count=5):
     """About ``count`` round tick values covering ``[low, high]``."""
     if high < low:
@@ -87,10 +72,12 @@ def nice_ticks(low, high, count=5):
     return ticks
 
 
-def _svg(width, height, label, body, css="chart"):
+def _svg(width, height, label, body, css="chart", role="img"):
+    """``role="img"`` for a picture; a chart with links in it is a ``group`` (an image
+    may hold nothing interactive)."""
     return mark_safe(
         f'<svg class="{escape(css)}" viewBox="0 0 {_n(width)} {_n(height)}" width="{_n(width)}" '
-        f'height="{_n(height)}" role="img" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+        f'height="{_n(height)}" role="{role}" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
         f"{_title(label)}{body}</svg>"
     )
 
@@ -437,9 +424,11 @@ def scatter_map(points, *, title, legend, width=960, height=600):
     for p in points:
         x = pad + (p["x"] - x0) * sx
         y = height - pad - (p["y"] - y0) * sy
-        out.append(_el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point"))
+        out.append(
+            _el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point", aria_label=p["title"])
+        )
     out.append(legend_svg)
-    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"))
+    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"), role="group")
 
 
 def responsive(draw, **kwargs):

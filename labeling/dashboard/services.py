@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from labeling.dashboard.aggregates import cache_keys
 from labeling.dashboard.selectors import project_stats
-from labeling.models import KnownLabel, KnownLabelSource, Split, WorkerStatus
+from labeling.models import Split, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -100,39 +100,20 @@ def worker_decision_undo(decision, *, user=None, project=None):
     return reversal
 
 
-def item_settle_by_hand(item, label, *, user=None):
-    """Settle ``item`` as ``label`` (:func:`labeling.services.consensus.item_settle`).
+def item_label_set(item, label, *, source, user=None):
+    """Settle ``item`` as ``label`` (``source=SETTLED``) or make it a gold item
+    (``GOLD``), through :func:`labeling.services.consensus.item_label_known`.
 
     Held-out items are refused: they measure models, and a label set by someone who
     looked at them would leak into the measurement.
     """
-    from labeling.services.consensus import item_settle
+    from labeling.services.consensus import item_label_known
 
-    _check_pool_label(item, label)
-    item_settle(item, label, user=user)
-    project_changed(item.project)
-
-
-def _check_pool_label(item, label):
     if item.split != Split.POOL:
         raise ValueError("held-out items cannot be labeled here: they are for measuring models")
     if label.project_id != item.project_id:
         raise ValueError("that label belongs to another project")
-
-
-def item_mark_gold(item, label, *, user=None):
-    """Make ``label`` the item's gold answer: a control item from now on.
-
-    Held-out items are refused: they measure models and must stay unseen.
-    """
-    from labeling.services.consensus import items_consensus_update
-
-    _check_pool_label(item, label)
-    with transaction.atomic():
-        KnownLabel.objects.update_or_create(
-            item=item, defaults={"label": label, "source": KnownLabelSource.GOLD, "created_by": user}
-        )
-    items_consensus_update([item.pk])
+    item_label_known(item, label, source=source, user=user)
     project_changed(item.project)
 
 

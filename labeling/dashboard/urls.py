@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.dashboard import audit_views, views
+from labeling.dashboard import audit_views, views, worker_views
 
 app_name = "dashboard"
 
@@ -8,10 +8,10 @@ urlpatterns = [
     path("", views.project_list, name="projects"),
     path("<slug:slug>/", views.overview, name="overview"),
     path("<slug:slug>/live.json", views.live, name="live"),
-    path("<slug:slug>/workers/", views.workers, name="workers"),
-    path("<slug:slug>/workers/<int:worker_id>/", views.worker_detail, name="worker"),
-    path("<slug:slug>/workers/<int:worker_id>/status", views.worker_status, name="worker-status"),
-    path("<slug:slug>/decisions/<int:decision_id>/undo", views.decision_undo, name="decision-undo"),
+    path("<slug:slug>/workers/", worker_views.workers, name="workers"),
+    path("<slug:slug>/workers/<int:worker_id>/", worker_views.worker_detail, name="worker"),
+    path("<slug:slug>/workers/<int:worker_id>/status", worker_views.worker_status, name="worker-status"),
+    path("<slug:slug>/decisions/<int:decision_id>/undo", worker_views.decision_undo, name="decision-undo"),
     path("<slug:slug>/items/", views.items, name="items"),
     path("<slug:slug>/items/<int:item_id>/", views.item_detail, name="item"),
     path("<slug:slug>/items/<int:item_id>/settle", views.item_settle, name="item-settle"),

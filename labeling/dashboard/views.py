@@ -7,7 +7,7 @@ Views validate input, call a selector or one service, render. Pages are server-r
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,8 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors as core_selectors
 from labeling.dashboard import aggregates, audit_selectors, charts, figures, forms, selectors, services
-from labeling.models import Split
+from labeling.models import KnownLabelSource, Split
 from labeling.services import settling
+from labeling.services.sites import site_secret_rotate
 
 
 def _project(request, slug):
@@ -154,150 +155,6 @@ def live(request, slug):
     return JsonResponse(selectors.live_state(project))
 
 
-# --- Workers --------------------------------------------------------------------------------------
-
-
-WORKER_COLUMNS = [
-    ("id", "Worker"),
-    ("answers", "Answers (all)"),
-    ("accuracy", "Control accuracy"),
-    ("skill", "Skill here"),
-    ("seen", "Last seen"),
-]
-
-
-@login_required
-@require_GET
-def workers(request, slug):
-    return workers_render(request, _project(request, slug))
-
-
-def workers_render(request, project, *, rules_form=None, crowd_form=None, status=200):
-    """The one workers page of a project: who answered, the decisions log, the quality
-    rules and who may label (those forms post to ``project-workers``)."""
-    from labeling.services.workers import quality_rules_for
-    from labeling.worker_views import AdmitForm, CrowdSettingsForm, RulesForm
-
-    form = forms.WorkerFilterForm(request.GET)
-    data = form.cleaned_data if form.is_valid() else {}
-    filters = selectors.WorkerFilters(
-        status=data.get("status") or "",
-        kind=data.get("kind") or "",
-        q=data.get("q") or "",
-        min_controls=data.get("min_controls") or 0,
-        sort=data.get("sort") or "-answers",
-        page=_page(request),
-    )
-    rows, more = selectors.workers_page(project, filters)
-    columns = []
-    for key, title in WORKER_COLUMNS:
-        current = filters.sort.lstrip("-") == key
-        descending = filters.sort.startswith("-")
-        next_sort = (key if descending else f"-{key}") if current else f"-{key}"
-        columns.append(
-            {
-                "title": title,
-                "url": _query(request, sort=next_sort, page=None),
-                "current": current,
-                "arrow": ("↓" if descending else "↑") if current else "",
-            }
-        )
-    automatic = request.GET.get("log")
-    return render(
-        request,
-        "dashboard/workers.html",
-        _context(
-            request,
-            project,
-            "workers",
-            form=form,
-            rows=rows,
-            columns=columns,
-            next_url=_query(request, page=filters.page + 1) if more else None,
-            prev_url=_query(request, page=filters.page - 1) if filters.page > 1 else None,
-            decisions=selectors.decisions_log(project, automatic={"auto": True, "manual": False}.get(automatic)),
-            log_filter=automatic or "",
-            log_urls={key: _query(request, log=key or None) for key in ("", "auto", "manual")},
-            rules_form=rules_form or RulesForm(instance=quality_rules_for(project), prefix="rules"),
-            crowd_form=crowd_form or CrowdSettingsForm(instance=project, prefix="crowd"),
-            admit_form=AdmitForm(),
-            members=project.memberships.select_related("worker__user").order_by("worker__user__username"),
-            rules_open=status != 200,
-        ),
-        status=status,
-    )
-
-
-@login_required
-@require_GET
-def worker_detail(request, slug, worker_id):
-    project = _project(request, slug)
-    worker = selectors.worker_get(project, worker_id)
-    detail = selectors.worker_detail(project, worker)
-    classes = selectors.label_classes(project)
-    confusion = figures.worker_confusion(detail["skill"], classes, worker.display_name)
-    return render(
-        request,
-        "dashboard/worker_detail.html",
-        _context(
-            request,
-            project,
-            "workers",
-            worker=worker,
-            confusion=confusion,
-            status_form=forms.WorkerStatusForm(),
-            here_text=charts.fmt_number(detail["correct_here"] / detail["controls_here"], True)
-            if detail["controls_here"]
-            else "–",
-            **detail,
-        ),
-    )
-
-
-@login_required
-@require_POST
-def worker_status(request, slug, worker_id):
-    project = _project(request, slug)
-    worker = selectors.worker_get(project, worker_id)
-    form = forms.WorkerStatusForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a status and give a reason.")
-    else:
-        everywhere = form.cleaned_data["everywhere"]
-        if everywhere and not request.user.is_staff:
-            raise PermissionDenied("Only staff change a worker's status on the whole platform.")
-        decision = services.worker_status_set(
-            worker, form.cleaned_data["status"], reason=form.cleaned_data["reason"], user=request.user,
-            project=project, everywhere=everywhere,
-        )
-        where = "on the whole platform" if everywhere else "in this project"
-        if decision is None:
-            messages.info(request, f"{worker.display_name} is already {form.cleaned_data['status']} {where}.")
-        else:
-            messages.success(
-                request, f"{worker.display_name} is now {decision.get_new_status_display().lower()} {where}."
-            )
-    return redirect("dashboard:worker", slug=project.slug, worker_id=worker.pk)
-
-
-@login_required
-@require_POST
-def decision_undo(request, slug, decision_id):
-    from labeling.services.workers import DecisionError
-
-    project = _project(request, slug)
-    decision = selectors.decision_get(project, decision_id, request.user)
-    try:
-        services.worker_decision_undo(decision, user=request.user, project=project)
-    except DecisionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request, f"Decision reversed: the worker is {decision.get_previous_status_display().lower()} again."
-        )
-    return redirect("dashboard:worker", slug=project.slug, worker_id=decision.worker_id)
-
-
 # --- Items ----------------------------------------------------------------------------------------
 
 
@@ -337,7 +194,7 @@ def items(request, slug):
 @login_required
 @require_GET
 def item_detail(request, slug, item_id):
-    from labeling.services.consensus import item_explain
+    from labeling.selectors.items import item_explain
 
     project = _project(request, slug)
     item = selectors.item_get(project, item_id)
@@ -370,16 +227,16 @@ def item_detail(request, slug, item_id):
 @login_required
 @require_POST
 def item_settle(request, slug, item_id):
-    return _item_label_set(request, slug, item_id, services.item_settle_by_hand, "settled as")
+    return _item_label_set(request, slug, item_id, KnownLabelSource.SETTLED, "settled as")
 
 
 @login_required
 @require_POST
 def item_gold(request, slug, item_id):
-    return _item_label_set(request, slug, item_id, services.item_mark_gold, "now a gold item labeled")
+    return _item_label_set(request, slug, item_id, KnownLabelSource.GOLD, "now a gold item labeled")
 
 
-def _item_label_set(request, slug, item_id, service, done):
+def _item_label_set(request, slug, item_id, source, done):
     project = _project(request, slug)
     item = selectors.item_get(project, item_id)
     form = forms.LabelForm(project, request.POST)
@@ -388,7 +245,7 @@ def _item_label_set(request, slug, item_id, service, done):
     else:
         label = form.cleaned_data["label"]
         try:
-            service(item, label, user=request.user)
+            services.item_label_set(item, label, source=source, user=request.user)
         except ValueError as exc:
             messages.error(request, f"Not changed: {exc}.")
         else:
@@ -502,11 +359,8 @@ def training_start(request, slug):
 @require_POST
 def clustering_start(request, slug):
     project = _project(request, slug)
-    try:
-        from labeling.services.semisupervised import pipeline_start
-    except ImportError:
-        messages.error(request, "Clustering is not available in this installation yet.")
-        return redirect("dashboard:overview", slug=project.slug)
+    from labeling.services.semisupervised import pipeline_start
+
     pipeline_start(project)
     messages.success(
         request,
@@ -532,20 +386,12 @@ def sites(request, slug):
     return render(
         request,
         "dashboard/sites.html",
-        _context(request, project, "sites", sites=site_rows, bots=bots, can_rotate=_rotate_function() is not None),
+        _context(request, project, "sites", sites=site_rows, bots=bots),
     )
 
 
 def _may_rotate(user, site):
     return user.is_staff or site.owner_id == user.pk
-
-
-def _rotate_function():
-    try:
-        from labeling.services.sites import site_secret_rotate
-    except ImportError:
-        return None
-    return site_secret_rotate
 
 
 @login_required
@@ -554,11 +400,10 @@ def _rotate_function():
 def site_rotate(request, slug, site_id):
     project = _project(request, slug)
     site = next((s for s in selectors.project_sites(project) if s.pk == site_id), None)
-    rotate = _rotate_function()
-    if site is None or rotate is None or not _may_rotate(request.user, site):
+    if site is None or not _may_rotate(request.user, site):
         messages.error(request, "Only the site's owner or staff can rotate its secret.")
         return redirect("dashboard:sites", slug=project.slug)
-    secret = rotate(site)
+    secret = site_secret_rotate(site)
     # The secret is shown once, in this response, and never stored in a cookie or session.
     response = render(
         request,

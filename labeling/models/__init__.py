@@ -25,6 +25,7 @@ from labeling.models.core import (
     item_upload_path,
 )
 from labeling.models.crowd import (
+    AccessibilityPass,
     Answer,
     AnswerSource,
     Challenge,
@@ -59,6 +60,7 @@ from labeling.models.learning import (
 from labeling.models.owners import OwnerToken
 
 __all__ = [
+    "AccessibilityPass",
     "Answer",
     "AuditAction",
     "AuditDecision",

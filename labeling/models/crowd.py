@@ -161,6 +161,23 @@ class ChallengeStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class AccessibilityPass(models.Model):
+    """A visitor who cannot see the images, verified once by e-mail: the widget lets them
+    through without solving, a limited number of times a day, and their pass carries no
+    label evidence. Only a keyed hash of the address is kept."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email_digest = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "accessibility passes"
+        indexes = [models.Index(fields=["email_digest", "created_at"], name="a11ypass_email_idx")]
+
+
 class Challenge(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.CASCADE, related_name="challenges")
@@ -174,6 +191,10 @@ class Challenge(models.Model):
     expires_at = models.DateTimeField()
     answered_at = models.DateTimeField(null=True, blank=True)
     token_used_at = models.DateTimeField(null=True, blank=True)
+    accessibility_pass = models.ForeignKey(
+        AccessibilityPass, null=True, blank=True, on_delete=models.SET_NULL, related_name="challenges",
+        help_text="Set when the visitor passed with an accessibility pass instead of answering.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["site", "issued_at"], name="challenge_site_idx")]

@@ -15,7 +15,7 @@ production).
 """
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, DateTimeField, F, IntegerField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -60,8 +60,10 @@ def answers_record(*, worker, inputs, source, now=None):
     return created, existing
 
 
-def answers_insert(*, worker, inputs, source, now=None):
+def answers_insert(*, worker, inputs, source, now=None, items_locked=False):
     """Insert ``inputs`` for ``worker`` and bump the counters; returns the answer rows.
+    ``items_locked``: the caller holds the row locks of the unknown items already (taken
+    in id order), so none is taken again.
 
     The caller guarantees that none of ``inputs`` is stored yet: it read the stored keys
     with the rows that serialise a retry locked (the worker door locks the items, the
@@ -81,15 +83,15 @@ def answers_insert(*, worker, inputs, source, now=None):
     if not rows:
         return rows
     Answer.objects.bulk_create(rows, ignore_conflicts=True)
-    _counters_bump(worker, rows, now)
+    _counters_bump(worker, rows, now, lock=not items_locked and connection.features.has_select_for_update)
     return rows
 
 
-def _counters_bump(worker, rows, now):
-    """One ``UPDATE`` of the unknown items' answer counts (rows locked in id order, the
-    order every writer of item rows uses; a no-op where the caller locked them already)
-    and one of the worker's totals."""
-    by_item = {}
+def _counters_bump(worker, rows, now, lock):
+    """One ``UPDATE`` of the unknown items' answer counts (with ``lock``, their rows are
+    first locked in id order, the order every writer of item rows uses) and one of the
+    worker's totals."""
+    by_item: dict[int, int] = {}
     for row in rows:
         if not row.is_control:
             by_item[row.item_id] = by_item.get(row.item_id, 0) + 1
@@ -97,7 +99,8 @@ def _counters_bump(worker, rows, now):
         ids = sorted(by_item)
         # Lock in id order first: PostgreSQL takes an UPDATE's row locks in the order it
         # finds the rows, which two statements over overlapping ids need not share.
-        list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
+        if lock:
+            list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk"))
         Item.objects.filter(pk__in=ids).update(
             answer_count=F("answer_count")
             + Case(*(When(pk=pk, then=Value(by_item[pk])) for pk in ids), output_field=IntegerField()),

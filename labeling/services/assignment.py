@@ -10,15 +10,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from labeling import bridge
+from labeling.bridge import wilson_interval
 from labeling.models import Answer, Lease, Prediction, PseudoLabel
 from labeling.services import control_pool, hot, selection
 from labeling.services.accounts import worker_ensure_active
-from labeling.services.reputation import wilson_interval
 from labeling.services.rules import quality_rules_for
 
 # Share of control items: raised for new or doubtful workers, lowered for trusted ones.
@@ -39,11 +40,30 @@ class Batch:
     target: object = None  # the label of a "select all X" grid
 
 
+def _control_record_key(worker_id, project_id):
+    return f"crowdloop:control-record:{worker_id}:{project_id}"
+
+
 def _control_counts(worker, project):
+    """``(control answers, right ones)`` of ``worker`` in ``project``, kept in the cache
+    for ``CROWDLOOP_HOT_CACHE_S`` at most and dropped by :func:`control_record_forget`
+    when they answer a control item there."""
+    key = _control_record_key(worker.pk, project.pk)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
     counts = Answer.objects.filter(worker=worker, item__project=project, correct__isnull=False).aggregate(
         total=Count("id"), correct=Count("id", filter=Q(correct=True))
     )
-    return counts["total"], counts["correct"]
+    record = (counts["total"], counts["correct"])
+    cache.set(key, record, timeout=settings.CROWDLOOP_HOT_CACHE_S)
+    return record
+
+
+def control_record_forget(worker_id, project_id):
+    """Drop the cached control record of a worker in a project (after a control answer
+    or an undo)."""
+    cache.delete(_control_record_key(worker_id, project_id))
 
 
 def control_share_for(worker, project, rules=None):
@@ -52,7 +72,7 @@ def control_share_for(worker, project, rules=None):
     rules = rules or quality_rules_for(project)
     base = project.gold_share
     total, correct = _control_counts(worker, project)
-    if total < rules.min_control_answers or bridge.smoothed_accuracy(correct, total) < DOUBTFUL_BELOW:
+    if total < rules.min_control_answers or bridge.control_accuracy(correct, total) < DOUBTFUL_BELOW:
         share = max(2 * base, NEW_OR_DOUBTFUL_SHARE)
     elif total >= TRUSTED_MIN_CONTROLS and wilson_interval(correct, total)[0] >= TRUSTED_LOWER_BOUND:
         share = base / 2
@@ -61,7 +81,7 @@ def control_share_for(worker, project, rules=None):
     return min(share, MAX_CONTROL_SHARE)
 
 
-def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None):
+def tasks_next(*, worker, project, n, exclude=(), grid=False, status=None, now=None, rng=None):
     """Up to ``n`` items for ``worker``, each under a lease.
 
     First the worker's still-open leases in this project that the client does not hold
@@ -70,11 +90,12 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, now=None, rng=None
     and unknown items in the order of the project's selection strategy. Unknown items
     are picked with their rows locked and leased in the same transaction. No controls
     are handed out when no unknown item is left. With ``grid`` the batch carries the
-    target label of a "select all X" grid.
+    target label of a "select all X" grid. ``status``: the worker's status in the
+    project, when the caller read it (:func:`~labeling.services.accounts.project_admit`).
     """
     now = now or _now()
     rng = rng or random.SystemRandom()
-    worker_ensure_active(worker, project)
+    worker_ensure_active(worker, project, status=status)
     held = list(
         Lease.objects.filter(worker=worker, item__project=project, expires_at__gt=now)
         .exclude(public_id__in=list(exclude))

@@ -111,7 +111,7 @@ def given_labels(project):
         ).values_list("item_id", "label_id")
     )
     for item_id, label_id, source in KnownLabel.objects.filter(**pool).values_list("item_id", "label_id", "source"):
-        given[item_id] = (label_id, AuditKind.GOLD if source == KnownLabelSource.GOLD else None)
+        given[item_id] = (label_id, AuditKind.GOLD if source == KnownLabelSource.GOLD else None)  # type: ignore[assignment]
     return given
 
 
@@ -215,7 +215,7 @@ def held_items(item_ids):
         AuditDecision.objects.filter(item_id__in=item_ids, outcome=AuditOutcome.PENDING, action__in=HELD)
         .values_list("item_id", "created_at")
     )
-    held = {item_id: {} for item_id in sent_back}
+    held: dict[int, dict] = {item_id: {} for item_id in sent_back}
     if not sent_back:
         return held
     rows = (

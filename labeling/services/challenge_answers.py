@@ -46,13 +46,13 @@ def challenge_answer(*, challenge_id, data, client, now=None):
         return _test_answer(challenge_id)
     challenge = Challenge.objects.select_related("site", "project", "worker").filter(pk=challenge_pk).first()
     if challenge is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
+        raise ChallengeRefused("challenge-not-found", "No such challenge.")
     if challenge.site_id:
         ratelimit_enforce([("challenge-answer:site", challenge.site_id)])
     if challenge.status != ChallengeStatus.ISSUED:
-        raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+        raise ChallengeRefused("already-answered", "This challenge was answered already.")
     if challenge.expires_at <= now:
-        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.", 410)
+        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.")
     tiles = list(challenge.tiles.select_related("item"))
     responses = _responses_parse(challenge, tiles, data)
 
@@ -74,7 +74,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
             status=outcome, answered_at=now, hostname=client.hostname[:255]
         )
         if not claimed:
-            raise ChallengeRefused("already-answered", "This challenge was answered already.", 409)
+            raise ChallengeRefused("already-answered", "This challenge was answered already.")
         challenge.status, challenge.answered_at, challenge.hostname = outcome, now, client.hostname[:255]
         for tile, (response, _) in zip(tiles, graded, strict=True):
             tile.response = response
@@ -118,17 +118,17 @@ def _test_answer(challenge_id):
             str(challenge_id)[:500], salt=TEST_CHALLENGE_SALT, max_age=settings.CROWDLOOP_CHALLENGE_TTL_S
         )["s"]
     except (signing.BadSignature, KeyError, TypeError):
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404) from None
+        raise ChallengeRefused("challenge-not-found", "No such challenge.") from None
     site = Site.objects.filter(pk=site_id).exclude(mode=SiteMode.NORMAL).first()
     if site is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.", 404)
-    return AnswerOutcome(True, TEST_TOKENS[site.mode], TestChallenge(id=str(challenge_id), site=site, expires_at=None))
+        raise ChallengeRefused("challenge-not-found", "No such challenge.")
+    return AnswerOutcome(True, TEST_TOKENS[SiteMode(site.mode)], TestChallenge(id=str(challenge_id), site=site, expires_at=None))
 
 
 def _responses_parse(challenge, tiles, data):
     """``{public_id: response}`` from the client's JSON; refuses malformed input with
     ``bad-request`` before anything is stored."""
-    bad = ChallengeRefused("bad-request", "Malformed answer.", 400)
+    bad = ChallengeRefused("bad-request", "Malformed answer.")
     if not isinstance(data, dict):
         raise bad
     ids = {tile.public_id for tile in tiles}

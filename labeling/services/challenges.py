@@ -59,12 +59,12 @@ TEST_TOKENS = {
 
 
 class ChallengeRefused(Exception):
-    """The request cannot be served; ``code`` is for machines, the message for people."""
+    """The request cannot be served; ``code`` is for machines (the widget API maps it to
+    an HTTP status), the message for people."""
 
-    def __init__(self, code, message, status=400):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def visitor_strikes(worker, *, now):
     for status, issued_at, answered_at, min_solve_ms in answered:
         if status == ChallengeStatus.PASSED:
             break
-        fast = (answered_at - issued_at).total_seconds() * 1000 < (min_solve_ms or 0)
+        fast = answered_at is not None and (answered_at - issued_at).total_seconds() * 1000 < (min_solve_ms or 0)
         strikes += 2 if fast else 1
     return strikes
 
@@ -139,11 +139,11 @@ def _visitor_admit(worker, *, now):
     """Extra control items this visitor gets; refuses blocked visitors and those paused
     or banned platform-wide (a project's own ban only keeps them out of that project)."""
     if worker.status != WorkerStatus.ACTIVE:
-        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
+        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.")
     strikes = visitor_strikes(worker, now=now)
     if strikes >= settings.CROWDLOOP_VISITOR_MAX_STRIKES:
         raise ChallengeRefused(
-            "visitor-blocked", "Too many failed challenges from this visitor; try again later.", 403
+            "visitor-blocked", "Too many failed challenges from this visitor; try again later."
         )
     return min(strikes, MAX_EXTRA_CONTROLS)
 
@@ -170,10 +170,10 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     ratelimit_enforce([("challenge-issue:ip", client.ip), ("challenge-issue:site", str(sitekey)[:100])])
     site = site_get_by_sitekey(sitekey)
     if site is None:
-        raise ChallengeRefused("invalid-sitekey", "Unknown site key.", 400)
+        raise ChallengeRefused("invalid-sitekey", "Unknown site key.")
     if client.hostname and not site_hostname_allowed(site, client.hostname):
         raise ChallengeRefused(
-            "hostname-not-allowed", f"This site key is not allowed on {client.hostname}.", 403
+            "hostname-not-allowed", f"This site key is not allowed on {client.hostname}."
         )
     expires_at = now + timedelta(seconds=settings.CROWDLOOP_CHALLENGE_TTL_S)
     if site.mode != SiteMode.NORMAL:
@@ -186,7 +186,7 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     closing = set(projects_closing(worker))
     projects = [project for project in site_projects if project.pk not in closing]
     if not projects and site_projects:
-        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.", 403)
+        raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.")
     rng.shuffle(projects)
     for project in projects:
         with transaction.atomic():
@@ -198,7 +198,7 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
         # shared by every visitor of the site.
         site_counted(site.pk, issued=1)
         return challenge
-    raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.", 503)
+    raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.")
 
 
 def _plan(project, worker, site, extra, now, rng, kind):
@@ -265,7 +265,7 @@ def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
 
 def _lease(project, worker, items, now):
     leases = selection.leases_grant(
-        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now, confirm=False
+        worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now
     )
     return [(lease.item, lease.public_id) for lease in leases]
 
@@ -321,13 +321,13 @@ def _plan_verify(project, worker, n_control, now, rng):
     if not hot.project_has_pseudo_labels(project):
         return None
     candidates = selection.unknown_items_pick(
-        project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True
+        project, worker=worker, n=8 * VERIFY_UNKNOWN, now=now, for_update=True, statuses=(ItemStatus.PSEUDO_LABELED,)
     )
     pseudo_ids = [item.pk for item in candidates if item.status == ItemStatus.PSEUDO_LABELED]
     proposed = dict(PseudoLabel.objects.filter(item_id__in=pseudo_ids).values_list("item_id", "label_id"))
     if not proposed:
         return None
-    by_label = {}
+    by_label: dict[int, list] = {}
     for item in candidates:
         if item.pk in proposed:
             by_label.setdefault(proposed[item.pk], []).append(item)
@@ -358,7 +358,7 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
         for position, (item, expected, proposed, public_id) in enumerate(tiles)
     ]
     ChallengeItem.objects.bulk_create(rows)
-    challenge.tiles_issued = rows  # the payload of a new challenge reads them from here
+    challenge.tiles_issued = rows  # type: ignore[attr-defined]  # the payload of a new challenge reads them from here
     control_pool.exposures_record(
         worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng
     )
@@ -414,6 +414,6 @@ def challenge_image(*, challenge_id, public_id, now=None, rng=None):
         .first()
     )
     if tile is None or not tile.item.image:
-        raise ChallengeRefused("not-found", "No such image, or it has expired.", 404)
+        raise ChallengeRefused("not-found", "No such image, or it has expired.")
     with tile.item.image.open("rb") as file:
         return image_serve(file.read(), rng=rng or _rng())

@@ -64,23 +64,6 @@ def item_status_for(project, *, confidence, n_answers, known, current, n_votes=N
     return ItemStatus.UNLABELED
 
 
-def item_explain(item):
-    """Why an item is (not) labeled, in words, for the admin and the dashboard."""
-    project = item.project
-    consensus = Consensus.objects.filter(item=item).first()
-    if KnownLabel.objects.filter(item=item).exists():
-        return "known label (gold or settled by hand)"
-    if consensus is None or consensus.n_answers == 0:
-        return "no answers yet"
-    parts = [f"top posterior {consensus.confidence:.3f} (threshold {project.consensus_threshold:.2f})",
-             f"{consensus.n_answers} answers (minimum {project.answers_per_item}, cap {project.max_answers_per_item})"]
-    if item.status == ItemStatus.LABELED:
-        return "labeled: " + ", ".join(parts)
-    if item.status == ItemStatus.REVIEW:
-        return "needs review: still uncertain at the answer cap; " + ", ".join(parts)
-    return "still uncertain, served again: " + ", ".join(parts)
-
-
 # --- Cheap path -------------------------------------------------------------------------------
 
 
@@ -97,7 +80,7 @@ def _worker_skills(project, worker_ids):
         "pk", "kind", "control_correct", "control_total"
     ):
         prior = bridge.VISITOR_ACCURACY if kind == WorkerKind.VISITOR else bridge.DEFAULT_ACCURACY
-        skills[worker] = bridge.smoothed_accuracy(correct, total, prior=prior)
+        skills[worker] = bridge.control_accuracy(correct, total, prior=prior)
     return skills
 
 
@@ -125,7 +108,7 @@ def _items_consensus_update(item_ids, method, class_priors, clear_stale):
         Item.objects.filter(pk__in=item_ids, consensus_stale_since__isnull=False).update(consensus_stale_since=None)
     beliefs = _item_beliefs(set(item_ids))
     beliefs.update(_model_beliefs(set(item_ids)))
-    by_project = {}
+    by_project: dict[int, tuple] = {}
     for item in items:
         by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
     for project, project_items in by_project.values():
@@ -191,7 +174,9 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
     current = {item.pk: item.status for item in items}
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-    rows, moves, finish = [], {}, {}
+    rows: list = []
+    moves: dict = {}
+    finish: dict = {}
     held = audit.held_items(ids)
     for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)
@@ -275,7 +260,7 @@ def project_aggregate(project):
         with runs.run_heartbeating(run):
             pipeline_run_progress(run, 0.05, "loading answers")
             fit = bridge.aggregate_fit(project, project.aggregation_method)
-            pipeline_run_progress(run, 0.6, f"{fit['method']} converged in {fit['n_iter']} iterations; saving")
+            pipeline_run_progress(run, 0.6, f"{fit.method} converged in {fit.n_iter} iterations; saving")
             _worker_skills_save(project, fit)
             # Worker parameters from EM; each item's posterior from all its evidence (yes/no
             # answers, the model's belief), the same way the cheap path computes it.
@@ -283,15 +268,15 @@ def project_aggregate(project):
             known_ids = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
             item_ids = sorted(set(answered) | set(known_ids))
             for start in range(0, len(item_ids), 2000):
-                items_consensus_update(item_ids[start : start + 2000], method=fit["method"], class_priors=fit["class_priors"])
+                items_consensus_update(item_ids[start : start + 2000], method=fit.method, class_priors=fit.class_priors)
             n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
             return pipeline_run_finish(
                 run,
                 result={
-                    "method": fit["method"], "n_iter": fit["n_iter"], "items": len(fit["item_ids"]),
-                    "workers": len(fit["worker_ids"]), "labeled": n_labeled,
+                    "method": fit.method, "n_iter": fit.n_iter, "items": len(fit.item_ids),
+                    "workers": len(fit.worker_ids), "labeled": n_labeled,
                 },
-                state={"class_priors": fit["class_priors"]},
+                state={"class_priors": fit.class_priors},
             )
     except runs.RunLost:
         return None
@@ -305,11 +290,11 @@ def _worker_skills_save(project, fit):
     rows = [
         WorkerSkill(
             id=existing.get(worker_id), worker_id=worker_id, project=project,
-            accuracy=min(max(fit["skills"][i], 0.0), 1.0),
-            confusion=[[round(v, 6) for v in row] for row in fit["confusions"][i]],
-            n_answers=fit["worker_answers"][i],
+            accuracy=min(max(fit.skills[i], 0.0), 1.0),
+            confusion=[[round(v, 6) for v in row] for row in fit.confusions[i]],
+            n_answers=fit.worker_answers[i],
         )
-        for i, worker_id in enumerate(fit["worker_ids"])
+        for i, worker_id in enumerate(fit.worker_ids)
     ]
     with transaction.atomic():
         WorkerSkill.objects.bulk_update([r for r in rows if r.id], ["accuracy", "confusion", "n_answers"], batch_size=500)
@@ -318,18 +303,22 @@ def _worker_skills_save(project, fit):
             Worker.objects.filter(pk=row.worker_id).update(skill=row.accuracy)
 
 
-def item_settle(item, label, *, user=None):
-    """Settle an item by hand: its label becomes known (clamped in truth inference)."""
+def item_label_known(item, label, *, source=KnownLabelSource.SETTLED, user=None):
+    """Make ``label`` the item's known label by hand, clamped in truth inference from now
+    on: ``SETTLED`` decides the item, ``GOLD`` also makes it a control item."""
     with transaction.atomic():
-        KnownLabel.objects.update_or_create(
-            item=item, defaults={"label": label, "source": KnownLabelSource.SETTLED, "created_by": user}
-        )
+        KnownLabel.objects.update_or_create(item=item, defaults={"label": label, "source": source, "created_by": user})
     items_consensus_update([item.pk])
+
+
+def project_aggregate_enqueue(project_id):
+    """Queue a full truth-inference run of the project, once the transaction commits."""
+    from labeling.tasks import cpu_project_aggregate_task
+
+    transaction.on_commit(lambda: cpu_project_aggregate_task.delay(project_id))
 
 
 def projects_aggregate_all():
     """For the periodic schedule: queue a full run for every project with answers."""
-    from labeling.tasks import cpu_project_aggregate_task
-
     for project_id in Project.objects.filter(items__answers__isnull=False).values_list("pk", flat=True).distinct():
-        cpu_project_aggregate_task.delay(project_id)
+        project_aggregate_enqueue(project_id)

@@ -72,7 +72,7 @@ def pool_refresh(project, *, rng=None):
     return len(wanted.keys() - have.keys()), len(gone)
 
 
-_refreshed = {}  # (project id, created) -> monotonic time of this process's last refresh
+_refreshed: dict[tuple[int, bool], float] = {}  # (project id, created) -> monotonic time of this process's last refresh
 
 
 def _refresh_if_stale(project, rng):

@@ -13,6 +13,8 @@ Yes/no tiles are cheap to guess: it takes 8 controls with one miss forgiven (ran
 81 %). Sites on automatic difficulty therefore ask choice questions first whenever the
 project has three labels or more.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from math import comb
 
@@ -31,30 +33,30 @@ class PassRule:
     random_pass: float
     honest_pass: float
 
-    def needed(self, n_controls):
+    def needed(self, n_controls: int) -> int:
         """Right answers needed out of ``n_controls`` graded control tiles."""
         return max(n_controls - self.misses, 1)
 
 
-def pass_probability(n, misses, p):
+def pass_probability(n: int, misses: int, p: float) -> float:
     """Chance of at least ``n - misses`` right out of ``n``, each right with chance ``p``."""
     return sum(comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(max(n - misses, 0), n + 1))
 
 
-def chance_per_tile(kind, n_labels):
+def chance_per_tile(kind: str, n_labels: int) -> float:
     """A blind guesser's chance on one control tile of ``kind``."""
     if kind == ChallengeKind.CHOICE:
         return 1.0 / max(n_labels, 2)
     return 0.5
 
 
-def pass_rule(kind, n_labels, *, honest=HONEST_ACCURACY, random_max=RANDOM_MAX, honest_min=HONEST_MIN,
-              max_controls=MAX_CONTROLS):
+def pass_rule(kind: str, n_labels: int, *, honest: float = HONEST_ACCURACY, random_max: float = RANDOM_MAX,
+              honest_min: float = HONEST_MIN, max_controls: int = MAX_CONTROLS) -> PassRule:
     """The fewest control tiles (and the misses forgiven) keeping both promises; when
     none within ``max_controls`` does, the rule at ``max_controls`` that keeps the
     guesser under ``random_max`` with the best honest pass rate."""
     guess = chance_per_tile(kind, n_labels)
-    fallback = None
+    fallback: PassRule | None = None
     for n in range(1, max_controls + 1):
         for misses in range(0, n):
             rule = PassRule(n, misses, pass_probability(n, misses, guess), pass_probability(n, misses, honest))
@@ -67,7 +69,8 @@ def pass_rule(kind, n_labels, *, honest=HONEST_ACCURACY, random_max=RANDOM_MAX, 
     return fallback or PassRule(max_controls, 0, guess**max_controls, honest**max_controls)
 
 
-def tradeoff(kind, n_labels, *, honest=HONEST_ACCURACY, max_controls=MAX_CONTROLS):
+def tradeoff(kind: str, n_labels: int, *, honest: float = HONEST_ACCURACY,
+             max_controls: int = MAX_CONTROLS) -> list[PassRule]:
     """Every ``(controls, misses)`` rule up to ``max_controls`` as a :class:`PassRule`:
     the random-against-honest curve the bench README reports."""
     guess = chance_per_tile(kind, n_labels)

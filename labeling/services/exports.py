@@ -49,10 +49,10 @@ class ExportRow:
 def export_rows(project, options=ExportOptions()):
     """Yield one :class:`ExportRow` per item, in id order, reading in chunks."""
     names = dict(project.label_classes.values_list("id", "name"))
-    items = Item.objects.filter(project=project)
+    pool = Item.objects.filter(project=project)
     if not options.include_holdout:
-        items = items.filter(split=Split.POOL)
-    items = items.order_by("id").values_list("id", "source_name", "text", "image", "status", "answer_count", "split")
+        pool = pool.filter(split=Split.POOL)
+    items = pool.order_by("id").values_list("id", "source_name", "text", "image", "status", "answer_count", "split")
     last = 0
     while True:
         chunk = list(items.filter(id__gt=last)[:CHUNK])
@@ -103,7 +103,7 @@ class _Sink(io.RawIOBase):
     """A write-only stream whose written bytes are drained by the generator."""
 
     def __init__(self):
-        self.chunks = []
+        self.chunks: list[bytes] = []
 
     def writable(self):
         return True

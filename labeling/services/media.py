@@ -75,10 +75,9 @@ def image_decode(data, *, max_pixels):
                         f"image is {width}x{height} = {width * height} pixels, over the cap of {max_pixels}"
                     )
                 probe.verify()
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                image = _to_standard_mode(image)
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.load()
+                image = _to_standard_mode(ImageOps.exif_transpose(opened))
         except ImageRejected:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:

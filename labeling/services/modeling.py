@@ -16,6 +16,7 @@ may become the project's active model.
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
@@ -40,17 +41,39 @@ def in_validation(item_id, share):
     return int.from_bytes(digest[:4], "big") / 2**32 < share
 
 
+@dataclass(frozen=True)
+class FrozenDataset:
+    """The human labels a run learns from, ``{item_id: class position}``, as stored with
+    the run: a JSON list of ``[item_id, position]`` pairs, so ids stay ints."""
+
+    human: dict[int, int]
+
+    def to_json(self) -> bytes:
+        return json.dumps({"human": sorted(self.human.items())}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "FrozenDataset":
+        human = json.loads(data)["human"]
+        if isinstance(human, dict):  # stored by an earlier version, as a JSON object
+            return cls({int(item_id): position for item_id, position in human.items()})
+        return cls({item_id: position for item_id, position in human})
+
+
+def _dataset_name(run):
+    return f"runs/{run.pk}/dataset.json"
+
+
 def dataset_frozen(run, project, label_ids):
     """The human labels a run learns from (``{item_id: position}``), chosen once and kept
     with the run, so that a run resumed after a crash fits the data it started with."""
-    name = f"runs/{run.pk}/dataset.json"
+    name = _dataset_name(run)
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as handle:
-            return {int(k): v for k, v in json.loads(handle.read())["human"].items()}
+            return FrozenDataset.from_json(handle.read()).human
     position = {label_id: i for i, label_id in enumerate(label_ids)}
-    human = {item_id: position[label_id] for item_id, label_id in human_labels(project).items()}
-    default_storage.save(name, ContentFile(json.dumps({"human": human}).encode()))
-    return human
+    dataset = FrozenDataset({item_id: position[label_id] for item_id, label_id in human_labels(project).items()})
+    default_storage.save(name, ContentFile(dataset.to_json()))
+    return dataset.human
 
 
 def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None):
@@ -163,9 +186,9 @@ def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
         source = transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
         with source.artifact.open("rb") as handle:
             init_state = load_model(handle.read(), device="cpu").model.state_dict()
-    watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
+    X_watch, y_watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
     result = fit(
-        pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], *watch, config,
+        pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], X_watch, y_watch, config,
         checkpoint_dir=default_storage.path(f"runs/{run.pk}/checkpoints"), resume=True, init_state=init_state,
         on_epoch=on_epoch,
     )
@@ -251,11 +274,11 @@ def promotion_decide(project, run):
 
 def dataset_frozen_ids(run):
     """Item ids of the human labels ``run`` learned from (empty for an unknown run)."""
-    name = f"runs/{run.pk}/dataset.json"
+    name = _dataset_name(run)
     if not default_storage.exists(name):
         return []
     with default_storage.open(name, "rb") as handle:
-        return [int(k) for k in json.loads(handle.read())["human"]]
+        return list(FrozenDataset.from_json(handle.read()).human)
 
 
 def _pct(value):

@@ -5,17 +5,21 @@ stored, so a leaked database leaks no token; as the token is random and long, a 
 hash suffices and a request is matched by looking its hash up (the way site secrets are,
 see :func:`labeling.services.sites.secret_hash`), then compared in constant time.
 """
+from __future__ import annotations
+
 import hashlib
 import hmac
 import re
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import OwnerToken
+from labeling.models import OwnerToken, Project
 
 PREFIX = "clo_"
 MAX_TOKEN_CHARS = 100
@@ -23,15 +27,15 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 _TOKEN_RE = re.compile(r"^clo_[A-Za-z0-9_-]{43}$")
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def token_hash(raw):
+def token_hash(raw: str) -> str:
     return "sha256$" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def owner_token_create(*, user, name="", projects=None):
+def owner_token_create(*, user: User, name: str = "", projects: Iterable[Project] | None = None) -> tuple[OwnerToken, str]:
     """Make a token for ``user``; returns ``(token row, raw token)``. The raw token is
     not stored and cannot be shown again.
 
@@ -62,7 +66,7 @@ def owner_token_create(*, user, name="", projects=None):
     return token, raw
 
 
-def owner_token_revoke(token, *, now=None):
+def owner_token_revoke(token: OwnerToken, *, now: datetime | None = None) -> bool:
     """Revoke ``token`` at once; revoking twice keeps the first time. Returns whether
     this call revoked it."""
     now = now or _now()
@@ -71,7 +75,7 @@ def owner_token_revoke(token, *, now=None):
     return bool(revoked)
 
 
-def owner_token_authenticate(raw, *, now=None):
+def owner_token_authenticate(raw: object, *, now: datetime | None = None) -> OwnerToken | None:
     """The live token whose value is ``raw``, with its user, or ``None`` for a
     malformed, unknown or revoked token or an inactive user. Records the use (at most
     once a minute per token, so that a busy client does not write on every request)."""

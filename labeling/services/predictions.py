@@ -24,7 +24,7 @@ from labeling.services.media import ImageRejected, image_decode
 
 logger = logging.getLogger(__name__)
 
-_models = OrderedDict()
+_models: OrderedDict[object, object] = OrderedDict()
 _models_lock = threading.Lock()
 
 

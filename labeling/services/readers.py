@@ -10,6 +10,7 @@ import io
 import json
 import stat
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +35,7 @@ class ImportEntry:
     text: str | None = None
     label: str | None = None
     split: str = Split.POOL
-    loader: object = None
+    loader: Callable[[], bytes] | None = None
 
     def load(self):
         if self.data is None and self.loader is not None:
@@ -156,7 +157,7 @@ def _read_directory(root):
             ImportEntry(
                 name=relative.as_posix(),
                 label=_label_from_parts(relative.parts),
-                loader=lambda p=path: p.read_bytes(),
+                loader=path.read_bytes,
             )
         )
     return entries, problems
@@ -196,7 +197,7 @@ def read_zip(source, *, max_total=None, max_entries=None):
         declared = sum(info.file_size for info, _ in files)
         if declared > max_total:
             raise ImportRefused(f"zip would unpack to {declared} bytes, over the cap of {max_total}")
-        contents = {}
+        contents: dict[str, bytes | Exception] = {}
         total = 0
         for info, parts in files:
             if not _visible(parts):
@@ -217,16 +218,16 @@ def read_zip(source, *, max_total=None, max_entries=None):
     for info, parts in files:
         if info.filename not in contents:
             continue
-        data = contents[info.filename]
+        entry = contents[info.filename]
         shown = "/".join(parts)
-        if isinstance(data, Exception):
-            problems.append(ImportProblem(shown, f"cannot be read from the zip: {data}"))
+        if isinstance(entry, Exception):
+            problems.append(ImportProblem(shown, f"cannot be read from the zip: {entry}"))
             continue
         parts = parts[strip:]
         if PurePosixPath(parts[-1]).suffix.lower() in TEXT_SUFFIXES:
             problems.append(ImportProblem(shown, "text files inside a zip are not imported"))
             continue
-        entries.append(ImportEntry(name=shown, data=data, label=_label_from_parts(parts)))
+        entries.append(ImportEntry(name=shown, data=entry, label=_label_from_parts(parts)))
     return entries, problems
 
 
@@ -311,7 +312,7 @@ class _RecordedLines:
 
     def __init__(self, lines):
         self._lines = iter(lines)
-        self.consumed = []
+        self.consumed: list = []
 
     def __iter__(self):
         return self

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db import connection
+from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Skip, Split
@@ -93,43 +95,83 @@ def items_queue(project, n):
 # --- Picking ----------------------------------------------------------------------------------
 
 
-def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_update=False):
+def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_update=False, statuses=SERVABLE):
     """Up to ``n`` unknown items this worker has neither answered, skipped nor leased,
-    whose open leases leave room for one more answer. Call inside a transaction when
-    ``for_update`` is set: only the rows about to be picked are locked, with
-    ``skip_locked`` (a concurrent picker takes the next ones instead of waiting, or of
-    finding a whole window locked), and their room is checked again once locked."""
+    whose open leases leave room for one more answer, in the strategy's order.
+
+    One query per servable status (:func:`_candidates`), each walking the strategy's
+    index with the exclusions as anti-joins, so the database stops after ``n`` rows.
+    Call inside a transaction when ``for_update`` is set: on PostgreSQL the chosen rows
+    are then locked with ``skip_locked`` (a concurrent picker takes the next ones
+    instead of waiting) and their room is checked again once locked, in a statement
+    that sees the leases the previous holder of the lock committed."""
     now = now or _now()
     strategy = strategy_get(project.selection_strategy)
     lock = for_update and settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    fields = ("id", "answer_count", "status", "project_id", "priority")
-    picked, seen, offset = [], set(exclude_ids), 0
-    while len(picked) < n and offset < 50 * WINDOW:
-        window = _window(project, strategy, offset, WINDOW, fields)
-        if not window:
+    picked: list[Item] = []
+    seen = set(exclude_ids)
+    for _ in range(8):
+        want = n - len(picked)
+        if want <= 0:
             break
-        offset += WINDOW
-        fresh = [item for item in window if item.pk not in seen]
-        taken = _taken_or_known(worker, [item.pk for item in fresh])
-        candidates = _with_room(project, [item for item in fresh if item.pk not in taken], now)
+        # With locks, read spares: rows a concurrent picker holds are skipped, not waited for.
+        limit = 4 * want + 8 if lock else want
+        rows = []
+        for status in statuses:
+            rows += _candidates(project, strategy, status, worker, seen, now, limit)
+        rows = sorted(rows, key=strategy.key)[:limit]
+        if not rows:
+            break
+        seen.update(item.pk for item in rows)
+        if not lock:
+            picked += rows
+            break  # without locks, what the query chose is final
         start = 0
-        while start < len(candidates) and len(picked) < n:
-            chunk = candidates[start : start + n - len(picked)]
+        while start < len(rows) and len(picked) < n:
+            chunk = rows[start : start + n - len(picked)]
             start += len(chunk)
-            if lock:
-                rows = Item.objects.select_for_update(skip_locked=True, of=("self",)).only(*fields)
-                locked = {item.pk: item for item in rows.filter(pk__in=[item.pk for item in chunk])}
-                chunk = _with_room(project, [locked[item.pk] for item in chunk if item.pk in locked], now)
-            for item in chunk:
-                picked.append(item)
-                seen.add(item.pk)
+            locked = set(
+                Item.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(pk__in=[item.pk for item in chunk])
+                .values_list("pk", flat=True)
+            )
+            fresh = {item.pk for item in _with_room(project, [item for item in chunk if item.pk in locked], now)}
+            picked += [item for item in chunk if item.pk in fresh]
     return picked
+
+
+def _candidates(project, strategy, status, worker, exclude_ids, now, limit):
+    """The first ``limit`` pool items of ``status`` in ``strategy`` order that are below
+    the answer cap, not in ``exclude_ids``, without a known label, never answered,
+    skipped or leased by ``worker``, and whose open leases leave room (up to the minimum
+    answers several at once, past it one at a time): one query."""
+    rows = _servable(project, status)
+    if exclude_ids:
+        rows = rows.exclude(pk__in=list(exclude_ids))
+    rows = rows.filter(~Exists(KnownLabel.objects.filter(item_id=OuterRef("pk"))))
+    if worker is not None:
+        for model in (Answer, Skip, Lease):
+            rows = rows.filter(~Exists(model.objects.filter(worker=worker, item_id=OuterRef("pk"))))
+    open_leases = (
+        Lease.objects.filter(item_id=OuterRef("pk"), expires_at__gt=now)
+        .order_by().values("item_id").annotate(n=Count("id")).values("n")
+    )
+    # The cap is part of the room expression, not a range on ``answer_count``: a range
+    # would make SQLite sort every servable item instead of walking the index in order.
+    room = Least(
+        Greatest(Value(project.answers_per_item) - F("answer_count"), Value(1)),
+        Value(project.max_answers_per_item) - F("answer_count"),
+    )
+    rows = rows.annotate(open_leases=Coalesce(Subquery(open_leases), 0)).filter(open_leases__lt=room)
+    return list(rows.order_by(*strategy.order)[:limit])
 
 
 def _with_room(project, items, now):
     """The servable ``items`` whose open leases leave room for one more answer: up to the
     minimum answers several at once, past it one at a time."""
     items = [i for i in items if i.status in SERVABLE and i.answer_count < project.max_answers_per_item]
+    if not items:
+        return []
     leased = dict(
         Lease.objects.filter(item_id__in=[item.pk for item in items], expires_at__gt=now)
         .values_list("item_id")
@@ -137,20 +179,6 @@ def _with_room(project, items, now):
         .order_by()
     )
     return [i for i in items if leased.get(i.pk, 0) < max(project.answers_per_item - i.answer_count, 1)]
-
-
-def _taken_or_known(worker, ids):
-    """Items among ``ids`` that ``worker`` answered, skipped or was handed before, or
-    whose label is known (normally already ``labeled``): one query."""
-    if not ids:
-        return set()
-    known = KnownLabel.objects.filter(item_id__in=ids).order_by().values_list("item_id", flat=True)
-    if worker is None:
-        return set(known)
-    answered = Answer.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
-    skipped = Skip.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
-    leased = Lease.objects.filter(worker=worker, item_id__in=ids).order_by().values_list("item_id", flat=True)
-    return set(known.union(answered, skipped, leased, all=True))
 
 
 def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
@@ -182,23 +210,46 @@ def public_id_new():
     return secrets.token_urlsafe(12)
 
 
-def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None, confirm=True):
-    """Lease ``items`` to ``worker`` and return the leases with their opaque public ids.
+def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
+    """Lease ``items`` to ``worker`` and return the leases with their opaque public ids,
+    each carrying its item.
 
     Call inside the transaction that picked the items. A worker holds at most one lease
-    per item, ever: an item they were handed once is not handed to them again. With
-    ``confirm`` the leases are read back (those that a concurrent grant of the same item
-    to the same worker did not win are left out); without, the new objects are returned
-    as they were inserted (a challenge needs only their public ids).
+    per item, ever: an item they were handed once is not handed to them again. One
+    statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING``): a lease that a
+    concurrent grant of the same item to the same worker won is left out.
     """
     now = now or _now()
+    if not items:
+        return []
     expires = now + timedelta(seconds=ttl_seconds)
     control_ids = set(control_ids)
     leases = [
-        Lease(item=item, worker=worker, public_id=public_id_new(), is_control=item.pk in control_ids, expires_at=expires)
+        Lease(item=item, worker=worker, public_id=public_id_new(), is_control=item.pk in control_ids, expires_at=expires,
+              created_at=now)
         for item in items
     ]
-    Lease.objects.bulk_create(leases, ignore_conflicts=True)
-    if not confirm:
-        return leases
-    return list(Lease.objects.filter(public_id__in=[lease.public_id for lease in leases]).select_related("item"))
+    ops = connection.ops
+    table = Lease._meta.db_table
+    columns = ("item_id", "worker_id", "public_id", "is_control", "expires_at", "created_at")
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(leases))
+    params = []
+    for lease in leases:
+        params += [
+            lease.item_id, worker.pk, lease.public_id, lease.is_control,
+            ops.adapt_datetimefield_value(expires), ops.adapt_datetimefield_value(now),
+        ]
+    sql = (
+        f"INSERT INTO {ops.quote_name(table)} ({', '.join(ops.quote_name(c) for c in columns)}) VALUES {rows} "
+        f"ON CONFLICT DO NOTHING RETURNING {ops.quote_name('id')}, {ops.quote_name('public_id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        won = dict((public_id, pk) for pk, public_id in cursor.fetchall())
+    granted = []
+    for lease in leases:
+        if lease.public_id in won:
+            lease.pk = won[lease.public_id]
+            lease._state.adding, lease._state.db = False, "default"
+            granted.append(lease)
+    return granted

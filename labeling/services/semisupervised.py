@@ -84,7 +84,7 @@ def representation(project, items, y, progress=None):
 
 
 TEXT_HASH_FEATURES = 2**18
-_embedded = OrderedDict()
+_embedded: OrderedDict[object, np.ndarray] = OrderedDict()
 _embedded_lock = threading.Lock()
 
 

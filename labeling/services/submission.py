@@ -18,6 +18,7 @@ from labeling.models import Answer, AnswerSource, Item, Lease, Skip, Worker, Wor
 from labeling.services import feedback, hot, selection
 from labeling.services.accounts import UndoRefused, UnknownTask, worker_ensure_active
 from labeling.services.answers import AnswerInput, answers_insert, answers_settle
+from labeling.services.assignment import control_record_forget
 from labeling.services.consensus import items_consensus_update
 from labeling.services.rules import quality_rules_for, worker_rules_apply
 from labeling.services.worker_status import worker_status_in
@@ -52,11 +53,11 @@ class TaskOutcome:
 class SubmitResult:
     outcomes: list
     decision: WorkerDecision | None = None
-    worker: Worker = None
+    worker: Worker | None = None
     status: str = WorkerStatus.ACTIVE  # the worker's status in the project after the rules ran
 
 
-def task_answers_submit(*, worker, project, answers, now=None):
+def task_answers_submit(*, worker, project, answers, status=None, now=None):
     """Store a batch of answers (and skips) for leases held by ``worker`` in ``project``.
 
     Idempotent per client key: a key already stored answers ``duplicate`` and stores
@@ -72,9 +73,10 @@ def task_answers_submit(*, worker, project, answers, now=None):
     and, after a control answer, a skip or a fast answer, the quality rules.
     A missed control item is explained only within :mod:`~labeling.services.feedback`'s
     limits; an item explained to this worker before is no longer control for them.
+    ``status``: the worker's status in the project, when the caller read it.
     """
     now = now or _now()
-    worker_ensure_active(worker, project)
+    worker_ensure_active(worker, project, status=status)
     labels = {label.name: label for label in hot.project_labels(project)}
     for answer in answers:
         if answer.label is not None and answer.label not in labels:
@@ -104,7 +106,9 @@ def task_answers_submit(*, worker, project, answers, now=None):
             Lease.objects.filter(pk__in=sorted(consumed)).update(expires_at=now)
         if skips:
             Skip.objects.bulk_create(skips, ignore_conflicts=True)
-        rows = answers_insert(worker=worker, inputs=inputs, source=AnswerSource.WORKER, now=now)
+        rows = answers_insert(worker=worker, inputs=inputs, source=AnswerSource.WORKER, now=now, items_locked=True)
+    if any(row.correct is not None for row in rows):
+        control_record_forget(worker.pk, project.pk)
     answers_settle(project.pk, rows)
     worker.answer_total += len(rows)
     decision = worker_rules_apply(worker, project, now=now) if rules_due else None
@@ -216,6 +220,8 @@ def answer_undo(*, worker, key, now=None):
         lease = Lease.objects.get(worker=worker, item_id=answer.item_id)
         lease.expires_at = now + timedelta(seconds=settings.CROWDLOOP_LEASE_TTL_S)
         lease.save(update_fields=["expires_at"])
+    if control:
+        control_record_forget(worker.pk, answer.item.project_id)
     items_consensus_update([answer.item_id])
     return lease
 

@@ -167,7 +167,10 @@ def challenge_verify(*, secret, response, sitekey=None, remoteip=None, caller_ip
     ).update(token_used_at=now)
     if not used:
         return _result(["timeout-or-duplicate"])
-    return _result(challenge_ts=challenge.answered_at, hostname=challenge.hostname)
+    result = _result(challenge_ts=challenge.answered_at, hostname=challenge.hostname)
+    # Passed with an accessibility pass rather than by answering: the site may ask more.
+    result["accessibility_pass"] = challenge.accessibility_pass_id is not None
+    return result
 
 
 def _is_ip(value):

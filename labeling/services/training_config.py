@@ -66,8 +66,8 @@ def transfer_source_get(run_id, *, project, requester):
 def training_config_validate(project, config):
     """``config`` (defaults already merged in) checked key by key for ``project``;
     returns it. Raises :class:`TrainingConfigInvalid` naming every bad key."""
-    from ml.nets import ARCHS, MODEL_KEYS
-    from ml.training import TRAIN_DEFAULTS, resolve_config
+    # ml.config, not ml.nets / ml.training: checking a config must not load PyTorch.
+    from ml.config import ARCHS, MODEL_KEYS, TRAIN_DEFAULTS, resolve_config
 
     if not isinstance(config, dict):
         raise TrainingConfigInvalid({"config": "must be an object of config values"})
@@ -76,7 +76,7 @@ def training_config_validate(project, config):
     errors.update({key: "set from the project's data, not by a config" for key in PROJECT_KEYS if key in config})
     errors.update(_app_errors(config))
     epochs = config.get("epochs")
-    if _is_number(epochs) and epochs > MAX_EPOCHS:
+    if isinstance(epochs, (int, float)) and _is_number(epochs) and epochs > MAX_EPOCHS:
         errors["epochs"] = f"at most {MAX_EPOCHS}"
     arch = config.get("arch", "cnn")
     base = {"arch": arch if arch in ARCHS else "cnn", "n_classes": max(2, project.label_classes.count())}

@@ -44,7 +44,18 @@ def worker_status_in(worker, project):
     """The status that holds for ``worker`` in ``project``: the stricter of the
     platform-wide one and the project's own."""
     here = WorkerProjectStatus.objects.filter(worker=worker, project=project).values_list("status", flat=True).first()
-    return _stricter(worker.status, here or WorkerStatus.ACTIVE)
+    return status_holding(worker.status, here)
+
+
+def status_holding(platform, here):
+    """The stricter of a platform-wide status and a project's own (``None``: none)."""
+    return _stricter(platform, here or WorkerStatus.ACTIVE)
+
+
+def status_here_of(worker):
+    """An expression for a ``Project`` queryset: ``worker``'s own status in each
+    project, or ``None`` where the project set none."""
+    return Subquery(WorkerProjectStatus.objects.filter(worker=worker, project=OuterRef("pk")).values("status")[:1])
 
 
 def projects_closing(worker):

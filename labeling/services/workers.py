@@ -3,17 +3,19 @@
 The services live by sub-domain: :mod:`~labeling.services.accounts` (sign-up,
 admission, memberships), :mod:`~labeling.services.assignment` (the next items, under
 leases), :mod:`~labeling.services.submission` (answers, undo), :mod:`~labeling.services.rules`
-(quality rules), :mod:`~labeling.services.reputation` (what owners see of a worker) and
-:mod:`~labeling.services.worker_status` (pauses, bans, decisions). Views and the API
-import them from here.
+(quality rules) and :mod:`~labeling.services.worker_status` (pauses, bans, decisions).
+Views and the API import them from here; what owners see of a worker is read by
+:mod:`labeling.selectors.workers`.
 """
 from labeling.services.accounts import (  # noqa: F401
+    ProjectNotFound,
     UndoRefused,
     UnknownTask,
     WorkerError,
     WorkerNotActive,
     membership_grant,
     membership_revoke,
+    project_admit,
     project_crowd_settings_update,
     project_get_for_worker,
     projects_for_worker,
@@ -22,7 +24,6 @@ from labeling.services.accounts import (  # noqa: F401
     worker_sign_up,
 )
 from labeling.services.assignment import Batch, control_share_for, tasks_next  # noqa: F401
-from labeling.services.reputation import Reputation, project_workers, wilson_interval, worker_reputation  # noqa: F401
 from labeling.services.rules import (  # noqa: F401
     quality_rules_for,
     quality_rules_update,

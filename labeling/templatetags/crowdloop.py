@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from labeling import selectors
-from labeling.dashboard.charts import fmt_number
+from labeling.dashboard.formatting import fmt_number
 
 register = template.Library()
 

@@ -1,16 +1,28 @@
 """Choosing an aggregation method per project, and building one by name."""
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy import ndarray
 
 from ._base import BaseAggregator, check_answers
 from ._dawid_skene import DawidSkene, OneCoinDawidSkene
 from ._voting import MajorityVote, WeightedMajorityVote
 
+if TYPE_CHECKING:
+
+    from typing import Self
+
+    from numpy.typing import ArrayLike
+
+    from ._base import Answers, Init
+
 logger = logging.getLogger(__name__)
 
-METHODS = {
+METHODS: dict[str, type[BaseAggregator]] = {
     "majority": MajorityVote,
     "weighted_majority": WeightedMajorityVote,
     "dawid_skene": DawidSkene,
@@ -25,7 +37,7 @@ DS_RATIO = 2.0
 MIN_HELD_OUT = 20
 
 
-def choose_method(answers, n_classes, known=None):
+def choose_method(answers: ArrayLike, n_classes: int, known: ArrayLike | None = None) -> str:
     """Pick ``"dawid_skene"``, ``"one_coin"`` or ``"majority"`` for a project's answers.
 
     A full confusion matrix has ``K*(K-1)`` free parameters per worker, a one-coin
@@ -79,7 +91,7 @@ def choose_method(answers, n_classes, known=None):
     return choice
 
 
-def _held_out_choice(data, judged):
+def _held_out_choice(data: Answers, judged: ndarray) -> str:
     answers = np.column_stack([data.items, data.workers, data.labels])
     scores = {"dawid_skene": 0.0, "one_coin": 0.0}
     for fold in range(2):
@@ -111,14 +123,26 @@ class AutoAggregator(BaseAggregator):
 
     method_name = "auto"
 
-    def __init__(self, n_classes, max_iter=100, tol=1e-6, prior=None, random_state=None):
+    def __init__(
+        self,
+        n_classes: int,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        prior: float | None = None,
+    ) -> None:
         self.n_classes = n_classes
         self.max_iter = max_iter
         self.tol = tol
         self.prior = prior
-        self.random_state = random_state
 
-    def fit(self, answers, known=None, n_items=None, n_workers=None, init=None):
+    def fit(
+        self,
+        answers: ArrayLike,
+        known: ArrayLike | None = None,
+        n_items: int | None = None,
+        n_workers: int | None = None,
+        init: Init | None = None,
+    ) -> Self:
         """Choose a method from the data, then fit it; see :meth:`BaseAggregator.fit`."""
         answers = np.asarray(answers)
         check_answers(answers, self.n_classes, known, n_items, n_workers)
@@ -130,7 +154,6 @@ class AutoAggregator(BaseAggregator):
                 "max_iter": self.max_iter,
                 "tol": self.tol,
                 "prior": self.prior,
-                "random_state": self.random_state,
             }
         )
         if isinstance(init, AutoAggregator):
@@ -145,13 +168,15 @@ class AutoAggregator(BaseAggregator):
                 setattr(self, name, value)
         return self
 
-    def update_item(self, item_answers_workers, item_answers_labels, known_label=-1):
+    def update_item(
+        self, item_answers_workers: ArrayLike, item_answers_labels: ArrayLike, known_label: int = -1
+    ) -> ndarray:
         """Posterior of one item under the chosen estimator (see ``BaseAggregator.update_item``)."""
         self._check_fitted()
         return self.estimator_.update_item(item_answers_workers, item_answers_labels, known_label)
 
 
-def make_aggregator(method, n_classes, **kw):
+def make_aggregator(method: str, n_classes: int, **kw: Any) -> BaseAggregator:
     """Build an unfitted aggregator by name.
 
     Parameters

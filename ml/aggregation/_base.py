@@ -4,11 +4,29 @@ Answers are an int array of shape ``(n_answers, 3)`` with columns ``item``, ``wo
 ``label`` (0-based). ``known`` holds a clamped label per item or ``-1`` (unknown).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
 import numpy as np
+from numpy import ndarray
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Self
+
+    from numpy.typing import ArrayLike
+
+
 UNKNOWN = -1
+
+Params = tuple[Any, ...]
+"""An aggregator's parameters between EM steps (confusions or skills, class priors, ...)."""
+
+Init: TypeAlias = "BaseAggregator | Mapping[str, ArrayLike]"
+"""A fitted aggregator, or a mapping of its parameters, to start EM from."""
 
 
 class Answers:
@@ -31,7 +49,16 @@ class Answers:
         "workers",
     )
 
-    def __init__(self, items, workers, labels, n_items, n_workers, n_classes, known):
+    def __init__(
+        self,
+        items: ndarray,
+        workers: ndarray,
+        labels: ndarray,
+        n_items: int,
+        n_workers: int,
+        n_classes: int,
+        known: ndarray,
+    ) -> None:
         self.items = items
         self.workers = workers
         self.labels = labels
@@ -45,11 +72,11 @@ class Answers:
         self.has_info = (self.n_per_item > 0) | (known >= 0)
 
     @property
-    def n_answers(self):
+    def n_answers(self) -> int:
         return self.items.size
 
 
-def _as_int_array(values, name):
+def _as_int_array(values: ArrayLike, name: str) -> ndarray:
     arr = np.asarray(values)
     if arr.size == 0:
         return arr.astype(np.intp)
@@ -62,14 +89,20 @@ def _as_int_array(values, name):
     return arr.astype(np.intp, copy=False)
 
 
-def check_n_classes(n_classes):
+def check_n_classes(n_classes: int) -> int:
     """Return ``n_classes`` as an int, or raise ValueError when it is not an int >= 2."""
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
     return int(n_classes)
 
 
-def check_answers(answers, n_classes, known=None, n_items=None, n_workers=None):
+def check_answers(
+    answers: ArrayLike,
+    n_classes: int,
+    known: ArrayLike | None = None,
+    n_items: int | None = None,
+    n_workers: int | None = None,
+) -> Answers:
     """Validate an answers array and return an :class:`Answers`.
 
     Parameters
@@ -99,8 +132,7 @@ def check_answers(answers, n_classes, known=None, n_items=None, n_workers=None):
         arr = arr.reshape(0, 3)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(
-            "answers must have shape (n_answers, 3) with columns item, worker, label; "
-            f"got shape {arr.shape}"
+            f"answers must have shape (n_answers, 3) with columns item, worker, label; got shape {arr.shape}"
         )
     if arr.size and arr.min() < 0:
         column = ("item", "worker", "label")[int(np.argmin(arr.min(axis=0)))]
@@ -113,8 +145,7 @@ def check_answers(answers, n_classes, known=None, n_items=None, n_workers=None):
     labels = np.ascontiguousarray(arr[:, 2])
     if labels.size and labels.max() >= n_classes:
         raise ValueError(
-            f"answers hold label {labels.max()} but n_classes={n_classes}; "
-            "labels must be in [0, n_classes)"
+            f"answers hold label {labels.max()} but n_classes={n_classes}; labels must be in [0, n_classes)"
         )
 
     if known is not None:
@@ -138,13 +169,12 @@ def check_answers(answers, n_classes, known=None, n_items=None, n_workers=None):
         bad = (known < UNKNOWN) | (known >= n_classes)
         if bad.any():
             raise ValueError(
-                f"known holds {known[bad][0]}; entries must be -1 (unknown) "
-                f"or a label in [0, {n_classes})"
+                f"known holds {known[bad][0]}; entries must be -1 (unknown) or a label in [0, {n_classes})"
             )
     return Answers(items, workers, labels, n_items, n_workers, n_classes, known)
 
 
-def softmax_rows(scores):
+def softmax_rows(scores: ndarray) -> ndarray:
     """Normalise log-scores row-wise in place; return the row log-normalisers.
 
     The maximum is taken column by column and the sum with ``einsum``: with few classes
@@ -160,15 +190,16 @@ def softmax_rows(scores):
     return np.log(total) + top
 
 
-def clamp(posteriors, data):
+def clamp(posteriors: ndarray, data: Answers) -> None:
     """Make the posterior of every known item one-hot on its known label, in place."""
     if data.known_idx.size:
         posteriors[data.known_idx] = 0.0
         posteriors[data.known_idx, data.known_lab] = 1.0
 
 
-def one_coin_confusions(skills, n_classes):
-    """Confusion matrices ``(n_workers, K, K)`` of one-coin workers with accuracy ``skills``."""
+def one_coin_confusion(skills: ArrayLike, n_classes: int) -> ndarray:
+    """Confusion matrix of a worker right with probability ``skills`` and wrong uniformly
+    otherwise: ``(K, K)`` for one accuracy, ``(n_workers, K, K)`` for an array of them."""
     skills = np.asarray(skills, dtype=float)
     off = (1.0 - skills) / (n_classes - 1)
     conf = np.broadcast_to(off[..., None, None], skills.shape + (n_classes, n_classes)).copy()
@@ -177,26 +208,26 @@ def one_coin_confusions(skills, n_classes):
     return conf
 
 
-def vote_counts(data):
+def vote_counts(data: Answers) -> ndarray:
     """Votes per item and class, shape ``(n_items, n_classes)``, as floats."""
     flat = data.items * data.n_classes + data.labels
     counts = np.bincount(flat, minlength=data.n_items * data.n_classes)
     return counts.reshape(data.n_items, data.n_classes).astype(float)
 
 
-def vote_shares(data):
+def vote_shares(data: Answers) -> ndarray:
     """Fraction of each item's answers per class; rows of items without answers are 0."""
     votes = vote_counts(data)
     totals = votes.sum(axis=1, keepdims=True)
     return np.divide(votes, totals, out=votes, where=totals > 0)
 
 
-def class_log_prior(class_totals):
+def class_log_prior(class_totals: ndarray) -> ndarray:
     """Log class priors from (expected) class totals, with one pseudo-count per class."""
     return np.log((class_totals + 1.0) / (class_totals.sum() + class_totals.size))
 
 
-def smoothed_accuracy(correct, n_answered, strength):
+def shrunk_accuracies(correct: ndarray, n_answered: ndarray, strength: float) -> tuple[ndarray, float]:
     """Worker accuracies shrunk toward the pooled accuracy with ``strength`` pseudo-answers.
 
     Returns ``(accuracies, pooled)``; both lie strictly inside (0, 1).
@@ -205,7 +236,7 @@ def smoothed_accuracy(correct, n_answered, strength):
     return (correct + strength * pooled) / (n_answered + strength), pooled
 
 
-def resize_workers(values, n_workers, fill):
+def resize_workers(values: ndarray, n_workers: int, fill: float | ndarray) -> ndarray:
     """Truncate or pad a per-worker array (first axis) to ``n_workers``, padding with ``fill``."""
     if values.shape[0] >= n_workers:
         return values[:n_workers].copy()
@@ -224,9 +255,16 @@ class BaseAggregator(BaseEstimator):
     ``_log_class_priors`` ``(K,)``.
     """
 
-    method_name = None
+    method_name: str | None = None
 
-    def fit(self, answers, known=None, n_items=None, n_workers=None, init=None):
+    def fit(
+        self,
+        answers: ArrayLike,
+        known: ArrayLike | None = None,
+        n_items: int | None = None,
+        n_workers: int | None = None,
+        init: Init | None = None,
+    ) -> Self:
         """Infer the posterior over true labels of every item.
 
         Parameters
@@ -250,7 +288,7 @@ class BaseAggregator(BaseEstimator):
         self._finish(data)
         return self
 
-    def _finish(self, data):
+    def _finish(self, data: Answers) -> None:
         no_info = ~data.has_info
         self.posteriors_[no_info] = self.class_priors_
         self.n_answers_ = data.n_per_item
@@ -261,14 +299,16 @@ class BaseAggregator(BaseEstimator):
         self.method_ = self.method_name
         self.n_workers_ = data.n_workers
 
-    def _argmax_labels(self, data):
+    def _argmax_labels(self, data: Answers) -> ndarray:
         return self.posteriors_.argmax(axis=1)
 
-    def _check_fitted(self):
+    def _check_fitted(self) -> None:
         if not hasattr(self, "posteriors_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
 
-    def update_item(self, item_answers_workers, item_answers_labels, known_label=UNKNOWN):
+    def update_item(
+        self, item_answers_workers: ArrayLike, item_answers_labels: ArrayLike, known_label: int = UNKNOWN
+    ) -> ndarray:
         """Posterior of one item from its answers, with the fitted worker parameters fixed.
 
         Touches nothing on the estimator; workers unseen during ``fit`` get the prior
@@ -290,14 +330,10 @@ class BaseAggregator(BaseEstimator):
         workers = np.asarray(item_answers_workers, dtype=np.intp).ravel()
         labels = np.asarray(item_answers_labels, dtype=np.intp).ravel()
         if workers.shape != labels.shape:
-            raise ValueError(
-                f"got {workers.size} workers but {labels.size} labels; pass one per answer"
-            )
+            raise ValueError(f"got {workers.size} workers but {labels.size} labels; pass one per answer")
         if known_label != UNKNOWN:
             if not 0 <= known_label < n_classes:
-                raise ValueError(
-                    f"known_label must be -1 or in [0, {n_classes}), got {known_label}"
-                )
+                raise ValueError(f"known_label must be -1 or in [0, {n_classes}), got {known_label}")
             posterior = np.zeros(n_classes)
             posterior[known_label] = 1.0
             return posterior
@@ -312,7 +348,7 @@ class BaseAggregator(BaseEstimator):
         scores = np.exp(scores - scores.max())
         return scores / scores.sum()
 
-    def _item_scores(self, workers, labels):
+    def _item_scores(self, workers: ndarray, labels: ndarray) -> ndarray:
         log_conf = self._log_confusions
         scores = self._log_class_priors.copy()
         if workers.max() < log_conf.shape[0]:

@@ -20,22 +20,31 @@ Dirichlet/Beta priors whose means are pooled over the crowd (empirical Bayes):
 A worker unseen during ``fit`` gets the prior: pooled accuracy and pooled mistakes.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy import ndarray
 from scipy import sparse
 from scipy.special import expit, logit, logsumexp
 
 from ._base import (
     BaseAggregator,
+    Params,
     clamp,
     class_log_prior,
-    one_coin_confusions,
+    one_coin_confusion,
     resize_workers,
-    smoothed_accuracy,
+    shrunk_accuracies,
     softmax_rows,
     vote_shares,
 )
+
+if TYPE_CHECKING:
+
+    from ._base import Answers, Init
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +54,13 @@ SKILL_PRIOR = 2.0
 ROW_PRIOR_PER_CLASS = 5.0
 
 
-def _trying(skills, n_classes):
+def _trying(skills: ndarray, n_classes: int) -> ndarray:
     """Share of a worker's answers that are attempts rather than uniform guesses."""
     chance = 1.0 / n_classes
     return np.clip((skills - chance) / (1.0 - chance), 0.0, 1.0)
 
 
-def _prior_rows(skills, mistakes):
+def _prior_rows(skills: ndarray, mistakes: ndarray) -> ndarray:
     """Prior mean of each worker's confusion matrix, shape ``(n_workers, K, K)``.
 
     Accuracy on the diagonal; mistakes follow the crowd's pattern ``mistakes`` in the
@@ -64,7 +73,7 @@ def _prior_rows(skills, mistakes):
     return (1.0 - skills)[:, None, None] * spread + skills[:, None, None] * eye
 
 
-def _log_normalised(priors):
+def _log_normalised(priors: ndarray) -> ndarray:
     priors = np.clip(np.asarray(priors, dtype=float).ravel(), 1e-12, None)
     return np.log(priors / priors.sum())
 
@@ -83,14 +92,19 @@ class _EMAggregator(BaseAggregator):
     ``_store(params)``.
     """
 
-    def __init__(self, n_classes, max_iter=100, tol=1e-6, prior=None, random_state=None):
+    def __init__(
+        self,
+        n_classes: int,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        prior: float | None = None,
+    ) -> None:
         self.n_classes = n_classes
         self.max_iter = max_iter
         self.tol = tol
         self.prior = prior
-        self.random_state = random_state
 
-    def _check_params(self):
+    def _check_params(self) -> None:
         if int(self.max_iter) < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         if not self.tol >= 0:
@@ -98,16 +112,12 @@ class _EMAggregator(BaseAggregator):
         if self.prior is not None and not self.prior > 0:
             raise ValueError(f"prior must be None or > 0, got {self.prior}")
 
-    def _prepare(self, data):
+    def _prepare(self, data: Answers) -> dict[str, Any]:
         n_classes, n_cells = data.n_classes, data.n_workers * data.n_classes
         informative = np.flatnonzero(data.has_info)
         rows = np.concatenate([data.items, informative])
-        columns = np.concatenate(
-            [data.workers * n_classes + data.labels, np.full(informative.size, n_cells)]
-        )
-        by_item = sparse.csr_matrix(
-            (np.ones(rows.size), (rows, columns)), shape=(data.n_items, n_cells + 1)
-        )
+        columns = np.concatenate([data.workers * n_classes + data.labels, np.full(informative.size, n_cells)])
+        by_item = sparse.csr_matrix((np.ones(rows.size), (rows, columns)), shape=(data.n_items, n_cells + 1))
         # The transpose is a CSC view: the M-step then streams the posteriors item by item.
         return {
             "data": data,
@@ -116,7 +126,7 @@ class _EMAggregator(BaseAggregator):
             "buffer": np.empty((data.n_items, n_classes)),
         }
 
-    def _sufficient_stats(self, state, posteriors):
+    def _sufficient_stats(self, state: dict[str, Any], posteriors: ndarray) -> tuple[ndarray, ndarray]:
         """Expected counts ``(n_workers, K true, K answered)`` and class totals ``(K,)``."""
         data = state["data"]
         n_classes = data.n_classes
@@ -124,7 +134,7 @@ class _EMAggregator(BaseAggregator):
         counts = stacked[:-1].reshape(data.n_workers, n_classes, n_classes).transpose(0, 2, 1)
         return counts, stacked[-1]
 
-    def _posteriors(self, state, params):
+    def _posteriors(self, state: dict[str, Any], params: Params) -> tuple[ndarray, float]:
         """E-step: clamped posteriors and the log-likelihood of answers and known labels."""
         data = state["data"]
         log_conf, log_prior = self._log_params(params)
@@ -136,7 +146,7 @@ class _EMAggregator(BaseAggregator):
         clamp(scores, data)
         return scores, log_lik
 
-    def _fit(self, data, init):
+    def _fit(self, data: Answers, init: Init | None) -> None:
         self._check_params()
         state = self._prepare(data)
         if init is not None:
@@ -164,7 +174,7 @@ class _EMAggregator(BaseAggregator):
         self.log_likelihood_ = log_lik
         self._store(params)
 
-    def _run_em(self, state, params):
+    def _run_em(self, state: dict[str, Any], params: Params) -> tuple[Params, ndarray, float, int, float]:
         """EM accelerated with SQUAREM (Varadhan & Roland, 2008).
 
         Each cycle takes two plain EM steps from ``params``, extrapolates along them in
@@ -189,7 +199,7 @@ class _EMAggregator(BaseAggregator):
         change = np.inf
         step_max = 1.0
 
-        def step(params):
+        def step(params: Params) -> tuple[ndarray, float]:
             nonlocal n_iter, previous, change
             posteriors, log_lik = self._posteriors(state, params)
             n_iter += 1
@@ -234,8 +244,7 @@ class _EMAggregator(BaseAggregator):
                 landed = self._m_step(*self._sufficient_stats(state, jump_posteriors))
                 residual = self._pack(landed) - self._pack(jump)
                 accepted = bool(
-                    np.isfinite(jump_log_lik)
-                    and np.einsum("i,i->", residual, residual) < np.einsum("i,i->", r, r)
+                    np.isfinite(jump_log_lik) and np.einsum("i,i->", residual, residual) < np.einsum("i,i->", r, r)
                 )
                 if n_iter >= budget:
                     if accepted:
@@ -274,10 +283,6 @@ class DawidSkene(_EMAggregator):
         it). Defaults to ``5 * n_classes``: a row needs that many answers before its own
         counts weigh as much as the prior. Each worker's accuracy is itself shrunk toward
         the pooled accuracy with 2 pseudo-answers.
-    random_state : None, int or Generator, optional
-        Accepted for the scikit-learn contract. The EM uses no randomness (it starts
-        from the known items or the vote shares, without restarts), so results never
-        depend on it.
 
     Attributes
     ----------
@@ -302,12 +307,12 @@ class DawidSkene(_EMAggregator):
 
     method_name = "dawid_skene"
 
-    def _m_step(self, counts, class_totals):
+    def _m_step(self, counts: ndarray, class_totals: ndarray) -> tuple[ndarray, ndarray, ndarray]:
         n_classes = counts.shape[1]
         eye = np.eye(n_classes, dtype=bool)
         row_totals = counts.sum(axis=2)
         correct = counts[:, eye].sum(axis=1)
-        skills, pooled = smoothed_accuracy(correct, row_totals.sum(axis=1), SKILL_PRIOR)
+        skills, pooled = shrunk_accuracies(correct, row_totals.sum(axis=1), SKILL_PRIOR)
 
         trying = _trying(skills, n_classes)
         mistakes = np.einsum("w,wkl->kl", trying, counts) + 1.0
@@ -319,19 +324,19 @@ class DawidSkene(_EMAggregator):
         prior_conf = _prior_rows(np.array([pooled]), mistakes)[0]
         return np.log(conf), class_log_prior(class_totals), np.log(prior_conf)
 
-    def _log_params(self, params):
+    def _log_params(self, params: Params) -> tuple[ndarray, ndarray]:
         return params[0], params[1]
 
-    def _pack(self, params):
+    def _pack(self, params: Params) -> ndarray:
         return np.concatenate([params[0].ravel(), params[1]])
 
-    def _unpack(self, vector, like):
+    def _unpack(self, vector: ndarray, like: Params) -> tuple[ndarray, ndarray, ndarray]:
         size = like[0].size
         log_conf = vector[:size].reshape(like[0].shape)
         log_conf = log_conf - logsumexp(log_conf, axis=2, keepdims=True)
         return log_conf, vector[size:] - logsumexp(vector[size:]), like[2]
 
-    def _params_from_init(self, init, data):
+    def _params_from_init(self, init: Init, data: Answers) -> tuple[ndarray, ndarray, ndarray]:
         n_classes = data.n_classes
         if isinstance(init, DawidSkene):
             init._check_fitted()
@@ -344,17 +349,14 @@ class DawidSkene(_EMAggregator):
         else:
             raise ValueError("init must be a fitted DawidSkene or a dict with 'confusions'")
         if conf.ndim != 3 or conf.shape[1:] != (n_classes, n_classes):
-            raise ValueError(
-                f"init confusions must have shape (n_workers, {n_classes}, {n_classes}), "
-                f"got {conf.shape}"
-            )
+            raise ValueError(f"init confusions must have shape (n_workers, {n_classes}, {n_classes}), got {conf.shape}")
         if prior_conf is None:
             prior_conf = np.full((n_classes, n_classes), 1.0 / n_classes)
         conf = np.clip(resize_workers(conf, data.n_workers, prior_conf), 1e-12, None)
         conf /= conf.sum(axis=2, keepdims=True)
         return np.log(conf), _log_normalised(priors), np.log(prior_conf)
 
-    def _store(self, params):
+    def _store(self, params: Params) -> None:
         log_conf, log_prior, prior_log_conf = params
         self._log_confusions = log_conf
         self._prior_log_confusion = prior_log_conf
@@ -383,8 +385,6 @@ class OneCoinDawidSkene(_EMAggregator):
     prior : float, optional
         Strength, in pseudo-answers, of the Beta prior pulling each worker's accuracy
         toward the pooled accuracy of the crowd. Defaults to 2.
-    random_state : None, int or Generator, optional
-        Accepted for the scikit-learn contract; the EM is deterministic.
 
     Attributes
     ----------
@@ -397,25 +397,25 @@ class OneCoinDawidSkene(_EMAggregator):
 
     method_name = "one_coin"
 
-    def _m_step(self, counts, class_totals):
+    def _m_step(self, counts: ndarray, class_totals: ndarray) -> tuple[ndarray, ndarray, float]:
         correct = np.einsum("wkk->w", counts)
         judged = counts.sum(axis=(1, 2))
         strength = SKILL_PRIOR if self.prior is None else float(self.prior)
-        skills, pooled = smoothed_accuracy(correct, judged, strength)
+        skills, pooled = shrunk_accuracies(correct, judged, strength)
         return skills, class_log_prior(class_totals), pooled
 
-    def _log_params(self, params):
-        return np.log(one_coin_confusions(params[0], params[1].size)), params[1]
+    def _log_params(self, params: Params) -> tuple[ndarray, ndarray]:
+        return np.log(one_coin_confusion(params[0], params[1].size)), params[1]
 
-    def _pack(self, params):
+    def _pack(self, params: Params) -> ndarray:
         return np.concatenate([logit(params[0]), params[1]])
 
-    def _unpack(self, vector, like):
+    def _unpack(self, vector: ndarray, like: Params) -> tuple[ndarray, ndarray, float]:
         size = like[0].size
         skills = np.clip(expit(vector[:size]), 1e-9, 1 - 1e-9)
         return skills, vector[size:] - logsumexp(vector[size:]), like[2]
 
-    def _params_from_init(self, init, data):
+    def _params_from_init(self, init: Init, data: Answers) -> Params:
         if isinstance(init, OneCoinDawidSkene):
             init._check_fitted()
             skills, priors, pooled = init.skills_, init.class_priors_, init._pooled_skill
@@ -430,13 +430,13 @@ class OneCoinDawidSkene(_EMAggregator):
         skills = resize_workers(np.asarray(skills, dtype=float), data.n_workers, pooled)
         return np.clip(skills, 1e-6, 1 - 1e-6), _log_normalised(priors), pooled
 
-    def _store(self, params):
+    def _store(self, params: Params) -> None:
         skills, log_prior, pooled = params
         n_classes = log_prior.size
         self.skills_ = skills
         self.class_priors_ = np.exp(log_prior)
-        self.confusions_ = one_coin_confusions(skills, n_classes)
+        self.confusions_ = one_coin_confusion(skills, n_classes)
         self._pooled_skill = pooled
         self._log_class_priors = log_prior
         self._log_confusions = np.log(self.confusions_)
-        self._prior_log_confusion = np.log(one_coin_confusions(np.array(pooled), n_classes))
+        self._prior_log_confusion = np.log(one_coin_confusion(np.array(pooled), n_classes))

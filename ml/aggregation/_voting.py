@@ -1,22 +1,34 @@
 """Majority vote and weighted majority vote."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy import ndarray
 
 from ._base import (
     BaseAggregator,
     check_answers,
     clamp,
     class_log_prior,
-    one_coin_confusions,
+    one_coin_confusion,
     resize_workers,
-    smoothed_accuracy,
+    shrunk_accuracies,
     softmax_rows,
     vote_counts,
     vote_shares,
 )
 
+if TYPE_CHECKING:
+    from typing import Self
 
-def tie_break_argmax(votes, class_priors):
+    from numpy.typing import ArrayLike
+
+    from ._base import Answers, Init
+
+
+def tie_break_argmax(votes: ndarray, class_priors: ndarray) -> ndarray:
     """Argmax of integer vote counts; ties go to the more frequent class, then the lower index."""
     n_classes = votes.shape[1]
     rank = np.empty(n_classes)
@@ -25,7 +37,7 @@ def tie_break_argmax(votes, class_priors):
     return (votes + bonus).argmax(axis=1)
 
 
-def log_odds_weights(skills, n_classes):
+def log_odds_weights(skills: ndarray, n_classes: int) -> ndarray:
     """Vote weights ``log((K-1) p / (1-p))``, clipped at 0: below chance counts for nothing."""
     skills = np.clip(skills, 1e-6, 1 - 1e-6)
     return np.maximum(np.log(n_classes - 1) + np.log(skills) - np.log1p(-skills), 0.0)
@@ -61,10 +73,10 @@ class MajorityVote(BaseAggregator):
 
     method_name = "majority"
 
-    def __init__(self, n_classes):
+    def __init__(self, n_classes: int) -> None:
         self.n_classes = n_classes
 
-    def _fit(self, data, init):
+    def _fit(self, data: Answers, init: Init | None) -> None:
         n_classes = data.n_classes
         votes = vote_counts(data)
         totals = votes.sum(axis=1, keepdims=True)
@@ -80,14 +92,14 @@ class MajorityVote(BaseAggregator):
         )
         n_answered = np.bincount(data.workers, minlength=data.n_workers)
         self.skills_ = (agree + 1.0) / (n_answered + 2.0)
-        self.confusions_ = one_coin_confusions(self.skills_, n_classes)
+        self.confusions_ = one_coin_confusion(self.skills_, n_classes)
         self.posteriors_ = posteriors
         self.n_iter_ = 1
 
-    def _argmax_labels(self, data):
+    def _argmax_labels(self, data: Answers) -> ndarray:
         return self._vote_labels.copy()
 
-    def _item_scores(self, workers, labels):
+    def _item_scores(self, workers: ndarray, labels: ndarray) -> ndarray:
         with np.errstate(divide="ignore"):
             return np.log(np.bincount(labels, minlength=self.n_classes).astype(float))
 
@@ -126,22 +138,29 @@ class WeightedMajorityVote(BaseAggregator):
 
     method_name = "weighted_majority"
 
-    def __init__(self, n_classes, skills=None, prior=2.0, max_iter=10):
+    def __init__(self, n_classes: int, skills: ArrayLike | None = None, prior: float = 2.0, max_iter: int = 10) -> None:
         self.n_classes = n_classes
         self.skills = skills
         self.prior = prior
         self.max_iter = max_iter
 
-    def fit(self, answers, known=None, n_items=None, n_workers=None, init=None):
+    def fit(
+        self,
+        answers: ArrayLike,
+        known: ArrayLike | None = None,
+        n_items: int | None = None,
+        n_workers: int | None = None,
+        init: Init | None = None,
+    ) -> Self:
         """See :meth:`BaseAggregator.fit`; ``init`` is a fitted instance or ``{"skills": ...}``."""
         if self.skills is not None and n_workers is None:
-            n_workers = len(self.skills)
+            n_workers = np.asarray(self.skills).size
         data = check_answers(answers, self.n_classes, known, n_items, n_workers)
         self._fit(data, init)
         self._finish(data)
         return self
 
-    def _fit(self, data, init):
+    def _fit(self, data: Answers, init: Init | None) -> None:
         if self.prior <= 0:
             raise ValueError(f"prior must be > 0, got {self.prior}")
         n_classes, n_workers = data.n_classes, data.n_workers
@@ -156,19 +175,17 @@ class WeightedMajorityVote(BaseAggregator):
         elif init is not None:
             skills, pooled = _skills_from_init(init, n_workers, type(self))
 
-        def weighted_scores(weights):
-            scores = np.bincount(
-                flat, weights=weights[data.workers], minlength=data.n_items * n_classes
-            ).reshape(data.n_items, n_classes)
+        def weighted_scores(weights: ndarray) -> ndarray:
+            scores = np.bincount(flat, weights=weights[data.workers], minlength=data.n_items * n_classes).reshape(
+                data.n_items, n_classes
+            )
             return scores + log_prior
 
-        def agreement_skills(hard):
+        def agreement_skills(hard: ndarray) -> tuple[ndarray, float]:
             answer_truth = hard[data.items]
-            agree = np.bincount(
-                data.workers, weights=answer_truth == data.labels, minlength=n_workers
-            )
+            agree = np.bincount(data.workers, weights=answer_truth == data.labels, minlength=n_workers)
             judged = np.bincount(data.workers, weights=answer_truth >= 0, minlength=n_workers)
-            return smoothed_accuracy(agree, judged, self.prior)
+            return shrunk_accuracies(agree, judged, self.prior)
 
         hard = None
         if skills is None:
@@ -197,7 +214,7 @@ class WeightedMajorityVote(BaseAggregator):
         self.posteriors_ = posteriors
         self.skills_ = skills
         self.weights_ = weights
-        self.confusions_ = one_coin_confusions(skills, n_classes)
+        self.confusions_ = one_coin_confusion(skills, n_classes)
         self.class_priors_ = np.exp(log_prior)
         self.n_iter_ = n_iter
         self._pooled_skill = pooled
@@ -206,7 +223,7 @@ class WeightedMajorityVote(BaseAggregator):
         self._prior_log_confusion = log_odds_weights(np.array(pooled), n_classes) * eye
 
 
-def _check_skills(skills, n_workers, name):
+def _check_skills(skills: ArrayLike, n_workers: int, name: str) -> ndarray:
     skills = np.asarray(skills, dtype=float).ravel()
     if skills.size != n_workers:
         raise ValueError(f"{name} must have length n_workers={n_workers}, got {skills.size}")
@@ -215,7 +232,7 @@ def _check_skills(skills, n_workers, name):
     return skills
 
 
-def _skills_from_init(init, n_workers, cls):
+def _skills_from_init(init: Init, n_workers: int, cls: type[BaseAggregator]) -> tuple[ndarray, float]:
     """Starting accuracies and pooled accuracy from a fitted ``cls`` or ``{"skills": ...}``."""
     if isinstance(init, cls):
         init._check_fitted()

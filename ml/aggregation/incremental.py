@@ -4,10 +4,25 @@ Used after every new answer, between full EM runs; equals the E-step of a full f
 for that item (see :meth:`BaseAggregator.update_item`) when given the fitted
 confusions. Stateless, so the caller may keep worker parameters wherever it likes.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy import ndarray
+
+from ._base import one_coin_confusion
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike
 
 
-def posterior_from_confusions(labels, confusions, class_priors, known_label=-1):
+def posterior_from_confusions(
+    labels: ArrayLike, confusions: ArrayLike, class_priors: ArrayLike, known_label: int = -1
+) -> ndarray:
     """Posterior over the true class of one item.
 
     Parameters
@@ -43,16 +58,7 @@ def posterior_from_confusions(labels, confusions, class_priors, known_label=-1):
     return scores / scores.sum()
 
 
-def one_coin_confusion(accuracy, n_classes):
-    """The confusion matrix of a worker right with probability ``accuracy``, wrong
-    uniformly otherwise."""
-    off = (1.0 - accuracy) / (n_classes - 1)
-    confusion = np.full((n_classes, n_classes), off)
-    np.fill_diagonal(confusion, accuracy)
-    return confusion
-
-
-def binary_accuracy(accuracy, n_classes):
+def binary_accuracy(accuracy: float, n_classes: int) -> float:
     """How often a worker with K-way ``accuracy`` answers a yes/no question ("is this a
     7?", a grid tile) right: chance level (``1 / n_classes``) maps to a coin flip and a
     perfect worker to 1."""
@@ -63,7 +69,13 @@ def binary_accuracy(accuracy, n_classes):
     return float(np.clip(0.5 + 0.5 * skill, 0.5, 1.0 - 1e-3))
 
 
-def posterior_from_evidence(class_priors, *, votes=(), verdicts=(), known_label=-1):
+def posterior_from_evidence(
+    class_priors: ArrayLike,
+    *,
+    votes: Iterable[tuple[int, ArrayLike]] = (),
+    verdicts: Iterable[tuple[int, bool, float]] = (),
+    known_label: int = -1,
+) -> ndarray:
     """Posterior over one item's true class from every kind of answer.
 
     Parameters
@@ -107,7 +119,7 @@ def posterior_from_evidence(class_priors, *, votes=(), verdicts=(), known_label=
     return scores / scores.sum()
 
 
-def settle_chance(posterior, accuracy, threshold):
+def settle_chance(posterior: ndarray, accuracy: float, threshold: float) -> float:
     """Probability that one more K-way answer, from a worker right with probability
     ``accuracy`` (wrong uniformly otherwise), brings the item's top posterior to
     ``threshold``: the value of asking this item again rather than starting another."""

@@ -4,6 +4,22 @@
 // No inline script, no innerHTML of data: text goes through textContent.
 (function () {
   "use strict";
+  // A box that scrolls sideways (a wide table or chart on a phone) must be reachable by
+  // keyboard to be scrolled: it gets a tab stop while, and only while, it overflows.
+  function scrollBoxes() {
+    document.querySelectorAll(".table, .chart-scroll, .chart-box, .map-panel, #pipeline > table").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        box.setAttribute("tabindex", "0");
+      } else if (box.getAttribute("tabindex") === "0") {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  scrollBoxes();
+  window.addEventListener("resize", scrollBoxes);
+})();
+(function () {
+  "use strict";
   var root = document.getElementById("dashboard");
   if (!root || !root.dataset.liveUrl) return;
   var ACTIVE_MS = 1500, IDLE_MS = 15000, ERROR_MS = 10000;
@@ -65,7 +81,8 @@
           node.textContent = run.status_display;
           node.className = "status status-" + run.status;
         } else if (field === "epoch") {
-          node.textContent = run.epoch + " / " + run.n_epochs;
+          // A run of a cheap model trains no network: it has no epochs to show.
+          node.textContent = run.epoch || run.status === "running" ? run.epoch + " / " + run.n_epochs : "–";
         } else if (field === "progress") {
           node.max = Math.max(run.n_epochs, 1);
           node.value = run.status === "succeeded" ? node.max : run.epoch;

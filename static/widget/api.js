@@ -9,7 +9,8 @@
  * window.grecaptcha when those are not defined), so a site integrated with hCaptcha or
  * reCAPTCHA switches by changing the script URL and the verify URL.
  *
- * No dependencies, no cookies, no inline script or style: everything looks the way
+ * No dependencies, no cookies (the accessibility pass keeps its own on Crowdloop's pages),
+ * no inline script or style: everything looks the way
  * widget.css says, through classes, so a strict Content-Security-Policy is fine.
  */
 (function () {
@@ -276,7 +277,42 @@
     } else {
       // A test key: nothing to solve.
       this.submit({});
+      return;
     }
+    this.accessibilityLink();
+  };
+
+  // For people who cannot see the images: an accessibility pass, earned once by e-mail
+  // on Crowdloop's own pages, passes the open challenge in a small window that hands
+  // the token back here (postMessage, checked against Crowdloop's origin).
+  Widget.prototype.accessibilityLink = function () {
+    var self = this;
+    var href =
+      apiBase +
+      "/accessibility/?challenge=" +
+      encodeURIComponent(this.challenge.id) +
+      "&origin=" +
+      encodeURIComponent(window.location.origin);
+    var line = el("p", "cl-a11y");
+    var link = el("a", "cl-a11y-link", "Cannot see the images? Use an accessibility pass");
+    link.href = href;
+    link.target = "_blank";
+    link.addEventListener("click", function (event) {
+      var opened = window.open(href, "crowdloop-a11y", "popup,width=520,height=640");
+      if (opened) {
+        event.preventDefault();
+        self.say("The accessibility pass opened in a new window.");
+      }
+    });
+    line.appendChild(link);
+    this.body.appendChild(line);
+  };
+
+  Widget.prototype.onAccessibilityPass = function (data) {
+    if (!this.challenge || data.challenge !== this.challenge.id || typeof data.token !== "string" || !data.token) {
+      return;
+    }
+    this.passed(data.token, Number(data.expires_in) || 120, "You are verified with your accessibility pass.");
   };
 
   Widget.prototype.tileContent = function (item) {
@@ -501,7 +537,7 @@
     );
   };
 
-  Widget.prototype.passed = function (token, expiresIn) {
+  Widget.prototype.passed = function (token, expiresIn, note) {
     var self = this;
     this.challenge = null;
     this.setToken(token);
@@ -511,7 +547,7 @@
     this.root.classList.add("cl-done");
     this.startLabel.textContent = "Verified";
     this.startButton.setAttribute("aria-disabled", "true");
-    this.say("You are verified. Thank you for helping label data.", "ok");
+    this.say(note || "You are verified. Thank you for helping label data.", "ok");
     clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(function () {
       self.expire();
@@ -645,6 +681,19 @@
       }
     }
   }
+
+  var apiOrigin = new URL(apiBase, document.baseURI).origin;
+  window.addEventListener("message", function (event) {
+    var data = event.data;
+    if (event.origin !== apiOrigin || !data || data.type !== "crowdloop:accessibility-pass") {
+      return;
+    }
+    widgets.forEach(function (widget) {
+      if (widget) {
+        widget.onAccessibilityPass(data);
+      }
+    });
+  });
 
   var api = {
     __crowdloop: true,

@@ -358,7 +358,7 @@ def test_a_visitor_who_keeps_failing_gets_more_control_tiles_then_none(site, set
     assert sizes == [2, 3, 4, 5]
     with pytest.raises(ChallengeRefused, match="Too many failed") as refused:
         issue(site)
-    assert refused.value.status == 403
+    assert refused.value.code == "visitor-blocked"
     other = ClientInfo(ip="198.51.100.9", user_agent=VISITOR.user_agent, hostname=HOST)
     assert issue(site, ChallengeKind.CHOICE, client=other)
 

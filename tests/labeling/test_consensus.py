@@ -13,8 +13,9 @@ from labeling.models import (
     WorkerSkill,
     WorkerStatus,
 )
+from labeling.selectors.items import item_explain
 from labeling.services.answers import AnswerInput, answers_record
-from labeling.services.consensus import item_explain, item_settle, project_aggregate
+from labeling.services.consensus import item_label_known, project_aggregate
 from labeling.services.projects import project_create
 
 pytestmark = pytest.mark.django_db
@@ -92,7 +93,7 @@ def test_banned_workers_answers_stop_counting(project, labels):
 def test_settling_by_hand_makes_the_label_known(project, labels, django_user_model):
     item = project.items.first()
     admin = django_user_model.objects.create_user("boss")
-    item_settle(item, labels["c"], user=admin)
+    item_label_known(item, labels["c"], user=admin)
     item.refresh_from_db()
     assert item.status == ItemStatus.LABELED
     assert KnownLabel.objects.get(item=item).source == "settled"

@@ -25,6 +25,7 @@ from labeling.services.imports import ImportEntry, items_import
 from labeling.services.projects import project_create, project_stats_refresh
 from labeling.services.worker_status import worker_status_in
 from tests.conftest import service_missing
+from tests.labeling.axe_support import axe_violations
 from tests.labeling.factories import bar_png
 from tests.labeling.test_dashboard import XSS, fresh_cache, loop_project  # noqa: F401
 
@@ -318,6 +319,9 @@ def role_paths(project, worker_user, owner_user):
             ("login", reverse("login")),
             ("signup", reverse("worker-signup")),
             ("docs", reverse("docs")),
+            ("accessibility-pass", reverse("accessibility-pass")),
+            ("demo-signup", reverse("demo-signup")),
+            ("admin-login", reverse("admin:login")),
         ],
         "worker": [
             ("home", reverse("worker-home")),
@@ -335,6 +339,8 @@ def role_paths(project, worker_user, owner_user):
             ("clusters", reverse("dashboard:clusters", args=[slug])),
             ("training", reverse("dashboard:training", args=[slug])),
             ("sites", reverse("dashboard:sites", args=[slug])),
+            ("audit", reverse("dashboard:audit", args=[slug])),
+            ("tokens", reverse("owner-tokens")),
             ("label-home", reverse("worker-home")),
         ],
     }
@@ -343,10 +349,12 @@ def role_paths(project, worker_user, owner_user):
 def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, browser, settings, celery_eager, owner):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from labeling.models import Project
+    from labeling.services.demo import demo_site_create
     from labeling.services.workers import worker_sign_up
 
     project = loop_project(owner)
     Project.objects.filter(pk=project.pk).update(open_to_all_workers=True)
+    demo_site_create(project, hostnames=["localhost", "127.0.0.1"])
     worker_user = worker_sign_up(username="ann", password=PASSWORD, email="")
     folder = ARTIFACTS / "responsive"
     folder.mkdir(parents=True, exist_ok=True)
@@ -365,8 +373,16 @@ def test_every_page_fits_a_phone_and_a_desktop_for_every_role(live_server, brows
                     page.goto(live_server.url + path)
                     page.wait_for_load_state("load")
                     found = page.evaluate(LAYOUT_PROBLEMS) + list(guarded.problems)
+                    # axe-core's WCAG 2 A/AA rules; colour contrast depends on the width
+                    # only through layout, so both widths are checked.
+                    found += [f"axe {violation}" for violation in axe_violations(page)]
+                    if width == VIEWPORTS[-1][0]:
+                        # The dark colour scheme's contrast too, once per page.
+                        page.emulate_media(color_scheme="dark")
+                        found += [f"axe (dark) {violation}" for violation in axe_violations(page)]
+                        page.emulate_media(color_scheme="light")
                     problems += [f"{role} {name} at {width} px: {problem}" for problem in found]
                     page.screenshot(path=str(folder / f"{role}-{name}-{width}.png"), full_page=True)
         finally:
             context.close()
-    assert problems == []
+    assert problems == [], "\n".join(problems)

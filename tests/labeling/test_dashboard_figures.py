@@ -187,3 +187,18 @@ def test_every_dashboard_page_title_is_plain_text(client, owner):
         html = client.get(reverse(f"dashboard:{name}", args=[project.slug])).content.decode()
         title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
         assert "<" not in title and len(title) < 120, (name, title[:200])
+
+
+def test_a_run_that_trained_no_network_shows_no_epochs(client, owner):
+    """A cheap model (label spreading, kNN, logistic regression) has no epochs: its
+    finished run does not read "0 / 40"; a network's run reads its epochs."""
+    from labeling.models import TrainingRun
+
+    project = project_create(name="Epochs", labels=["a", "b"], owner=owner)
+    cheap = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED, epoch=0, n_epochs=40)
+    net = TrainingRun.objects.create(project=project, status=RunStatus.SUCCEEDED, epoch=12, n_epochs=40)
+    client.force_login(owner)
+    html = client.get(reverse("dashboard:training", args=[project.slug])).content.decode()
+    cells = dict(re.findall(r'data-run="([^"]+)" data-field="epoch">(.*?)</span></', html))
+    assert "0 / 40" not in text_of(cells[str(cheap.pk)]) and "–" in cells[str(cheap.pk)]
+    assert text_of(cells[str(net.pk)]) == "12 / 40"

@@ -22,7 +22,7 @@ from tests.labeling.widget_support import HOST, project_make, site_make, solutio
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_cache")]
 
-BUDGETS = {"next": 16, "worker-answer": 12, "challenge": 23, "widget-answer": 9, "siteverify": 3}
+BUDGETS = {"next": 10, "worker-answer": 9, "challenge": 18, "widget-answer": 9, "siteverify": 3}
 
 
 def _queries(call):

@@ -78,3 +78,15 @@ def test_the_readme_script_creates_imports_waits_for_a_model_and_downloads_predi
     assert len(predicted) == 200 and set(truth) <= set(predicted)
     right = sum(predicted[name] == label for name, label in truth.items())
     assert right / len(truth) > 0.6, f"{right} of {len(truth)} unlabeled digits predicted right from 30 examples"
+
+
+def test_the_readme_shows_its_three_screenshots_and_they_stay_small():
+    """Made by bench/screenshots.py; each README image exists and stays small."""
+    text = README.read_text()
+    shots = sorted(set(re.findall(r"\]\((docs/screenshot-[a-z-]+\.png)\)", text)))
+    assert shots == [
+        "docs/screenshot-dashboard.png", "docs/screenshot-training-phone.png", "docs/screenshot-widget.png"
+    ]
+    for shot in shots:
+        path = README.parent / shot
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 150_000, shot

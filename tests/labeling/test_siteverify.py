@@ -74,6 +74,7 @@ def test_a_token_verifies_once_with_the_solving_hostname_and_time(site_and_secre
         "challenge_ts": challenge.answered_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "hostname": HOST,
         "error-codes": [],
+        "accessibility_pass": False,
     }
 
 

@@ -214,3 +214,11 @@ def test_promotion_refuses_a_run_worse_than_the_active_model_on_labels_neither_t
     assert not promoted and "30 of 40 right against the active model's 40" in reason
     as_good = _scored_run(project, correct=40, n=40, oof={str(item.pk): position[truth[item.pk]] for item in items})
     assert promotion_decide(project, as_good)[0]
+
+
+def test_a_frozen_dataset_keeps_integer_item_ids_through_json_and_reads_the_older_object_form():
+    from labeling.services.modeling import FrozenDataset
+
+    dataset = FrozenDataset({12: 0, 3: 2})
+    assert FrozenDataset.from_json(dataset.to_json()) == dataset
+    assert FrozenDataset.from_json(b'{"human": {"12": 0, "3": 2}}') == dataset

@@ -11,8 +11,9 @@ from django.db import connections
 
 from labeling.models import Answer, Challenge, ChallengeKind, ChallengeStatus
 from labeling.services import challenges
-from labeling.services.demo import demo_site_create
+from labeling.services.demo import demo_site_create, demo_site_secret
 from tests.conftest import service_missing
+from tests.labeling.axe_support import axe_violations
 from tests.labeling.widget_support import fresh_cache, project_make, solution  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
@@ -96,6 +97,13 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
     page.locator(".cl-prompt").wait_for()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"widget-{challenge.kind}-challenge.png"), full_page=True)
+    # axe-core's WCAG 2 A/AA rules on the page with the challenge open, in both colour schemes.
+    assert axe_violations(page) == []
+    page.emulate_media(color_scheme="dark")
+    assert axe_violations(page) == []
+    page.emulate_media(color_scheme="light")
+    link = page.get_by_role("link", name="Cannot see the images? Use an accessibility pass")
+    assert f"challenge={challenge.pk}" in link.get_attribute("href")
     _solve_by_keyboard(page, challenge)
 
     page.locator(".cl-widget.cl-done").wait_for()
@@ -113,4 +121,54 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
     assert challenge.status == ChallengeStatus.PASSED and challenge.token_used_at is not None
     assert challenge.hostname in ("localhost", "127.0.0.1")
     assert Answer.objects.filter(task_ref=str(challenge.pk), is_control=False, source="widget").exists()
+    assert not problems, problems
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_visitor_with_an_accessibility_pass_passes_from_its_window_and_siteverify_says_so(
+    live_server, browser_page
+):
+    from labeling.services.accessibility import (
+        COOKIE_NAME,
+        accessibility_cookie_value,
+        accessibility_pass_request,
+        accessibility_pass_verify,
+    )
+    from labeling.services.tokens import challenge_verify
+
+    page = browser_page
+    project = project_make(labels=[str(k) for k in range(10)], gold_per_class=2, unknown=20)
+    site = demo_site_create(project, hostnames=["localhost", "127.0.0.1"], min_solve_ms=0)
+    # The visitor earned the pass earlier by e-mail (the e-mail step is tested in
+    # test_accessibility_pass.py); this browser holds its cookie.
+    tokens = []
+    accessibility_pass_request(email="ada@example.org", client_ip="127.0.0.1", verify_url=tokens.append)
+    earned = accessibility_pass_verify(tokens[0])
+    page.context.add_cookies(
+        [{"name": COOKIE_NAME, "value": accessibility_cookie_value(earned), "url": f"{live_server.url}/accessibility/"}]
+    )
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    page.goto(f"{live_server.url}/demo/signup/")
+    page.fill("#name", "Ada")
+    page.locator(".cl-start").click()
+    page.locator(".cl-prompt").wait_for()
+    challenge = Challenge.objects.filter(site=site).latest("issued_at")
+    with page.expect_popup() as opened:
+        page.get_by_role("link", name="Cannot see the images? Use an accessibility pass").click()
+    popup = opened.value
+    popup.wait_for_load_state("load")
+    assert axe_violations(popup) == []
+    popup.screenshot(path=str(ARTIFACTS / "accessibility-pass.png"), full_page=True)
+    popup.get_by_role("button", name="Use my pass on localhost").click()
+
+    page.locator(".cl-widget.cl-done").wait_for()
+    assert page.locator(".cl-status").inner_text() == "You are verified with your accessibility pass."
+    token = page.locator('input[name="crowdloop-response"]').input_value()
+    challenge.refresh_from_db()
+    assert challenge.accessibility_pass_id == earned.pk and not Answer.objects.filter(task_ref=str(challenge.pk))
+    result = challenge_verify(secret=demo_site_secret(), response=token)
+    assert result["success"] and result["accessibility_pass"] is True
     assert not problems, problems

@@ -3,7 +3,9 @@ import random
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,6 +20,7 @@ from labeling.models import (
     WorkerDecision,
     WorkerSkill,
 )
+from labeling.selectors import workers as worker_selectors
 from labeling.services import workers as svc
 from labeling.services.consensus import project_aggregate
 from labeling.services.demo import demo_crowd_open, demo_worker_create
@@ -234,17 +237,17 @@ def test_an_admin_reverses_a_pause_once_and_the_rules_judge_only_later_answers(d
 
 
 def test_one_right_control_answer_is_not_full_accuracy_and_the_interval_says_so():
-    assert svc.wilson_interval(0, 0) == (0.0, 1.0)
-    low, high = svc.wilson_interval(1, 1)
+    assert worker_selectors.wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = worker_selectors.wilson_interval(1, 1)
     assert low < 0.25 and high == 1.0
-    low, high = svc.wilson_interval(85, 100)
+    low, high = worker_selectors.wilson_interval(85, 100)
     assert low < 0.85 < high and high - low < 0.15
     project, truth = crowd_project(n_unknown=4, n_gold=4, gold_share=0.5)
     worker = registered_worker("ann")
     leases = svc.tasks_next(worker=worker, project=project, n=2, rng=random.Random(0)).leases
     control = next(lease for lease in leases if lease.is_control)
     answer_lease(worker, project, control, truth[control.item.text])
-    reputation = svc.worker_reputation(worker, project)
+    reputation = worker_selectors.worker_reputation(worker, project)
     assert reputation.controls == reputation.controls_correct == 1
     assert 0.7 < reputation.accuracy < 0.8 and reputation.interval[0] < 0.25
 
@@ -257,12 +260,39 @@ def test_reputation_reports_answer_times_agreement_and_the_estimated_confusion_m
     for worker in workers:
         simulate(worker, project, truth, p_correct=1.0, rng=rng, time_ms=(500, 1500))
     project_aggregate(project)
-    reputation = svc.worker_reputation(workers[0], project)
+    reputation = worker_selectors.worker_reputation(workers[0], project)
     assert reputation.answers == Answer.objects.filter(worker=workers[0]).count() > 10
     assert 500 <= reputation.median_ms <= 1500 and 0 < reputation.fast_share < 1 and reputation.min_answer_ms == 800
     assert reputation.agreement == 1.0 and reputation.agreement_n > 0
     assert reputation.skill == WorkerSkill.objects.get(worker=workers[0]).accuracy
     assert len(reputation.confusion) == 3 and reputation.labels == ["a", "b", "c"]
+
+
+def _owners_page_queries(project):
+    with CaptureQueriesContext(connection) as queries:
+        rows = worker_selectors.project_workers(project)
+    return len(queries), rows
+
+
+def test_project_workers_costs_the_same_queries_for_two_workers_as_for_five(django_user_model):
+    owner = django_user_model.objects.create_user("owner")
+    project, truth = crowd_project(n_unknown=40, n_gold=6, gold_share=0.3, owner=owner)
+    rng = random.Random(3)
+    workers = [registered_worker(f"w{i}") for i in range(5)]
+    for worker in workers[:2]:
+        simulate(worker, project, truth, p_correct=0.9, rng=rng, max_answers=6, time_ms=(500, 1500))
+    project_aggregate(project)
+    few, rows = _owners_page_queries(project)
+    assert len(rows) == 2
+    for worker in workers[2:]:
+        simulate(worker, project, truth, p_correct=0.9, rng=rng, max_answers=6, time_ms=(500, 1500))
+    project_aggregate(project)
+    many, rows = _owners_page_queries(project)
+    assert len(rows) == 5
+    assert many == few
+    for worker, reputation in rows:
+        assert reputation == worker_selectors.worker_reputation(worker, project)
+        assert worker.status_here == "active"
     client = Client()
     client.force_login(owner)
     page = client.get(reverse("project-workers", args=[project.slug]), follow=True).content.decode()

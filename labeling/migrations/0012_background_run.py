@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0010_merge_0008_label_audit_0009_site_difficulty_auto'),
+        ('labeling', '0011_accessibility_pass'),
     ]
 
     operations = [

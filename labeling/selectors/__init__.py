@@ -1,8 +1,16 @@
-"""Reads: querysets the views and the API build on. Nothing here writes."""
-from datetime import timedelta
+"""Reads: querysets the views and the API build on. Nothing here writes.
+
+By sub-domain: :mod:`~labeling.selectors.workers` (reputation), :mod:`~labeling.selectors.items`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
+from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
@@ -10,6 +18,7 @@ from labeling.models import (
     Consensus,
     ControlPoolEntry,
     ImportJob,
+    Item,
     ItemStatus,
     KnownLabel,
     OwnerToken,
@@ -20,8 +29,11 @@ from labeling.models import (
     TrainingRun,
 )
 
+AnyUser: TypeAlias = Any
+"""``request.user``: a user, possibly carrying an ``api_token``, or anonymous."""
 
-def projects_managed_by(user):
+
+def projects_managed_by(user: AnyUser) -> QuerySet[Project]:
     """Projects ``user`` may manage: their own, or all for staff.
 
     A user authenticated by a scoped owner token carries it as ``user.api_token``
@@ -37,7 +49,7 @@ def projects_managed_by(user):
     return projects
 
 
-def user_may_create_projects(user):
+def user_may_create_projects(user: AnyUser) -> bool:
     """Staff, holders of the ``labeling.add_project`` permission and owners of a project
     may create projects; a token scoped to projects may not."""
     if not user.is_authenticated:
@@ -48,33 +60,33 @@ def user_may_create_projects(user):
     return user.is_staff or user.has_perm("labeling.add_project") or Project.objects.filter(owner=user).exists()
 
 
-def owner_tokens_of(user):
+def owner_tokens_of(user: AnyUser) -> QuerySet[OwnerToken]:
     """``user``'s API tokens, newest first, with their projects."""
     return OwnerToken.objects.filter(user=user).prefetch_related("projects")
 
 
-def project_get_managed(user, slug):
+def project_get_managed(user: AnyUser, slug: str) -> Project:
     project = projects_managed_by(user).filter(slug=slug).select_related("stats").first()
     if project is None:
         raise Http404("No such project")
     return project
 
 
-def import_job_get_managed(user, job_id):
+def import_job_get_managed(user: AnyUser, job_id: UUID | str) -> ImportJob:
     job = ImportJob.objects.filter(pk=job_id, project__in=projects_managed_by(user)).first()
     if job is None:
         raise Http404("No such import")
     return job
 
 
-def training_run_get_managed(user, run_id):
+def training_run_get_managed(user: AnyUser, run_id: UUID | str) -> TrainingRun:
     run = TrainingRun.objects.filter(pk=run_id, project__in=projects_managed_by(user)).select_related("project").first()
     if run is None:
         raise Http404("No such training run")
     return run
 
 
-def human_labels(project):
+def human_labels(project: Project) -> dict[int, int]:
     """``{item_id: label_id}`` of the pool's human-verified labels: gold, settled by
     hand, and human consensus. What training validates on and what the semi-supervised
     round spreads; never pseudo-labels or model predictions."""
@@ -89,7 +101,7 @@ def human_labels(project):
     return labels
 
 
-def control_pool_stats(project, now=None):
+def control_pool_stats(project: Project, now: datetime | None = None) -> dict[str, int]:
     """The control pool of ``project`` in one query: items in it, those within their
     exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times),
     serves in the current window and serves in all."""
@@ -107,7 +119,7 @@ def control_pool_stats(project, now=None):
     return row
 
 
-def active_model_predictions(project, *, split=None):
+def active_model_predictions(project: Project, *, split: str | None = None) -> QuerySet[Prediction]:
     """The stored predictions of ``project``'s active model, one per item, by item id;
     raises :class:`~labeling.services.predictions.PredictionRefused` without a model."""
     from labeling.services.predictions import PredictionRefused
@@ -120,7 +132,7 @@ def active_model_predictions(project, *, split=None):
     return rows.only("item_id", "confidence", "item__source_name", "item__split", "label__name")
 
 
-def sites_managed_by(user):
+def sites_managed_by(user: AnyUser) -> QuerySet[Site]:
     """Widget sites ``user`` manages: their own, or all for staff; none through a token
     scoped to projects (a site is not a project)."""
     if not user.is_authenticated:
@@ -132,14 +144,14 @@ def sites_managed_by(user):
     return sites.prefetch_related("projects")
 
 
-def site_get_managed(user, sitekey):
+def site_get_managed(user: AnyUser, sitekey: str) -> Site:
     site = sites_managed_by(user).filter(sitekey=sitekey).first()
     if site is None:
         raise Http404("No such site")
     return site
 
 
-def project_items(project, *, status=None, split=None):
+def project_items(project: Project, *, status: str | None = None, split: str | None = None) -> QuerySet[Item]:
     """The project's items with their consensus, gold label and pseudo-label, by id."""
     items = project.items.select_related(
         "consensus__label", "known_label__label", "pseudo_label__label"
