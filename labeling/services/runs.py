@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import F, Q, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -41,7 +41,7 @@ class RunLost(Exception):
     finished elsewhere, or deleted with its project): stop working on it quietly."""
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
@@ -75,13 +75,13 @@ def worker_dead(worker: str) -> bool:
     return False
 
 
-def _claimable(now):
+def _claimable(now: datetime) -> Q:
     limit = now - heartbeat_timeout()
     stale = Q(status=RunStatus.RUNNING) & (Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True))
     return Q(status=RunStatus.QUEUED) | stale
 
 
-def run_claim(model: type[AnyRun], pk, *, now: datetime | None = None, worker: str | None = None) -> AnyRun | None:
+def run_claim(model: type[AnyRun], pk: Any, *, now: datetime | None = None, worker: str | None = None) -> AnyRun | None:
     """Take run ``pk`` of ``model`` for this worker when it is claimable; returns the
     run (status running, attempts counted) or ``None`` when it is finished, missing, or
     alive on another worker. A claim beyond ``CROWDLOOP_RUN_MAX_ATTEMPTS`` fails the run
@@ -92,15 +92,15 @@ def run_claim(model: type[AnyRun], pk, *, now: datetime | None = None, worker: s
         status=RunStatus.RUNNING, heartbeat_at=now, worker=worker, attempts=F("attempts") + 1,
         started_at=Coalesce("started_at", Value(now)), finished_at=None, error="",
     )
-    taken = model.objects.filter(_claimable(now), pk=pk).update(**claim)
+    taken = model._default_manager.filter(_claimable(now), pk=pk).update(**claim)
     if not taken:
-        held = model.objects.filter(pk=pk, status=RunStatus.RUNNING).values("worker", "heartbeat_at").first()
+        held = model._default_manager.filter(pk=pk, status=RunStatus.RUNNING).values("worker", "heartbeat_at").first()
         if held is None or not worker_dead(held["worker"]):
             return None
-        taken = model.objects.filter(pk=pk, status=RunStatus.RUNNING, **held).update(**claim)
+        taken = model._default_manager.filter(pk=pk, status=RunStatus.RUNNING, **held).update(**claim)
         if not taken:
             return None
-    run = model.objects.get(pk=pk)
+    run = model._default_manager.get(pk=pk)
     if run.attempts > settings.CROWDLOOP_RUN_MAX_ATTEMPTS:
         run_fail(run, f"gave up after {run.attempts - 1} attempts: its worker was lost each time "
                       "(killed, out of memory, or past the time limit)")
@@ -110,17 +110,17 @@ def run_claim(model: type[AnyRun], pk, *, now: datetime | None = None, worker: s
     return run
 
 
-def run_start(model: type[AnyRun], *, now: datetime | None = None, **fields) -> AnyRun:
+def run_start(model: type[AnyRun], *, now: datetime | None = None, **fields: Any) -> AnyRun:
     """Create a run of ``model`` already held by this worker (a step started in place,
     with no queued row before it)."""
     now = now or _now()
-    return model.objects.create(
+    return model._default_manager.create(
         status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker_id(), attempts=1, **fields
     )
 
 
-def _held(run):
-    return type(run).objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=run.worker)
+def _held(run: BackgroundRun) -> QuerySet:
+    return type(run)._default_manager.filter(pk=run.pk, status=RunStatus.RUNNING, worker=run.worker)
 
 
 def run_heartbeat(run: BackgroundRun, *, now: datetime | None = None) -> bool:
@@ -130,7 +130,7 @@ def run_heartbeat(run: BackgroundRun, *, now: datetime | None = None) -> bool:
     return bool(_held(run).update(heartbeat_at=run.heartbeat_at))
 
 
-def run_progress(run: BackgroundRun, progress: float | None = None, message: str | None = None, **fields) -> None:
+def run_progress(run: BackgroundRun, progress: float | None = None, message: str | None = None, **fields: Any) -> None:
     """Record progress (a share in [0, 1]), a message and any other fields of the
     run's own, with a heartbeat. Raises :class:`RunLost` when the run is no longer
     this worker's: the caller stops, and whoever holds it now carries on."""
@@ -145,7 +145,7 @@ def run_progress(run: BackgroundRun, progress: float | None = None, message: str
         setattr(run, name, value)
 
 
-def run_succeed(run: BackgroundRun, **fields) -> bool:
+def run_succeed(run: BackgroundRun, **fields: Any) -> bool:
     """Mark the run succeeded with ``fields`` saved alongside; ``False`` when it was
     no longer this worker's (its outcome then belongs to whoever took it over)."""
     values = {"status": RunStatus.SUCCEEDED, "progress": 1.0, "finished_at": _now(), "error": "", **fields}
@@ -156,11 +156,11 @@ def run_succeed(run: BackgroundRun, **fields) -> bool:
     return done
 
 
-def run_fail(run: AnyRun, error: object, **fields) -> AnyRun:
+def run_fail(run: AnyRun, error: object, **fields: Any) -> AnyRun:
     """Mark the run failed with ``error`` (a reason a person can read). Never raises
     for a run deleted meanwhile."""
     values = {"status": RunStatus.FAILED, "error": str(error)[:5000], "finished_at": _now(), **fields}
-    type(run).objects.filter(pk=run.pk).exclude(status__in=FINISHED).update(**values)
+    type(run)._default_manager.filter(pk=run.pk).exclude(status__in=FINISHED).update(**values)
     for name, value in values.items():
         setattr(run, name, value)
     logger.warning("%s %s failed: %s", type(run).__name__, run.pk, error)
@@ -175,7 +175,7 @@ def run_heartbeating(run: AnyRun, interval: float | None = None) -> Iterator[Any
     interval = heartbeat_interval() if interval is None else interval
     stop = threading.Event()
 
-    def beat():
+    def beat() -> None:
         try:
             while not stop.wait(interval):
                 try:
@@ -214,12 +214,12 @@ def runs_reap(*, now: datetime | None = None, enqueue: bool = True) -> "ReapRepo
     limit = now - heartbeat_timeout()
     report = ReapReport()
     for model in RUN_MODELS:
-        running = model.objects.filter(status=RunStatus.RUNNING)
+        running = model._default_manager.filter(status=RunStatus.RUNNING)
         stale = list(running.filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True)))
         local = running.filter(worker__startswith=f"{socket.gethostname()}:").exclude(pk__in=[r.pk for r in stale])
         stale += [run for run in local if worker_dead(run.worker)]
         for run in stale:
-            same = model.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at)
+            same = model._default_manager.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at)
             if run.attempts >= settings.CROWDLOOP_RUN_MAX_ATTEMPTS:
                 error = (f"worker lost: no heartbeat for {settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S} s on each of "
                          f"{run.attempts} attempts; gave up")
@@ -249,7 +249,7 @@ def run_enqueue(run: BackgroundRun) -> None:
             PipelineKind.AGGREGATE: tasks.cpu_project_aggregate_task,
             PipelineKind.CLUSTER: tasks.cpu_semisupervised_task,
             PipelineKind.AUDIT: tasks.cpu_audit_task,
-        }.get(run.kind)
+        }.get(PipelineKind(run.kind))
         if task is None:
             run_fail(run, f"worker lost, and a {run.kind} run is not resumed on its own")
         else:
