@@ -189,6 +189,28 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or REDIS_URL or 
 # Nothing reads task results (a task's outcome is its rows): none are stored, so a task
 # that finishes while Redis is down has nothing to write there.
 CELERY_TASK_IGNORE_RESULT = True
+# Recovery (README, "Operations"): every task is acknowledged after it ran (acks_late),
+# and a worker lost mid-task (kill -9, OOM) leaves its run with a heartbeat that stops.
+# After CROWDLOOP_HEARTBEAT_TIMEOUT_S a worker's reaper (at start-up and every
+# CROWDLOOP_REAP_INTERVAL_S, no beat needed) queues the run again and it resumes, up to
+# CROWDLOOP_RUN_MAX_ATTEMPTS claims. Redis redelivers an unacknowledged task only after
+# the visibility timeout, which must exceed the longest hard time limit (else a task
+# still running would be delivered twice); the reaper does not wait for it.
+CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 120))
+CROWDLOOP_HEARTBEAT_INTERVAL_S = float(os.environ.get("CROWDLOOP_HEARTBEAT_INTERVAL_S", 0))  # 0: a quarter of the timeout
+CROWDLOOP_REAP_INTERVAL_S = float(os.environ.get("CROWDLOOP_REAP_INTERVAL_S", 30))
+CROWDLOOP_RUN_MAX_ATTEMPTS = int(os.environ.get("CROWDLOOP_RUN_MAX_ATTEMPTS", 3))
+# Time limits (soft, hard) in seconds, by kind of task.
+CROWDLOOP_TASK_LIMITS = {
+    "light": (300, 360),
+    "import": (1700, 1800),
+    "cpu": (1700, 1800),
+    "training": (3000, 3300),
+}
+CELERY_VISIBILITY_TIMEOUT_S = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", 3600))
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "labeling.tasks.cpu_*": {"queue": "cpu"},
@@ -222,7 +244,8 @@ if CELERY_BROKER_URL.startswith("redis://"):
 CROWDLOOP_OUTBOX_FLUSH_S = float(os.environ.get("CROWDLOOP_OUTBOX_FLUSH_S", 5))
 CELERY_BEAT_SCHEDULE = {
     "aggregate-all-projects": {"task": "labeling.tasks.aggregate_all_task", "schedule": 600.0},
-    "reap-lost-training-runs": {"task": "labeling.tasks.training_runs_reap_task", "schedule": 120.0},
+    # Optional: every worker reaps on its own (labeling.celery); beat adds nothing needed.
+    "reap-lost-runs": {"task": "labeling.tasks.runs_reap_task", "schedule": 120.0},
     "semisupervised-all-projects": {"task": "labeling.tasks.semisupervised_all_task", "schedule": 1800.0},
     "refresh-project-stats": {"task": "labeling.tasks.stats_refresh_all_task", "schedule": 300.0},
 }
@@ -237,7 +260,6 @@ CROWDLOOP_CONSENSUS_DEFER_S = float(os.environ.get("CROWDLOOP_CONSENSUS_DEFER_S"
 # Sites, label lists and quality rules read through the cache live at most this long
 # (they are dropped on save; the limit covers writes that send no signal).
 CROWDLOOP_HOT_CACHE_S = int(os.environ.get("CROWDLOOP_HOT_CACHE_S", 60))
-CROWDLOOP_HEARTBEAT_TIMEOUT_S = int(os.environ.get("CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
 CROWDLOOP_LEASE_TTL_S = int(os.environ.get("CROWDLOOP_LEASE_TTL_S", 600))
 # A semi-supervised round once the new human labels reach this many, or this share of
 # the labels the last round saw, whichever is more; a model likewise after each round.

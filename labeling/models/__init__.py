@@ -8,6 +8,7 @@ predictions, pipeline runs), :mod:`.owners` (owners' API tokens), :mod:`.audit`
 """
 from labeling.models.audit import AuditAction, AuditDecision, AuditKind, AuditOutcome
 from labeling.models.core import (
+    BackgroundRun,
     DataKind,
     EvaluationTruth,
     ImportJob,
@@ -66,6 +67,7 @@ __all__ = [
     "AuditDecision",
     "AuditKind",
     "AuditOutcome",
+    "BackgroundRun",
     "AnswerSource",
     "Challenge",
     "ChallengeItem",

@@ -202,11 +202,33 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class BackgroundRun(models.Model):
+    """What every background job shares (imports, pipeline rounds, training runs): a
+    status, progress, a heartbeat that a live worker keeps fresh, the worker holding it,
+    how many times it was claimed, and an outcome. ``labeling.services.runs`` writes
+    these fields; a run whose heartbeat is older than the timeout is taken over."""
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the run.")
+    worker = models.CharField(max_length=200, blank=True, help_text="The worker holding (or last holding) the run.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
 def import_upload_path(instance, filename):
     return f"imports/{instance.project_id}/{instance.id}/{filename}"
 
 
-class ImportJob(models.Model):
+class ImportJob(BackgroundRun):
     """An upload being imported by a worker; the counts show progress."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -220,13 +242,12 @@ class ImportJob(models.Model):
         help_text="Pool: labels become gold. Held-out: labels measure models; the items are never served.",
     )
     upload = models.FileField(upload_to=import_upload_path, max_length=400)
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
-    report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    cursor = models.PositiveIntegerField(
+        default=0, help_text="Entries of the upload already imported, committed with each batch: where a resume starts."
+    )
+    report = models.JSONField(default=dict, blank=True, help_text="The report so far, committed with each batch.")
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundRun.Meta):
+        pass

@@ -4,7 +4,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from labeling.models.core import Item, LabelClass, Project, RunStatus, _unit_interval
+from labeling.models.core import BackgroundRun, Item, LabelClass, Project, _unit_interval
 
 
 class PseudoLabelSource(models.TextChoices):
@@ -25,10 +25,9 @@ class PseudoLabel(models.Model):
         constraints = [_unit_interval("confidence", "pseudolabel_confidence_unit")]
 
 
-class TrainingRun(models.Model):
+class TrainingRun(BackgroundRun):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     config = models.JSONField(default=dict, blank=True)
     device = models.CharField(max_length=40, blank=True)
     epoch = models.PositiveIntegerField(default=0)
@@ -36,18 +35,13 @@ class TrainingRun(models.Model):
     history = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     artifact = models.FileField(upload_to="runs/", max_length=300, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="Who queued the run; whose projects it may transfer from (none: the project's owner).",
     )
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundRun.Meta):
+        pass
 
 
 class Prediction(models.Model):
@@ -70,24 +64,15 @@ class PipelineKind(models.TextChoices):
     AUDIT = "audit", "Label-noise audit"
 
 
-class PipelineRun(models.Model):
+class PipelineRun(BackgroundRun):
     """One run of a background step of the loop, with progress and outcome."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pipeline_runs")
     kind = models.CharField(max_length=12, choices=PipelineKind.choices)
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    progress = models.FloatField(default=0.0)
-    message = models.CharField(max_length=300, blank=True)
     result = models.JSONField(default=dict, blank=True)
     state = models.JSONField(default=dict, blank=True, help_text="Parameters to warm-start the next run.")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundRun.Meta):
         constraints = [_unit_interval("progress", "pipelinerun_progress_unit")]
         indexes = [models.Index(fields=["project", "kind", "status"], name="pipelinerun_kind_idx")]
 

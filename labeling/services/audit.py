@@ -40,6 +40,7 @@ from labeling.models import (
     PseudoLabel,
     Split,
 )
+from labeling.services import runs
 from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
@@ -123,9 +124,12 @@ def project_audit(project, *, now=None):
     if run is None:
         return None
     try:
-        pipeline_run_progress(run, 0.05, "features")
-        result = _audit(project, run, now or _now())
+        with runs.run_heartbeating(run):
+            pipeline_run_progress(run, 0.05, "features")
+            result = _audit(project, run, now or _now())
         return pipeline_run_finish(run, result=result)
+    except runs.RunLost:
+        return None
     except Exception as exc:
         pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
         raise

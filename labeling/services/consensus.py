@@ -34,7 +34,7 @@ from labeling.models import (
     WorkerKind,
     WorkerSkill,
 )
-from labeling.services import audit
+from labeling.services import audit, runs
 from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
     pipeline_run_fail,
@@ -258,26 +258,29 @@ def project_aggregate(project):
     if run is None:
         return None
     try:
-        pipeline_run_progress(run, 0.05, "loading answers")
-        fit = bridge.aggregate_fit(project, project.aggregation_method)
-        pipeline_run_progress(run, 0.6, f"{fit.method} converged in {fit.n_iter} iterations; saving")
-        _worker_skills_save(project, fit)
-        # Worker parameters from EM; each item's posterior from all its evidence (yes/no
-        # answers, the model's belief), the same way the cheap path computes it.
-        answered = list(Answer.objects.filter(item__project=project).values_list("item_id", flat=True).distinct())
-        known_ids = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
-        item_ids = sorted(set(answered) | set(known_ids))
-        for start in range(0, len(item_ids), 2000):
-            items_consensus_update(item_ids[start : start + 2000], method=fit.method, class_priors=fit.class_priors)
-        n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
-        return pipeline_run_finish(
-            run,
-            result={
-                "method": fit.method, "n_iter": fit.n_iter, "items": len(fit.item_ids),
-                "workers": len(fit.worker_ids), "labeled": n_labeled,
-            },
-            state={"class_priors": fit.class_priors},
-        )
+        with runs.run_heartbeating(run):
+            pipeline_run_progress(run, 0.05, "loading answers")
+            fit = bridge.aggregate_fit(project, project.aggregation_method)
+            pipeline_run_progress(run, 0.6, f"{fit.method} converged in {fit.n_iter} iterations; saving")
+            _worker_skills_save(project, fit)
+            # Worker parameters from EM; each item's posterior from all its evidence (yes/no
+            # answers, the model's belief), the same way the cheap path computes it.
+            answered = list(Answer.objects.filter(item__project=project).values_list("item_id", flat=True).distinct())
+            known_ids = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", flat=True))
+            item_ids = sorted(set(answered) | set(known_ids))
+            for start in range(0, len(item_ids), 2000):
+                items_consensus_update(item_ids[start : start + 2000], method=fit.method, class_priors=fit.class_priors)
+            n_labeled = Item.objects.filter(project=project, status=ItemStatus.LABELED).count()
+            return pipeline_run_finish(
+                run,
+                result={
+                    "method": fit.method, "n_iter": fit.n_iter, "items": len(fit.item_ids),
+                    "workers": len(fit.worker_ids), "labeled": n_labeled,
+                },
+                state={"class_priors": fit.class_priors},
+            )
+    except runs.RunLost:
+        return None
     except Exception as exc:
         pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
         raise

@@ -1,7 +1,9 @@
 """Dataset import: normalise entries from a reader and write them batch by batch.
 
 Each batch is one transaction: a crash half way leaves no half batch and no orphan file.
-Content already in the project (same SHA-256) is skipped before it is decoded.
+Content already in the project (same SHA-256) is skipped before it is decoded. An
+``on_batch(cursor, report)`` hook runs inside each batch's transaction, so that an import
+job commits its cursor with its items and resumes after a crash exactly where it stopped.
 """
 import hashlib
 import logging
@@ -55,17 +57,20 @@ class LabelRole:
     EVALUATION = "evaluation"
 
 
-def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, progress=None, batch_size=None):
+def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, progress=None, batch_size=None,
+                 start=0, report=None, on_batch=None):
     """Import ``entries`` into ``project`` and return an :class:`ImportReport`.
 
     Items whose content is already in the project are counted as duplicates and
     skipped before any decoding. Labels become gold answers (``label_role="gold"``) or
     evaluation truth; an unknown label is a problem for that entry. When the project
     has no label classes yet, the labels of the source become its classes.
-    ``progress(n)`` is called as entries are processed.
+    ``progress(n)`` is called as entries are processed. A resumed import passes
+    ``start`` (entries already imported) and the ``report`` so far; ``on_batch(cursor,
+    report)`` runs inside each batch's transaction, ``cursor`` being the entries done.
     """
     batch_size = batch_size or settings.CROWDLOOP_IMPORT_BATCH_SIZE
-    report = ImportReport(problems=list(problems))
+    report = report if report is not None else ImportReport(problems=list(problems))
     classes = {label.name: label for label in project.label_classes.all()}
     if not classes:
         names = sorted({entry.label for entry in entries if entry.label}, key=_natural_key)
@@ -74,7 +79,7 @@ def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, pr
             report.label_classes_created = names
     seen = set()
     batch = []
-    for entry in entries:
+    for index, entry in enumerate(entries[start:], start=start):
         prepared, problem = _read_entry(project, entry, classes)
         if problem:
             report.problems.append(ImportProblem(entry.name, problem))
@@ -84,13 +89,13 @@ def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, pr
             seen.add(prepared.checksum)
             batch.append(prepared)
             if len(batch) >= batch_size:
-                _import_batch(project, batch, label_role, report, progress)
+                _import_batch(project, batch, label_role, report, progress, _hook(on_batch, index + 1, report))
                 batch = []
             continue
         if progress:
             progress(1)
     if batch:
-        _import_batch(project, batch, label_role, report, progress)
+        _import_batch(project, batch, label_role, report, progress, _hook(on_batch, len(entries), report))
     logger.info(
         "import into %s: %d created, %d duplicates, %d problems",
         project.slug, report.created, report.duplicates, len(report.problems),
@@ -151,7 +156,11 @@ def _normalise(prepared):
     return None
 
 
-def _import_batch(project, batch, label_role, report, progress):
+def _hook(on_batch, cursor, report):
+    return (lambda: on_batch(cursor, report)) if on_batch else None
+
+
+def _import_batch(project, batch, label_role, report, progress, after=None):
     existing = dict(
         Item.objects.filter(project=project, checksum__in=[p.checksum for p in batch]).values_list("checksum", "pk")
     )
@@ -168,8 +177,8 @@ def _import_batch(project, batch, label_role, report, progress):
             fresh.append(prepared)
         if progress:
             progress(1)
-    _write_batch(project, fresh, label_role)
     report.created += len(fresh)
+    _write_batch(project, fresh, label_role, after)
 
 
 def _labels_merge(project, batch, existing, label_role, report):
@@ -225,8 +234,9 @@ def project_media_prefix(project):
     return f"projects/{project.pk}/"
 
 
-def _write_batch(project, fresh, label_role):
-    """Write one batch atomically; files written for a batch that fails are removed."""
+def _write_batch(project, fresh, label_role, after=None):
+    """Write one batch atomically, with ``after()`` in the same transaction; files
+    written for a batch that fails are removed."""
     written = []
     try:
         with transaction.atomic():
@@ -257,6 +267,8 @@ def _write_batch(project, fresh, label_role):
                 )
             elif label_role == LabelRole.EVALUATION:
                 EvaluationTruth.objects.bulk_create([EvaluationTruth(item=item, label=label) for item, label in labeled])
+            if after is not None:
+                after()
     except BaseException:
         for name in written:
             default_storage.delete(name)
@@ -269,8 +281,11 @@ def _save(written, name, content):
     return saved
 
 
-def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD, split=Split.POOL):
+def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD, split=Split.POOL,
+                start=0, report=None, on_batch=None):
     """Read ``path`` and import it; ``on_total(n)`` learns the entry count first.
+    ``start``, ``report`` and ``on_batch`` resume an import as :func:`items_import` says
+    (entries are read in the same order each time).
 
     ``split="holdout"`` imports a labeled held-out split: its labels become evaluation
     truth, its items are never served, and models are measured on them. Every held-out
@@ -289,7 +304,8 @@ def path_import(project, path, *, progress=None, on_total=None, label_role=Label
             entry.split = Split.HOLDOUT
     if on_total:
         on_total(len(entries))
-    report = items_import(project, entries, problems=problems, progress=progress, label_role=label_role)
+    report = items_import(project, entries, problems=problems, progress=progress, label_role=label_role,
+                          start=start, report=report, on_batch=on_batch)
     from labeling.services.loop import import_finished
 
     import_finished(project, new_holdout=split == Split.HOLDOUT and report.created > 0)

@@ -5,10 +5,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import F
-from django.utils import timezone
 
-from labeling.models import ImportJob, RunStatus, Split
-from labeling.services.imports import ImportRefused, path_import
+from labeling.models import ImportJob, Split
+from labeling.services import runs
+from labeling.services.imports import ImportRefused, ImportReport, path_import
 from labeling.services.outbox import task_send
 from labeling.services.projects import project_stats_refresh
 
@@ -49,12 +49,19 @@ def import_job_create(*, project, upload, user=None, split=Split.POOL):
 
 
 def import_job_run(job_id):
-    """Run a queued import job. Idempotent: a finished job is left as it is, and
-    re-importing content already in the project adds nothing."""
+    """Run a queued import job, or resume one whose worker was lost: from its committed
+    cursor, so that every entry is imported exactly once (the cursor and the report so
+    far are written in each batch's transaction, and items are unique by content). A
+    finished job, or one alive on another worker, is returned as it is. Raises
+    ``ImportJob.DoesNotExist`` for a job deleted with its project."""
+    claimed = runs.run_claim(ImportJob, job_id)
+    if claimed is None:
+        return ImportJob.objects.get(pk=job_id)
     job = ImportJob.objects.select_related("project").get(pk=job_id)
-    if job.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-        return job
-    ImportJob.objects.filter(pk=job.pk).update(status=RunStatus.RUNNING, processed=0)
+    job.worker = claimed.worker
+    resumed = job.cursor > 0
+    report = ImportReport.from_dict(job.report) if resumed else None
+    ImportJob.objects.filter(pk=job.pk).update(processed=report.processed if report else 0)
     step = max(1, settings.CROWDLOOP_IMPORT_BATCH_SIZE // 4)
     pending = 0
 
@@ -66,24 +73,32 @@ def import_job_run(job_id):
             pending = 0
 
     def on_total(total):
+        job.total = total
         ImportJob.objects.filter(pk=job.pk).update(total=total)
 
+    def on_batch(cursor, so_far):
+        """In the batch's transaction: raises RunLost (rolling the batch back) when the
+        job is no longer this worker's."""
+        nonlocal pending
+        pending = 0
+        runs.run_progress(job, cursor / max(job.total or cursor, 1), f"{cursor} entries imported",
+                          cursor=cursor, processed=so_far.processed, report=so_far.as_dict(max_problems=10_000))
+
     try:
-        report = path_import(
-            job.project, default_storage.path(job.upload.name), progress=progress, on_total=on_total, split=job.split
-        )
+        with runs.run_heartbeating(job):
+            report = path_import(
+                job.project, default_storage.path(job.upload.name), progress=progress, on_total=on_total,
+                split=job.split, start=job.cursor, report=report, on_batch=on_batch,
+            )
+    except runs.RunLost as exc:
+        logger.warning("import job %s: %s", job.pk, exc)
     except ImportRefused as exc:
-        _finish(job, RunStatus.FAILED, error=str(exc))
+        runs.run_fail(job, str(exc))
     except Exception as exc:
         logger.exception("import job %s failed", job.pk)
-        _finish(job, RunStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        runs.run_fail(job, f"internal error: {type(exc).__name__}: {exc}")
         raise
     else:
-        _finish(job, RunStatus.SUCCEEDED, report=report.as_dict(), processed=report.processed)
-        project_stats_refresh(job.project)
-    job.refresh_from_db()
-    return job
-
-
-def _finish(job, status, **fields):
-    ImportJob.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now(), **fields)
+        if runs.run_succeed(job, report=report.as_dict(), processed=report.processed, message=""):
+            project_stats_refresh(job.project)
+    return ImportJob.objects.filter(pk=job_id).first() or job

@@ -1,71 +1,51 @@
 """Background runs of the loop (truth inference, features, clustering): at most one
 running per project and kind, with progress, a heartbeat, and an outcome that is never
-left "running" for ever."""
+left "running" for ever. The lifecycle is :mod:`labeling.services.runs`'s; this module
+only knows that a pipeline run is one per project and kind."""
 import logging
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from labeling.models import PipelineRun, Project, RunStatus
+from labeling.services import runs
 
 logger = logging.getLogger(__name__)
 
 
-def _now():
-    return timezone.now()
-
-
-def heartbeat_timeout():
-    return timedelta(seconds=getattr(settings, "CROWDLOOP_HEARTBEAT_TIMEOUT_S", 300))
-
-
 def pipeline_run_start(project, kind, *, now=None):
-    """Start a run of ``kind`` for ``project``, or return ``None`` when one is already
-    running with a live heartbeat. A running one whose heartbeat stopped is marked failed."""
-    now = now or _now()
+    """Take the run of ``kind`` for ``project``: the one queued for it (a run put back
+    by the reaper after its worker was lost, counted as a new attempt) or a stale one,
+    else a new one. Returns ``None`` when one is already running with a live heartbeat,
+    or when the waiting one used up its attempts (it is then failed)."""
+    now = now or runs._now()
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        running = PipelineRun.objects.filter(project=project, kind=kind, status=RunStatus.RUNNING)
-        for run in running:
-            if run.heartbeat_at and now - run.heartbeat_at < heartbeat_timeout():
-                return None
-            run.status = RunStatus.FAILED
-            run.error = "worker lost: no heartbeat"
-            run.finished_at = now
-            run.save(update_fields=["status", "error", "finished_at"])
-        return PipelineRun.objects.create(
-            project=project, kind=kind, status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
-        )
+        active = PipelineRun.objects.filter(
+            project=project, kind=kind, status__in=(RunStatus.QUEUED, RunStatus.RUNNING)
+        ).order_by("created_at")
+        waiting = False
+        for run in active:
+            claimed = runs.run_claim(PipelineRun, run.pk, now=now)
+            if claimed is not None:
+                return claimed
+            run.refresh_from_db(fields=["status"])
+            waiting = waiting or run.status == RunStatus.RUNNING
+        if waiting:
+            return None
+        return runs.run_start(PipelineRun, now=now, project=project, kind=kind)
 
 
 def pipeline_run_progress(run, progress, message=""):
-    run.progress = min(max(float(progress), 0.0), 1.0)
-    run.message = message[:300]
-    run.heartbeat_at = _now()
-    PipelineRun.objects.filter(pk=run.pk).update(
-        progress=run.progress, message=run.message, heartbeat_at=run.heartbeat_at
-    )
+    runs.run_progress(run, progress, message)
 
 
 def pipeline_run_finish(run, *, result=None, state=None):
-    run.status = RunStatus.SUCCEEDED
-    run.progress = 1.0
-    run.result = result or {}
-    run.state = state or {}
-    run.finished_at = _now()
-    run.save(update_fields=["status", "progress", "result", "state", "finished_at"])
+    runs.run_succeed(run, result=result or {}, state=state or {})
     return run
 
 
 def pipeline_run_fail(run, error):
-    run.status = RunStatus.FAILED
-    run.error = str(error)[:5000]
-    run.finished_at = _now()
-    run.save(update_fields=["status", "error", "finished_at"])
-    logger.warning("%s run %s of project %s failed: %s", run.kind, run.pk, run.project_id, error)
-    return run
+    return runs.run_fail(run, error)
 
 
 def pipeline_run_latest(project, kind, status=RunStatus.SUCCEEDED):

@@ -75,6 +75,18 @@ class ImportReport:
             "label_classes_created": self.label_classes_created,
         }
 
+    @classmethod
+    def from_dict(cls, data):
+        """The report :meth:`as_dict` wrote (an import resumed from its cursor); problems
+        beyond the ones kept are counted, without their details."""
+        problems = [ImportProblem(p["name"], p["reason"]) for p in data.get("problems", [])]
+        missing = data.get("problem_count", len(problems)) - len(problems)
+        problems += [ImportProblem("(earlier entry)", "details not kept")] * max(missing, 0)
+        return cls(
+            created=data.get("created", 0), duplicates=data.get("duplicates", 0), problems=problems,
+            label_classes_created=list(data.get("label_classes_created", [])), gold_marked=data.get("gold_marked", 0),
+        )
+
 
 # --- Readers ------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from labeling.models import (
     Split,
 )
 from labeling.selectors import human_labels
-from labeling.services import hot
+from labeling.services import hot, runs
 from labeling.services.audit import held_items
 from labeling.services.outbox import task_send
 from labeling.services.pipeline import (
@@ -164,7 +164,10 @@ def project_semisupervised(project):
     if run is None:
         return None
     try:
-        return _round(project, run)
+        with runs.run_heartbeating(run):
+            return _round(project, run)
+    except runs.RunLost:
+        return None
     except Exception as exc:
         pipeline_run_fail(run, f"{type(exc).__name__}: {exc}")
         raise

@@ -6,13 +6,13 @@ validation set of **human-verified** labels only: a fixed share of the gold and
 consensus items, chosen by item id so that it stays put between runs. On the demo,
 the held-out split is also scored against its evaluation truth.
 
-One run per project at a time. A run records its progress each epoch (epoch, history,
-heartbeat) and checkpoints; a worker killed mid-run leaves a run that is resumed when
-the task is redelivered, or marked failed by :func:`training_runs_reap` once its
-heartbeat is older than the timeout. Never "running" for ever.
+One run per project at a time. A run records its progress each epoch (epoch, history)
+and checkpoints, and a thread keeps its heartbeat fresh (:mod:`labeling.services.runs`).
+A worker killed mid-run leaves a run whose heartbeat stops: the next delivery of its
+task, or the reaper's re-enqueue, takes it over and resumes from its last checkpoint on
+the data it froze at its start. Never "running" for ever.
 """
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -28,7 +28,7 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import human_labels
-from labeling.services import hot, modeling
+from labeling.services import hot, modeling, runs
 from labeling.services.outbox import task_send
 from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
     APP_KEYS,
@@ -101,23 +101,27 @@ def _now():
 
 
 def training_run_execute(run_id):
-    """Run (or resume) a queued training run; idempotent for finished runs."""
-    run = TrainingRun.objects.select_related("project").get(pk=run_id)
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    """Run, or resume from its checkpoint, a training run: queued, or running with a
+    stale heartbeat (its worker was lost). A finished run, or one alive on another
+    worker, is returned as it is. Raises ``TrainingRun.DoesNotExist`` for a run deleted
+    with its project."""
+    claimed = runs.run_claim(TrainingRun, run_id)
+    if claimed is None:
+        run = TrainingRun.objects.get(pk=run_id)
+        if run.status == RunStatus.RUNNING:
+            logger.info("training run %s is alive on %s", run.pk, run.worker)
         return run
-    timeout = timedelta(seconds=settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S)
-    if run.status == RunStatus.RUNNING and run.heartbeat_at and _now() - run.heartbeat_at < timeout:
-        logger.info("training run %s is alive on another worker", run.pk)
-        return run
+    run = TrainingRun.objects.select_related("project").get(pk=claimed.pk)
+    run.worker = claimed.worker
     try:
-        return _execute(run)
+        with runs.run_heartbeating(run):
+            return _execute(run)
+    except runs.RunLost as exc:
+        logger.warning("training run %s: %s", run_id, exc)
     except Exception as exc:
         logger.exception("training run %s failed", run.pk)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:5000], finished_at=_now()
-        )
-        run.refresh_from_db()
-        return run
+        runs.run_fail(run, f"{type(exc).__name__}: {exc}")
+    return TrainingRun.objects.filter(pk=run_id).first() or run
 
 
 def _execute(run):
@@ -127,9 +131,8 @@ def _execute(run):
     project = run.project
     config = dict(run.config)
     app = {key: config.pop(key, default) for key, default in APP_KEYS.items()}
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.RUNNING, device=str(choose_device()), started_at=run.started_at or _now(), heartbeat_at=_now()
-    )
+    resumed = f"resumed by {run.worker} after epoch {run.epoch}" if run.attempts > 1 else "started"
+    runs.run_progress(run, run.epoch / max(run.n_epochs, 1), resumed, device=str(choose_device()))
     if app["transfer_from"]:  # checked again here: the run may have been queued before a change of owner
         transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
     label_ids = list(project.label_classes.order_by("position").values_list("id", flat=True))
@@ -141,10 +144,11 @@ def _execute(run):
         row["epoch"] = epoch
         history = list(TrainingRun.objects.values_list("history", flat=True).get(pk=run.pk) or [])
         history = [h for h in history if h.get("epoch") != epoch] + [row]
-        TrainingRun.objects.filter(pk=run.pk).update(epoch=epoch, n_epochs=n_epochs, history=history, heartbeat_at=_now())
+        runs.run_progress(run, epoch / max(n_epochs, 1), f"epoch {epoch} of {n_epochs}",
+                          epoch=epoch, n_epochs=n_epochs, history=history)
 
     def progress(message):
-        TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=_now())
+        runs.run_progress(run, message=message)
         logger.info("training run %s: %s", run.pk, message)
 
     items, proba, confidence, metrics, cnn = modeling.model_fit(run, project, app, config, label_ids, on_epoch, progress)
@@ -159,14 +163,12 @@ def _execute(run):
         Prediction.objects.filter(run=run).delete()
         Prediction.objects.bulk_create(modeling.predictions_rows(run, items, proba, confidence, label_ids), batch_size=2000)
         run.refresh_from_db()
+        fields = {"metrics": metrics}
         if artifact is not None:
             run.artifact.save(f"{run.pk}/model.zip", ContentFile(artifact), save=False)
-            run.config = {**run.config, "resolved": cnn.config}
-            run.device = cnn.device
-        run.status = RunStatus.SUCCEEDED
-        run.metrics = metrics
-        run.finished_at = _now()
-        run.save()
+            fields.update(artifact=run.artifact.name, config={**run.config, "resolved": cnn.config}, device=cnn.device)
+        if not runs.run_succeed(run, **fields):
+            raise runs.RunLost(f"training run {run.pk} was taken over before it finished")
         project.refresh_from_db(fields=["active_run"])
         promoted, reason = modeling.promotion_decide(project, run)
         run.metrics["promotion"] = {"promoted": promoted, "reason": reason}
@@ -176,15 +178,6 @@ def _execute(run):
             hot.project_forget(project)
             transaction.on_commit(lambda: hot.project_forget(project))
     return run
-
-
-def training_runs_reap(now=None):
-    """Mark runs whose heartbeat stopped as failed; returns how many."""
-    now = now or _now()
-    limit = now - timedelta(seconds=settings.CROWDLOOP_HEARTBEAT_TIMEOUT_S)
-    return TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=limit).update(
-        status=RunStatus.FAILED, error="worker lost: no heartbeat within the timeout", finished_at=now
-    )
 
 
 def training_maybe_start(project):

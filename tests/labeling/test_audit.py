@@ -17,6 +17,7 @@ from labeling.models import (
     PipelineKind,
     PseudoLabel,
     PseudoLabelSource,
+    RunStatus,
     Worker,
 )
 from labeling.services import audit
@@ -98,7 +99,7 @@ def flipped(project, labels):
 
 def test_each_kind_of_suspect_goes_back_to_people_and_nothing_else_does(project, labels, flipped):
     run = audit.project_audit(project)
-    assert run.kind == PipelineKind.AUDIT and run.status == "succeeded", run.error
+    assert run.kind == PipelineKind.AUDIT and run.status == RunStatus.SUCCEEDED, run.error
     decisions = {d.item_id: d for d in AuditDecision.objects.filter(project=project)}
     assert set(decisions) == {item.pk for item in flipped.values()}
 

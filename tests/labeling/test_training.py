@@ -20,7 +20,6 @@ from labeling.services.projects import project_create
 from labeling.services.training import (
     TrainingRefused,
     training_run_create,
-    training_runs_reap,
 )
 from ml.model_selection import wilson_interval
 from tests.labeling.factories import bar_png
@@ -154,13 +153,16 @@ def test_a_failing_run_is_marked_failed_with_its_reason(
     assert run.status == RunStatus.FAILED and "out of memory" in run.error
 
 
-def test_a_run_whose_worker_vanished_is_reaped(project):
+def test_a_run_whose_worker_vanished_is_queued_again_by_the_reaper(project):
+    from labeling.services.runs import runs_reap
+
     run = TrainingRun.objects.create(
-        project=project, status=RunStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+        project=project, status=RunStatus.RUNNING, attempts=1, heartbeat_at=timezone.now() - timedelta(hours=1)
     )
-    assert training_runs_reap() == 1
+    report = runs_reap(enqueue=False)
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "heartbeat" in run.error
+    assert [r.pk for r in report.requeued] == [run.pk]
+    assert run.status == RunStatus.QUEUED and "lost" in run.message
 
 
 def test_unknown_config_keys_are_refused(project):

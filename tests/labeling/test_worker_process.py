@@ -41,7 +41,7 @@ def run_task_in_worker(tmp_path, broker_url, transport_options, project_id):
          "-n", f"{queue}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    sender = Celery(broker=broker_url)
+    sender = Celery(broker=broker_url, set_as_current=False)  # else later tests send through it
     sender.conf.broker_transport_options = transport_options
     try:
         sender.send_task("labeling.tasks.project_stats_refresh_task", args=[project_id], queue=queue)
