@@ -179,8 +179,13 @@ def test_a_postgresql_restart_under_traffic_answers_503_and_loses_no_acknowledge
         }))
         statuses = report["statuses"]
         restart = "503 service_unavailable"
+        # The application's own "nothing to ask right now" (a few in hundreds of challenges
+        # under concurrent visitors, with or without a fault) is allowed on /challenge, as
+        # in the Redis test; every other 5xx fails.
+        allowed = {restart, "503 no-challenge-available"}
         for endpoint in ("challenge", "answer", "siteverify"):
-            assert not any(s.startswith("5") and s != restart for s in statuses[endpoint]), (statuses, web.log()[-3000:])
+            ok = allowed if endpoint == "challenge" else {restart}
+            assert not any(s.startswith("5") and s not in ok for s in statuses[endpoint]), (statuses, web.log()[-3000:])
         assert sum(statuses[e].get(restart, 0) for e in statuses) > 0, statuses  # the restart was seen, as 503s
         assert report["missing"] == [] and report["doubled"] == [], report
         assert any(at > restarted_at for at in report["acknowledged_at"]), "answers are acknowledged again"
