@@ -5,7 +5,8 @@ through :mod:`labeling.services.selection`, the same mechanism as the worker UI.
 tiles are control is random per challenge, and a client sees only opaque tile ids,
 signed image URLs and texts. Prompts leak nothing: the target of a grid or verify
 challenge is chosen before its control tiles, which are then positives or negatives for
-it at random (a grid may have no positive at all). Answers on unknown items become :class:`Answer` rows only
+it at random (a grid may have no positive at all), and such a prompt is its control
+items' last serve (see :mod:`~labeling.services.control_pool`). Answers on unknown items become :class:`Answer` rows only
 when the control items were answered right and not faster than a human can; a failed
 challenge keeps what was answered as evidence on its tiles and nothing else.
 
@@ -360,7 +361,8 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
     ChallengeItem.objects.bulk_create(rows)
     challenge.tiles_issued = rows  # the payload of a new challenge reads them from here
     control_pool.exposures_record(
-        worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng
+        worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng,
+        retire=plan.target_label_id is not None,
     )
     return challenge
 

@@ -10,6 +10,13 @@ item retires) and items the worker was shown before: nobody sees a control item 
 :func:`exposures_record` counts a serve; the budget is checked at the pick and counted
 at the serve, so concurrent picks may overshoot it by a few.
 
+A control item shown under a prompt that names a label (a grid's target, a verify
+question's proposed label) retires at once: such a prompt names the item's own label
+half of the time (positives and negatives are drawn at random, so that a blind guess
+is a coin flip), so anyone who saw it there knows its label far better than by chance
+from then on (the prompt-inference bot of the attack suite read labels this way).
+Choice questions name no label, so they may show an item up to its budget.
+
 Whoever memorises control items (by their pixels, or by what prompts they came with)
 meets each one a few times at most before it retires, while consensus brings new ones.
 """
@@ -90,6 +97,7 @@ def _available(project, now):
         Q(window_over) | Q(window_served__lt=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW),
         project=project,
         served_total__lt=settings.CROWDLOOP_CONTROL_MAX_SERVES,
+        retired_at__isnull=True,
     )
 
 
@@ -142,10 +150,11 @@ def _key_order_from(rows, start, size):
             last = batch[-1][2]
 
 
-def exposures_record(*, worker, item_ids, now=None, rng=None):
+def exposures_record(*, worker, item_ids, now=None, rng=None, retire=False):
     """Count one serve of each control item in ``item_ids`` to ``worker``: against the
     item's budget (a new window starts when the last one is over) and as the worker's
-    exposure. Each served item gets a new random key."""
+    exposure. Each served item gets a new random key. With ``retire`` (the prompt named
+    a label) this serve is the items' last."""
     now = now or _now()
     rng = rng or random.SystemRandom()
     item_ids = sorted(set(item_ids))  # one lock order: concurrent serves never deadlock
@@ -159,6 +168,7 @@ def exposures_record(*, worker, item_ids, now=None, rng=None):
         window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),
         window_start=Case(When(window_over, then=Value(now)), default=F("window_start")),
         shuffle_key=Case(*(When(item_id=item_id, then=Value(rng.random())) for item_id in item_ids)),
+        **({"retired_at": now} if retire else {}),
     )
     if worker is not None:
         ControlExposure.objects.bulk_create(

@@ -99,7 +99,7 @@ def _grid_positives(site, n, rng):
 
 
 def test_a_grids_target_is_not_the_label_of_a_control_tile_by_construction():
-    project = project_make(gold_per_class=20, unknown=250)
+    project = project_make(gold_per_class=50, unknown=250)  # a grid's controls retire: 2 per grid
     site = site_make(project)[0]
     counts = _grid_positives(site, 60, random.Random(5))
     # Each control tile is a positive with probability 1/2, whatever the target.

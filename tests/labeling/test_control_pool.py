@@ -17,6 +17,7 @@ from labeling.models import (
     Item,
     ItemStatus,
     KnownLabel,
+    PseudoLabel,
 )
 from labeling.services import control_pool, selection
 from labeling.services import workers as svc
@@ -69,6 +70,39 @@ def test_a_control_item_is_served_at_most_its_budget_per_window_then_retires(set
     assert drain(NOW + timedelta(minutes=61)) == 6, "a new window, a new budget"
     assert drain(NOW + timedelta(hours=3)) == 0, "each item was served its 4 times: retired"
     assert all(served.count(item_id) == 4 for item_id in set(served))
+
+
+@pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.VERIFY])
+def test_a_control_item_shown_under_a_prompt_naming_a_label_is_never_served_again(settings, kind):
+    """A grid's target or a verify question's label is the control item's own label half
+    of the time: whoever saw it there would know its label later. Choice questions name
+    no label, so their items serve their whole budget."""
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10
+    project = project_make(gold_per_class=4, unknown=200)  # 12 gold
+    if kind == ChallengeKind.VERIFY:
+        label = project.label_classes.first()
+        pseudo = list(Item.objects.filter(project=project, known_label__isnull=True))
+        for item in pseudo:
+            PseudoLabel.objects.create(item=item, label=label, confidence=0.95, source="propagation")
+        Item.objects.filter(pk__in=[item.pk for item in pseudo]).update(status=ItemStatus.PSEUDO_LABELED)
+    site = site_make(project)[0]
+    first = control_ids(issue(site, client=visitor(0), kind=kind))
+    assert len(first) == 2
+    later = []
+    for i in range(1, 6):
+        later += control_ids(issue(site, client=visitor(i), kind=kind))
+    assert len(later) == 10 and not set(first) & set(later), "each target prompt spends its controls"
+    retired = ControlPoolEntry.objects.filter(retired_at__isnull=False)
+    assert set(retired.values_list("item_id", flat=True)) == set(first) | set(later)
+    assert selectors.control_pool_stats(project)["retired"] == 12
+    with pytest.raises(ChallengeRefused):
+        issue(site, client=visitor(7), kind=kind)
+
+    choice_site = site_make(project_make(gold_per_class=1, unknown=40, name="Choices"))[0]  # 3 gold
+    shown = [control_ids(issue(choice_site, client=visitor(100 + i))) for i in range(4)]
+    assert sum(len(ids) for ids in shown) == 8, "choice controls keep serving within their budget"
+    assert not ControlPoolEntry.objects.filter(project=choice_site.projects.first(), retired_at__isnull=False).exists()
 
 
 def test_certain_consensus_items_join_the_pool_and_leave_it_when_no_longer_certain():
