@@ -30,7 +30,15 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from labeling.models import Consensus, ControlExposure, ControlPoolEntry, ItemStatus, KnownLabel, Lease
+from labeling.models import (
+    ChallengeItem,
+    Consensus,
+    ControlExposure,
+    ControlPoolEntry,
+    ItemStatus,
+    KnownLabel,
+    Lease,
+)
 
 READ_ROUNDS = 6
 
@@ -40,7 +48,15 @@ def _now():
 
 
 def certain_consensus(project):
-    """Items settled by consensus with a high posterior and enough answers (not gold)."""
+    """Items settled by consensus with a high posterior and enough answers (not gold),
+    that no widget prompt ever named a label for: an item asked about in a verify
+    question ("is this a 7?", the label its pseudo-label proposed) or shown in a grid
+    (whose target is half of the time the pseudo-label of one of its unknown tiles) has
+    had its likely label printed next to it, and whoever saw that would know it as a
+    control item."""
+    named = ChallengeItem.objects.filter(
+        challenge__project=project, challenge__target_label__isnull=False
+    ).values("item_id")
     return Consensus.objects.filter(
         item__project=project,
         item__status=ItemStatus.LABELED,
@@ -48,7 +64,7 @@ def certain_consensus(project):
         confidence__gte=max(project.consensus_threshold, 0.99),
         n_answers__gte=project.answers_per_item,
         item__known_label__isnull=True,
-    )
+    ).exclude(item_id__in=named)
 
 
 def pool_refresh(project, *, rng=None):

@@ -122,6 +122,34 @@ def test_certain_consensus_items_join_the_pool_and_leave_it_when_no_longer_certa
     assert unknown[0].pk not in set(ControlPoolEntry.objects.values_list("item_id", flat=True))
 
 
+@pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.VERIFY])
+def test_a_consensus_item_once_shown_under_a_prompt_naming_a_label_never_becomes_control(kind):
+    """A verify question printed its pseudo-label next to it, a grid's target is often
+    one: a bot that saw it there would know its label as a control item."""
+    project = project_make(gold_per_class=10, unknown=12)
+    project.answers_per_item = 1  # an item leased to one visitor is free for the next
+    project.save()
+    label = project.label_classes.first()
+    unknown = list(Item.objects.filter(project=project, known_label__isnull=True))
+    for item in unknown:
+        PseudoLabel.objects.create(item=item, label=label, confidence=0.95, source="propagation")
+    Item.objects.filter(pk__in=[item.pk for item in unknown]).update(status=ItemStatus.PSEUDO_LABELED)
+    site = site_make(project)[0]
+    challenge = issue(site, client=visitor(0), kind=kind)
+    shown = {tile.item_id for tile in challenge.tiles.all() if not tile.is_control}
+    choice = issue(site, client=visitor(1), kind=ChallengeKind.CHOICE)
+    in_choice = {tile.item_id for tile in choice.tiles.all() if not tile.is_control} - shown
+    assert shown and in_choice
+    settled = shown | in_choice
+    Item.objects.filter(pk__in=settled).update(status=ItemStatus.LABELED)
+    Consensus.objects.bulk_create(
+        [Consensus(item_id=item_id, label=label, confidence=0.999, n_answers=3, method="mv") for item_id in settled]
+    )
+    control_pool.pool_refresh(project)
+    pool = set(ControlPoolEntry.objects.filter(project=project).values_list("item_id", flat=True))
+    assert in_choice <= pool and not shown & pool
+
+
 def test_a_pick_reads_a_few_rows_from_a_random_point_not_the_whole_pool(settings):
     settings.CROWDLOOP_CONTROL_POOL_REFRESH_S = 3600
     project = project_make(gold_per_class=700, unknown=0)  # 2,100 gold items
