@@ -237,9 +237,25 @@ def _kinds_in_order(rng, choice_first=False):
 
 
 def _controls(project, worker, n, rng, exclude_ids=(), now=None):
-    """Up to ``n`` ``(item, label_id)`` control pairs, at random from the control pool."""
-    pairs = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
-    return _with_items(pairs[:n])
+    """Up to ``n`` ``(item, label_id)`` control pairs from the control pool for a choice
+    question, each of a label drawn evenly among those the candidates carry: the pool's
+    own mix of labels (mostly one label, say) must not make one answer a good guess,
+    since the pass rule counts on a blind guess being right one time in ``L``."""
+    n_labels = len(hot.project_labels(project))
+    pool = control_pool.pool_pick(
+        project, worker=worker, n=max(n, 2 * n_labels), exclude_ids=exclude_ids, rng=rng, now=now
+    )
+    by_label = {}
+    for pair in pool:
+        by_label.setdefault(pair[1], []).append(pair)
+    chosen = []
+    for _ in range(n):
+        labels = sorted(label for label, pairs in by_label.items() if pairs)
+        if not labels:
+            break
+        side = by_label[rng.choice(labels)]
+        chosen.append(side.pop(rng.randrange(len(side))))
+    return _with_items(chosen)
 
 
 def _with_items(pairs):

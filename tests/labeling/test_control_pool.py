@@ -190,3 +190,24 @@ def test_the_dashboard_overview_shows_the_control_pool(admin_client):
     control_pool.pool_refresh(project)
     page = admin_client.get(f"/dashboard/{project.slug}/").content.decode()
     assert "Control pool: 6 of 6" in page
+
+
+def test_choice_controls_carry_each_label_alike_whatever_the_pools_mix(settings):
+    """A pool mostly of one label must not make that label a good blind answer: the pass
+    rule counts on a guess being right one time in three here."""
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10**6
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**6
+    project = project_make(gold_per_class=40, unknown=300)
+    common, *rare = project.label_classes.order_by("position")
+    for label in rare:  # 40 of the common label, 4 of each other one
+        keep = KnownLabel.objects.filter(label=label).order_by("item_id").values_list("item_id", flat=True)[:4]
+        KnownLabel.objects.filter(label=label).exclude(item_id__in=list(keep)).delete()
+    site = site_make(project)[0]
+    labels, rng = [], random.Random(4)
+    for i in range(60):
+        challenge = challenge_issue(
+            sitekey=site.sitekey, client=visitor(i), kind=ChallengeKind.CHOICE, now=NOW, rng=rng
+        )
+        labels += [tile.expected_label_id for tile in challenge.tiles.all() if tile.is_control]
+    assert len(labels) == 120
+    assert 0.2 < labels.count(common.pk) / len(labels) < 0.47, "a constant answer would pass far more than 1 in 9"
