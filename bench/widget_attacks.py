@@ -5,7 +5,7 @@ Run from the repository root (0.1-0.5 s a challenge with its images on a shared 
 machine: the full size, ``--learn 3000 --tries 1000``, takes over an hour)::
 
     python bench/widget_attacks.py [--learn 3000] [--tries 1000] [--honest-tries 1000]
-        [--gold 24000] [--rate 600] [--budgets 4/12] [--mix even] [--out FILE]
+        [--gold 60000] [--rate 600] [--budgets 4/12] [--mix even] [--out FILE]
 
 A fresh on-disk SQLite database (``DEBUG=0``). The project has 10 labels and
 ``--gold`` gold items (labels in turn) plus 6,000 unknown items, each with a picture of
@@ -15,6 +15,9 @@ runs the defaults (automatic difficulty) except that it has no minimum solve tim
 ``--mix even`` draws each challenge's first kind evenly among grid, choice and verify
 (the others follow when the pool cannot serve it), so that every kind is attacked;
 ``--mix auto`` keeps the site's own order (choice first, verify a third of the time).
+A grid or verify question retires its 8 control items, and the widget issues the next
+challenge with each failed answer (which the bots ignore): an attack try costs about 11
+pool items, hence the large ``--gold``.
 A simulated clock advances ``3600 / --rate`` seconds per challenge, so that exposure
 windows roll over as they would for an attacker fetching ``--rate`` challenges an hour.
 Each challenge comes from a new address behind a trusted proxy.
@@ -293,7 +296,7 @@ def main():
     parser.add_argument("--learn", type=int, default=3000)
     parser.add_argument("--tries", type=int, default=1000)
     parser.add_argument("--honest-tries", type=int, default=1000, help="first tries per setting, honest and random")
-    parser.add_argument("--gold", type=int, default=24000, help="a grid or verify retires its 8 control items")
+    parser.add_argument("--gold", type=int, default=60000, help="a grid or verify retires its 8 control items")
     parser.add_argument("--rate", type=int, default=600, help="challenges an hour (simulated clock)")
     parser.add_argument("--budgets", default="4/12", help="serves per window / in all, per item")
     parser.add_argument("--mix", choices=("even", "auto"), default="even")
