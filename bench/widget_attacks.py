@@ -358,12 +358,13 @@ def main():
         "|---|---:|---:|---:|---:|---|---|",
     ]
     even_order = challenges._kinds_in_order
-    for name, options, order in (
+    rules = (
         ("automatic (default), the site's own kind order", {}, clock.natural_order),
         (f"automatic (default), first kind drawn: {args.mix}", {}, even_order),
         ("wave 1: 2 controls, all right, the site's own kind order", {"control_items": 2, "pass_share": 1.0},
          clock.natural_order),
-    ):
+    )
+    for name, options, order in rules if args.honest_tries else ():
         challenges._kinds_in_order = order
         ControlPoolEntry.objects.update(served_total=0, window_served=0, window_start=None, retired_at=None)
         site = site_for(project, **options)

@@ -15,6 +15,7 @@ Answering (grading, storing a pass) lives in :mod:`~labeling.services.challenge_
 Test keys (``SiteMode.TEST_PASS`` / ``TEST_FAIL``) never touch items: their challenge
 is a signed id with no tiles, and their tokens are fixed dummies.
 """
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -266,18 +267,17 @@ def _with_items(pairs):
 def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
     """``n`` control items for a prompt about ``target``: each one, at random, a positive
     (its label is the target) or a negative, so that no prompt says which tiles are
-    control or what they show. Falls back to the other side when one side is empty."""
-    pool = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
-    positives = [pair for pair in pool if pair[1] == target]
-    negatives = [pair for pair in pool if pair[1] != target]
-    chosen = []
-    for _ in range(n):
-        side = positives if rng.random() < 0.5 else negatives
-        side = side or positives or negatives
-        if not side:
-            break
-        chosen.append(side.pop(rng.randrange(len(side))))
-    return _with_items(chosen)
+    control or what they show. The count of positives is drawn first (binomial, 1/2)
+    and both sides are read from the pool on their own: when the pool is short of one
+    side, there is no such challenge (filling in from the other side would make "no"
+    or "yes" everywhere a better guess than a coin)."""
+    n_positive = sum(rng.random() < 0.5 for _ in range(n))
+    pick = functools.partial(control_pool.pool_pick, project, worker=worker, exclude_ids=exclude_ids, rng=rng, now=now)
+    positives = pick(n=n_positive, label_id=target)[:n_positive] if n_positive else []
+    negatives = pick(n=n - n_positive, other_than=target)[: n - n_positive] if n > n_positive else []
+    if len(positives) < n_positive or len(negatives) < n - n_positive:
+        return []
+    return _with_items(positives + negatives)
 
 
 def _lease(project, worker, items, now):
@@ -311,7 +311,10 @@ def _plan_grid(project, worker, n_control, now, rng):
     if target is None:
         return None
     n_fill = max(GRID_TILES - len(unknown), n_control)
-    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown], now=now)
+    exclude_ids = [i.pk for i in unknown]
+    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=exclude_ids, now=now)
+    if not controls and n_fill > n_control:
+        controls = _controls_for(project, worker, n_control, target, rng, exclude_ids=exclude_ids, now=now)
     if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
     tiles = [(item, label_id, None, None) for item, label_id in controls]

@@ -121,9 +121,10 @@ def _window():
     return timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S)
 
 
-def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
+def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None, label_id=None, other_than=None):
     """Up to ``4 n + 8`` candidate ``(item_id, label_id)`` pairs for ``n`` control items,
-    in random order: within budget, not in ``exclude_ids``, never shown to ``worker``."""
+    in random order: within budget, not in ``exclude_ids``, never shown to ``worker``;
+    only of ``label_id``, or of any label but ``other_than``, when given."""
     if n <= 0:
         return []
     rng = rng or random.SystemRandom()
@@ -131,6 +132,10 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
     _refresh_if_stale(project, rng)
     want, excluded, found = 4 * n + 8, set(exclude_ids), []
     available = _available(project, now)
+    if label_id is not None:
+        available = available.filter(label_id=label_id)
+    if other_than is not None:
+        available = available.exclude(label_id=other_than)
     if worker is not None:
         # Never one shown to this worker before, as control or as an item to label
         # (every item handed to anyone is leased to them): in the same query.

@@ -129,7 +129,7 @@ def test_a_grid_without_a_positive_control_is_passed_by_selecting_none_of_them()
 
 
 def test_verify_controls_are_positives_or_negatives_for_the_proposed_label_at_random():
-    project = project_make(gold_per_class=20, unknown=100)
+    project = project_make(gold_per_class=60, unknown=100)  # each verify retires its controls
     site = site_make(project)[0]
     label = project.label_classes.get(name="2")
     items = list(Item.objects.filter(project=project, known_label__isnull=True))
