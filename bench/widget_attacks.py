@@ -1,28 +1,37 @@
-"""Attacks on the widget by bots that never look at what the pictures show, an honest
-pass rate, and what fresh renderings leave to a perceptual hash.
+"""Attacks on the widget by bots that never look at what the pictures show, honest
+pass rates and solve times, and what fresh renderings leave to a perceptual hash.
 
-Run from the repository root (0.2-0.6 s a challenge with its images: the full size
-takes an hour or more; ``--learn 600 --tries 300 --honest-tries 200 --budgets 4/12``
-took 22 minutes on a loaded 2-core machine)::
+Run from the repository root (0.1-0.5 s a challenge with its images on a shared 2-core
+machine: the full size, ``--learn 3000 --tries 1000``, takes over an hour)::
 
     python bench/widget_attacks.py [--learn 3000] [--tries 1000] [--honest-tries 1000]
-        [--gold 3000] [--rate 600] [--budgets 4/12,4/4,1/2] [--out FILE]
+        [--gold 60000] [--rate 600] [--budgets 4/12] [--mix even] [--out FILE]
 
 A fresh on-disk SQLite database (``DEBUG=0``). The project has 10 labels and
 ``--gold`` gold items (labels in turn) plus 6,000 unknown items, each with a picture of
-its own (random 4x4 blocks scaled to 32x32: smooth, so that dHash works at its best).
-The site runs the defaults (2 control items, all must be right) except that it has no
-minimum solve time. A simulated clock advances ``3600 / --rate`` seconds per challenge,
-so that exposure windows roll over as they would for an attacker fetching ``--rate``
-challenges an hour. Each challenge comes from a new address behind a trusted proxy.
+its own (random 4x4 blocks scaled to 32x32: smooth, so that dHash works at its best);
+the unknown items carry pseudo-labels, so that verify questions are asked. The site
+runs the defaults (automatic difficulty) except that it has no minimum solve time.
+``--mix even`` draws each challenge's first kind evenly among grid, choice and verify
+(the others follow when the pool cannot serve it), so that every kind is attacked;
+``--mix auto`` keeps the site's own order (choice first, verify a third of the time).
+A grid or verify question retires its 8 control items, and the widget issues the next
+challenge with each failed answer (which the bots ignore): an attack try costs about 11
+pool items, hence the large ``--gold``.
+A simulated clock advances ``3600 / --rate`` seconds per challenge, so that exposure
+windows roll over as they would for an attacker fetching ``--rate`` challenges an hour.
+Each challenge comes from a new address behind a trusted proxy.
 
 1. Rendering: milliseconds per fresh rendering, and dHash distances between two
    renderings of one picture and between different pictures.
 2. Attacks: the bots of ``tests/labeling/widget_bots.py`` learn from ``--learn``
    payloads (fetched with their images, never answered), then each tries ``--tries``
    challenges; the random guesser is measured in the same run.
-3. Honest people, right 90 % of the time on each tile: pass rate of first tries, and
-   the trade-off of random against honest pass rates for other site settings.
+3. Honest people, right 90 % of the time on each tile, against the random guesser, on
+   the automatic default and on the wave-1 rule (2 control tiles, all right): first-try
+   pass rates per kind, and the median time to a pass (each person keeps their address
+   and tries again after a failure, up to 5 times; reading time per tile from the
+   simulated crowd's people, :func:`labeling.crowd.people.person_make`).
 """
 import argparse
 import datetime
@@ -53,7 +62,17 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from labeling.models import ChallengeItem, ControlPoolEntry, KnownLabel, LabelClass  # noqa: E402
+from labeling.crowd.people import person_make  # noqa: E402
+from labeling.models import (  # noqa: E402
+    ChallengeItem,
+    ChallengeKind,
+    ControlPoolEntry,
+    Item,
+    ItemStatus,
+    KnownLabel,
+    LabelClass,
+    PseudoLabel,
+)
 from labeling.services import challenges, control_pool  # noqa: E402
 from labeling.services.media import image_render  # noqa: E402
 from labeling.services.sites import site_create  # noqa: E402
@@ -85,8 +104,17 @@ class Clock:
     def __init__(self, step_s):
         self.now, self.step = timezone.now(), datetime.timedelta(seconds=step_s)
 
-    def install(self, rng):
+    def install(self, rng, mix):
         issue = challenges.challenge_issue
+        self.natural_order = challenges._kinds_in_order
+        if mix == "even":
+            kinds = (ChallengeKind.GRID, ChallengeKind.CHOICE, ChallengeKind.VERIFY)
+
+            def kinds_in_order(rng, choice_first=False):
+                first = rng.choice(kinds)
+                return [first, *(kind for kind in kinds if kind != first)]
+
+            challenges._kinds_in_order = kinds_in_order
 
         def issue_and_tick(**kwargs):
             self.now += self.step
@@ -174,6 +202,36 @@ class Honest:
         return {"answers": answers}
 
 
+def honest_solves(site, people, seed):
+    """``people`` honest people, each from an address of their own, try until they pass
+    (5 tries at most). Returns first tries ``(passed, tried, by kind)`` and each
+    person's seconds to a pass (``None`` when they never passed)."""
+    client, rng = Client(), random.Random(seed)
+    solver, kinds, first_passed, seconds = Honest(random.Random(seed + 1)), {}, 0, []
+    for i in range(people):
+        person = person_make(f"h{i}", "honest", "widget", rng)
+        widget = Widget(client, site.sitekey, first_address=7_000_000 + 100_000 * site.pk + 10 * i)
+        fixed = widget._headers()
+        widget._headers = lambda fixed=fixed: fixed
+        spent, passed = 0.0, None
+        for attempt in range(5):
+            seen = widget.fetch(images=False)
+            if seen is None:
+                break
+            spent += person.seconds_for(len(seen.tiles))
+            won = widget.answer(seen, solver.body(seen))
+            if attempt == 0:
+                counts = kinds.setdefault(seen.kind, [0, 0])
+                counts[0] += won
+                counts[1] += 1
+                first_passed += won
+            if won:
+                passed = spent
+                break
+        seconds.append(passed)
+    return (first_passed, sum(c[1] for c in kinds.values()), kinds), seconds
+
+
 def site_for(project, **options):
     options = {"allowed_hostnames": ["shop.example"], "min_solve_ms": 0, **options}
     return site_create(name="Shop", projects=[project], **options)[0]
@@ -209,15 +267,24 @@ def kinds_text(kinds):
     return ", ".join(f"{kind} {rate(*counts)} of {counts[1]}" for kind, counts in sorted(kinds.items()))
 
 
-def pass_rates(site, tries, seed):
-    client = Client()
-    out = {}
-    for i, bot in enumerate([RandomGuesser(random.Random(seed)), Honest(random.Random(seed + 1))]):
-        kinds = {}
-        first = 5_000_000 + 100_000 * i + 10_000 * site.control_items
-        passed, tried = attack(bot, Widget(client, site.sitekey, first_address=first), tries, kinds)
-        out[bot.name] = (passed, tried, kinds)
-    return out
+def guesses(site, tries, seed):
+    kinds = {}
+    widget = Widget(Client(), site.sitekey, first_address=5_000_000 + 100_000 * site.pk)
+    passed, tried = attack(RandomGuesser(random.Random(seed)), widget, tries, kinds)
+    return passed, tried, kinds
+
+
+def pseudo_labels_add(project, seed):
+    """Pseudo-labels (random: unknown items have no truth here) on every unknown item, so that verify
+    questions are asked and grid targets come from them half of the time."""
+    rng = random.Random(seed)
+    ids = list(project.label_classes.values_list("id", flat=True))
+    unknown = list(Item.objects.filter(project=project, known_label__isnull=True).values_list("id", flat=True))
+    PseudoLabel.objects.bulk_create(
+        [PseudoLabel(item_id=item_id, label_id=rng.choice(ids), confidence=0.95, source="propagation", accepted=True)
+         for item_id in unknown]
+    )
+    Item.objects.filter(pk__in=unknown).update(status=ItemStatus.PSEUDO_LABELED)
 
 
 def rate(passed, tried):
@@ -229,21 +296,22 @@ def main():
     parser.add_argument("--learn", type=int, default=3000)
     parser.add_argument("--tries", type=int, default=1000)
     parser.add_argument("--honest-tries", type=int, default=1000, help="first tries per setting, honest and random")
-    parser.add_argument("--gold", type=int, default=3000)
+    parser.add_argument("--gold", type=int, default=60000, help="a grid or verify retires its 8 control items")
     parser.add_argument("--rate", type=int, default=600, help="challenges an hour (simulated clock)")
-    parser.add_argument("--budgets", default="4/12,4/4,1/2", help="serves per window / in all, per item")
+    parser.add_argument("--budgets", default="4/12", help="serves per window / in all, per item")
+    parser.add_argument("--mix", choices=("even", "auto"), default="even")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     call_command("migrate", interactive=False, verbosity=0)
     rng = random.Random(args.seed)
-    Clock(3600 / args.rate).install(rng)
+    clock = Clock(3600 / args.rate)
+    clock.install(rng, args.mix)
     started = time.time()
     lines = [
         f"Measured {datetime.date.today()}, `python bench/widget_attacks.py --learn {args.learn} --tries {args.tries} "
-        f"--honest-tries {args.honest_tries} --gold {args.gold} --rate {args.rate} --budgets {args.budgets}`; "
-        "load average "
-        f"{os.getloadavg()[0]:.1f}.",
+        f"--honest-tries {args.honest_tries} --gold {args.gold} --rate {args.rate} --budgets {args.budgets} "
+        f"--mix {args.mix}`; load average {os.getloadavg()[0]:.1f} at the start.",
         "",
         "**Rendering** (each serve of a tile):",
         "",
@@ -251,9 +319,12 @@ def main():
         "",
     ]
     project = attack_project_make(labels=LABELS, n_gold=args.gold, n_unknown=6000, seed=args.seed)
+    pseudo_labels_add(project, args.seed)
+    print(f"project ready after {time.time() - started:.0f} s", flush=True)
     lines += [
-        f"**Attacks** ({args.gold} gold items, 10 labels, 2 control tiles a challenge, {args.rate} challenges an "
-        f"hour; each bot learns from the same {args.learn} payloads, then tries {args.tries}):",
+        f"**Attacks** ({args.gold} gold items, 10 labels, automatic difficulty, first kind drawn: {args.mix}, "
+        f"{args.rate} challenges an hour; each bot learns from the same {args.learn} payloads, then tries "
+        f"{args.tries}):",
         "",
         "| budget (serves per hour / in all) | bot | tries | passed | pass rate | vs random | by kind |",
         "|---|---|---:|---:|---:|---:|---|",
@@ -261,7 +332,7 @@ def main():
     for budget in args.budgets.split(","):
         per_window, total = (int(part) for part in budget.split("/"))
         settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW, settings.CROWDLOOP_CONTROL_MAX_SERVES = per_window, total
-        ControlPoolEntry.objects.update(served_total=0, window_served=0, window_start=None)
+        ControlPoolEntry.objects.update(served_total=0, window_served=0, window_start=None, retired_at=None)
         site = site_for(project)
         results, refused = attack_table(site, args.learn, args.tries, args.seed)
         guesser = results[0][2] / max(results[0][1], 1)
@@ -273,25 +344,40 @@ def main():
             )
         if refused:
             lines.append(f"| {budget} | (learning payloads refused: pool spent) | {refused} | | | |")
-        print("\n".join(lines[-5:]), flush=True)
-    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW, settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**6, 10**6
+        retired = ControlPoolEntry.objects.filter(retired_at__isnull=False).count()
+        lines.append(f"| {budget} | (control items retired by grids and verify questions) | {retired} | | | |")
+        print("\n".join(lines[-6:]), f"({time.time() - started:.0f} s)", flush=True)
     lines += [
         "",
-        f"**Honest against random** (first tries, {args.honest_tries} each; people right 90 % of the time on each "
-        "tile):",
+        f"**Honest against random** ({args.honest_tries} random guesses and {args.honest_tries} honest people per rule; "
+        "people right 90 % of the time on each tile; pass rates of first tries; time to a pass with up to 5 tries "
+        "from one address, reading time per tile as the simulated crowd's):",
         "",
-        "| control items | pass share | random guesser | honest (90 %) | random by kind | honest by kind |",
-        "|---:|---:|---:|---:|---|---|",
+        "| rule | random guesser | honest (90 %) | honest median s to a pass | never passed | random by kind | "
+        "honest by kind |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
-    for controls, share in ((2, 1.0), (3, 1.0), (4, 0.75), (5, 0.8)):
-        site = site_for(project, control_items=controls, pass_share=share)
-        out = pass_rates(site, args.honest_tries, args.seed)
-        guess, honest = out["random guesser"], out["honest person (90 %)"]
+    even_order = challenges._kinds_in_order
+    rules = (
+        ("automatic (default), the site's own kind order", {}, clock.natural_order),
+        (f"automatic (default), first kind drawn: {args.mix}", {}, even_order),
+        ("wave 1: 2 controls, all right, the site's own kind order", {"control_items": 2, "pass_share": 1.0},
+         clock.natural_order),
+    )
+    for name, options, order in rules if args.honest_tries else ():
+        challenges._kinds_in_order = order
+        ControlPoolEntry.objects.update(served_total=0, window_served=0, window_start=None, retired_at=None)
+        site = site_for(project, **options)
+        guess = guesses(site, args.honest_tries, args.seed)
+        honest, seconds = honest_solves(site, args.honest_tries, args.seed)
+        solved = [value for value in seconds if value is not None]
+        median = f"{statistics.median(solved):.1f}" if solved else "–"
         lines.append(
-            f"| {controls} | {share:.2f} | {rate(*guess[:2])} | {rate(*honest[:2])} | {kinds_text(guess[2])} | "
-            f"{kinds_text(honest[2])} |"
+            f"| {name} | {rate(*guess[:2])} | {rate(*honest[:2])} | {median} | {len(seconds) - len(solved)} | "
+            f"{kinds_text(guess[2])} | {kinds_text(honest[2])} |"
         )
-        print(lines[-1], flush=True)
+        print(lines[-1], f"({time.time() - started:.0f} s)", flush=True)
+        site.delete()
     lines += ["", f"Ran {time.time() - started:.0f} s."]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -51,18 +51,30 @@ a bot that passed a challenge by chance moves no label on its own."""
 
 
 def answer_evidence(project, item_ids):
-    """Non-banned answers of ``item_ids`` as ``{item_id: [(worker_id, position, verdict)]}``;
-    ``verdict`` is ``None`` for a K-way answer, ``True``/``False`` for a yes/no one."""
+    """Non-banned answers of ``item_ids`` as
+    ``{item_id: [(worker_id, position, verdict, weight)]}``; ``verdict`` is ``None`` for a
+    K-way answer, ``True``/``False`` for a yes/no one; ``weight`` is the answer's
+    evidence weight (see :func:`blind_mix`)."""
     positions, _ = label_positions(project)
     rows = (
         Answer.objects.filter(item_id__in=item_ids)
         .without_banned_workers()
-        .values_list("item_id", "worker_id", "label_id", "verdict")
+        .values_list("item_id", "worker_id", "label_id", "verdict", "evidence_weight")
     )
     evidence: dict[int, list] = {item_id: [] for item_id in item_ids}
-    for item_id, worker_id, label_id, verdict in rows:
-        evidence[item_id].append((worker_id, positions[label_id], verdict))
+    for item_id, worker_id, label_id, verdict, weight in rows:
+        evidence[item_id].append((worker_id, positions[label_id], verdict, weight))
     return evidence
+
+
+def blind_mix(confusion, weight):
+    """A K-way answer's confusion when its author looked with probability ``weight`` and
+    otherwise guessed blind (every label alike): ``weight * C + (1 - weight) / K``. The
+    exact likelihood of that mixture, so a lucky pass of a widget challenge moves a label
+    less than a pass that leaves no doubt."""
+    confusion = np.asarray(confusion, dtype=float)
+    weight = float(np.clip(weight, 0.0, 1.0))
+    return weight * confusion + (1.0 - weight) / confusion.shape[0]
 
 
 def item_prior(class_priors, belief):
@@ -84,6 +96,7 @@ def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None)
     parameters fixed. ``skills`` maps worker id to a confusion matrix (K x K list) or an
     accuracy. K-way answers are votes through the worker's confusion; yes/no answers
     (verify, grid tiles selected or not) are verdicts with the worker's yes/no accuracy.
+    Each answer is mixed with a blind guess by its evidence weight (:func:`blind_mix`).
     ``beliefs`` maps item id to ``(label_id, calibrated confidence)`` from the
     semi-supervised round or a model: a prior (see :func:`item_prior`), never a vote.
     Returns ``({item_id: (posterior list, n_answers, n_votes)}, label_ids)``; ``n_votes``
@@ -96,12 +109,14 @@ def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None)
     result = {}
     for item_id, answers in answer_evidence(project, item_ids).items():
         votes, verdicts = [], []
-        for worker, position, verdict in answers:
+        for worker, position, verdict, weight in answers:
             skill = skills.get(worker)
             if verdict is None:
-                votes.append((position, _confusion(skill, n_classes)))
+                votes.append((position, blind_mix(_confusion(skill, n_classes), weight)))
             else:
-                verdicts.append((position, verdict, binary_accuracy(_accuracy(skill), n_classes)))
+                # A blind yes/no is a coin flip: accuracy 1/2.
+                accuracy = binary_accuracy(_accuracy(skill), n_classes)
+                verdicts.append((position, verdict, weight * accuracy + (1.0 - weight) * 0.5))
         belief = beliefs.get(item_id)
         prior = item_prior(priors, None if belief is None else (positions[belief[0]], belief[1]))
         known_position = positions[known[item_id]] if item_id in known else -1

@@ -83,6 +83,11 @@ class Answer(models.Model):
         help_text="Empty: the worker chose this label. Yes/no: the worker confirmed or rejected it (verify, grid).",
     )
     correct = models.BooleanField(null=True, blank=True, help_text="For control answers: right or wrong.")
+    evidence_weight = models.FloatField(
+        default=1.0,
+        help_text="How far truth inference trusts this answer over a blind guess, in [0, 1]: for a widget answer, "
+        "the chance that its challenge was passed by someone who looked rather than by a random guesser.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = AnswerQuerySet.as_manager()
@@ -377,6 +382,9 @@ class ControlPoolEntry(models.Model):
     served_total = models.PositiveIntegerField(default=0)
     window_start = models.DateTimeField(null=True, blank=True)
     window_served = models.PositiveIntegerField(default=0)
+    retired_at = models.DateTimeField(
+        null=True, blank=True, help_text="Shown as control with a prompt naming a label (grid, verify): never again."
+    )
     joined_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

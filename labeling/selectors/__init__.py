@@ -103,11 +103,12 @@ def human_labels(project: Project) -> dict[int, int]:
 
 def control_pool_stats(project: Project, now: datetime | None = None) -> dict[str, int]:
     """The control pool of ``project`` in one query: items in it, those within their
-    exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times),
+    exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times, or
+    once under a prompt naming a label),
     serves in the current window and serves in all."""
     now = now or timezone.now()
     current = Q(window_start__gt=now - timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S))
-    retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES)
+    retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES) | Q(retired_at__isnull=False)
     spent = current & Q(window_served__gte=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW)
     row = ControlPoolEntry.objects.filter(project=project).aggregate(
         size=Count("pk"),

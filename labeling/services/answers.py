@@ -32,6 +32,7 @@ class AnswerInput:
     is_control: bool = False
     correct: bool | None = None
     time_taken_ms: int | None = None
+    evidence_weight: float = 1.0
 
 
 def answers_record(*, worker, inputs, source, now=None):
@@ -76,7 +77,7 @@ def answers_insert(*, worker, inputs, source, now=None, items_locked=False):
         Answer(
             worker=worker, item=answer.item, label_id=answer.label_id, source=source, task_ref=answer.task_ref,
             verdict=answer.verdict, is_control=answer.is_control, correct=answer.correct,
-            time_taken_ms=answer.time_taken_ms, created_at=now,
+            time_taken_ms=answer.time_taken_ms, evidence_weight=answer.evidence_weight, created_at=now,
         )
         for answer in inputs
     ]

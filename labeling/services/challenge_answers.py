@@ -83,7 +83,10 @@ def challenge_answer(*, challenge_id, data, client, now=None):
             worker_id=challenge.worker_id, item_id__in=sorted(tile.item_id for tile in tiles if not tile.is_control)
         ).update(expires_at=now)
         if passed:
-            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms)
+            weight = difficulty.looked_probability(
+                challenge.kind, len(hot.project_labels(challenge.project)), len(controls), sum(controls)
+            )
+            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms, weight)
             rows = answers_insert(worker=challenge.worker, inputs=inputs, source="widget", now=now)
     if not passed:
         return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
@@ -177,9 +180,12 @@ def _label_id(challenge, name):
     return challenge._label_ids.get(name)
 
 
-def _answer_inputs(challenge, tiles, graded, elapsed_ms):
+def _answer_inputs(challenge, tiles, graded, elapsed_ms, weight):
     """Answers of a passed challenge. Grid: a selected tile confirms the target label, an
-    unselected one rejects it. Verify: yes/no on the proposed label. Choice: the label."""
+    unselected one rejects it. Verify: yes/no on the proposed label. Choice: the label.
+    Each carries ``weight``, how sure the pass makes us that the visitor looked
+    (:func:`~labeling.services.difficulty.looked_probability`): truth inference mixes
+    the answer with a blind guess by that much."""
     inputs = []
     per_tile_ms = elapsed_ms // max(len(tiles), 1)
     ref = str(challenge.pk)
@@ -199,7 +205,7 @@ def _answer_inputs(challenge, tiles, graded, elapsed_ms):
         inputs.append(
             AnswerInput(
                 item=tile.item, label_id=label_id, task_ref=ref, verdict=verdict, is_control=tile.is_control,
-                correct=correct, time_taken_ms=per_tile_ms,
+                correct=correct, time_taken_ms=per_tile_ms, evidence_weight=weight,
             )
         )
     return inputs

@@ -5,7 +5,8 @@ through :mod:`labeling.services.selection`, the same mechanism as the worker UI.
 tiles are control is random per challenge, and a client sees only opaque tile ids,
 signed image URLs and texts. Prompts leak nothing: the target of a grid or verify
 challenge is chosen before its control tiles, which are then positives or negatives for
-it at random (a grid may have no positive at all). Answers on unknown items become :class:`Answer` rows only
+it at random (a grid may have no positive at all), and such a prompt is its control
+items' last serve (see :mod:`~labeling.services.control_pool`). Answers on unknown items become :class:`Answer` rows only
 when the control items were answered right and not faster than a human can; a failed
 challenge keeps what was answered as evidence on its tiles and nothing else.
 
@@ -14,6 +15,7 @@ Answering (grading, storing a pass) lives in :mod:`~labeling.services.challenge_
 Test keys (``SiteMode.TEST_PASS`` / ``TEST_FAIL``) never touch items: their challenge
 is a signed id with no tiles, and their tokens are fixed dummies.
 """
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -236,9 +238,25 @@ def _kinds_in_order(rng, choice_first=False):
 
 
 def _controls(project, worker, n, rng, exclude_ids=(), now=None):
-    """Up to ``n`` ``(item, label_id)`` control pairs, at random from the control pool."""
-    pairs = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
-    return _with_items(pairs[:n])
+    """Up to ``n`` ``(item, label_id)`` control pairs from the control pool for a choice
+    question, each of a label drawn evenly among those the candidates carry: the pool's
+    own mix of labels (mostly one label, say) must not make one answer a good guess,
+    since the pass rule counts on a blind guess being right one time in ``L``."""
+    n_labels = len(hot.project_labels(project))
+    pool = control_pool.pool_pick(
+        project, worker=worker, n=max(n, 2 * n_labels), exclude_ids=exclude_ids, rng=rng, now=now
+    )
+    by_label: dict[int, list] = {}
+    for pair in pool:
+        by_label.setdefault(pair[1], []).append(pair)
+    chosen = []
+    for _ in range(n):
+        labels = sorted(label for label, pairs in by_label.items() if pairs)
+        if not labels:
+            break
+        side = by_label[rng.choice(labels)]
+        chosen.append(side.pop(rng.randrange(len(side))))
+    return _with_items(chosen)
 
 
 def _with_items(pairs):
@@ -249,18 +267,17 @@ def _with_items(pairs):
 def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
     """``n`` control items for a prompt about ``target``: each one, at random, a positive
     (its label is the target) or a negative, so that no prompt says which tiles are
-    control or what they show. Falls back to the other side when one side is empty."""
-    pool = control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
-    positives = [pair for pair in pool if pair[1] == target]
-    negatives = [pair for pair in pool if pair[1] != target]
-    chosen = []
-    for _ in range(n):
-        side = positives if rng.random() < 0.5 else negatives
-        side = side or positives or negatives
-        if not side:
-            break
-        chosen.append(side.pop(rng.randrange(len(side))))
-    return _with_items(chosen)
+    control or what they show. The count of positives is drawn first (binomial, 1/2)
+    and both sides are read from the pool on their own: when the pool is short of one
+    side, there is no such challenge (filling in from the other side would make "no"
+    or "yes" everywhere a better guess than a coin)."""
+    n_positive = sum(rng.random() < 0.5 for _ in range(n))
+    pick = functools.partial(control_pool.pool_pick, project, worker=worker, exclude_ids=exclude_ids, rng=rng, now=now)
+    positives = pick(n=n_positive, label_id=target)[:n_positive] if n_positive else []
+    negatives = pick(n=n - n_positive, other_than=target)[: n - n_positive] if n > n_positive else []
+    if len(positives) < n_positive or len(negatives) < n - n_positive:
+        return []
+    return _with_items(positives + negatives)
 
 
 def _lease(project, worker, items, now):
@@ -294,7 +311,10 @@ def _plan_grid(project, worker, n_control, now, rng):
     if target is None:
         return None
     n_fill = max(GRID_TILES - len(unknown), n_control)
-    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=[i.pk for i in unknown], now=now)
+    exclude_ids = [i.pk for i in unknown]
+    controls = _controls_for(project, worker, n_fill, target, rng, exclude_ids=exclude_ids, now=now)
+    if not controls and n_fill > n_control:
+        controls = _controls_for(project, worker, n_control, target, rng, exclude_ids=exclude_ids, now=now)
     if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
     tiles = [(item, label_id, None, None) for item, label_id in controls]
@@ -360,7 +380,8 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
     ChallengeItem.objects.bulk_create(rows)
     challenge.tiles_issued = rows  # type: ignore[attr-defined]  # the payload of a new challenge reads them from here
     control_pool.exposures_record(
-        worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng
+        worker=worker, item_ids=[item.pk for item, expected, _, _ in tiles if expected is not None], now=now, rng=rng,
+        retire=plan.target_label_id is not None,
     )
     return challenge
 

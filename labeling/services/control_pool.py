@@ -10,6 +10,13 @@ item retires) and items the worker was shown before: nobody sees a control item 
 :func:`exposures_record` counts a serve; the budget is checked at the pick and counted
 at the serve, so concurrent picks may overshoot it by a few.
 
+A control item shown under a prompt that names a label (a grid's target, a verify
+question's proposed label) retires at once: such a prompt names the item's own label
+half of the time (positives and negatives are drawn at random, so that a blind guess
+is a coin flip), so anyone who saw it there knows its label far better than by chance
+from then on (the prompt-inference bot of the attack suite read labels this way).
+Choice questions name no label, so they may show an item up to its budget.
+
 Whoever memorises control items (by their pixels, or by what prompts they came with)
 meets each one a few times at most before it retires, while consensus brings new ones.
 """
@@ -23,7 +30,15 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from labeling.models import Consensus, ControlExposure, ControlPoolEntry, ItemStatus, KnownLabel, Lease
+from labeling.models import (
+    ChallengeItem,
+    Consensus,
+    ControlExposure,
+    ControlPoolEntry,
+    ItemStatus,
+    KnownLabel,
+    Lease,
+)
 
 READ_ROUNDS = 6
 
@@ -33,7 +48,15 @@ def _now():
 
 
 def certain_consensus(project):
-    """Items settled by consensus with a high posterior and enough answers (not gold)."""
+    """Items settled by consensus with a high posterior and enough answers (not gold),
+    that no widget prompt ever named a label for: an item asked about in a verify
+    question ("is this a 7?", the label its pseudo-label proposed) or shown in a grid
+    (whose target is half of the time the pseudo-label of one of its unknown tiles) has
+    had its likely label printed next to it, and whoever saw that would know it as a
+    control item."""
+    named = ChallengeItem.objects.filter(
+        challenge__project=project, challenge__target_label__isnull=False
+    ).values("item_id")
     return Consensus.objects.filter(
         item__project=project,
         item__status=ItemStatus.LABELED,
@@ -41,7 +64,7 @@ def certain_consensus(project):
         confidence__gte=max(project.consensus_threshold, 0.99),
         n_answers__gte=project.answers_per_item,
         item__known_label__isnull=True,
-    )
+    ).exclude(item_id__in=named)
 
 
 def pool_refresh(project, *, rng=None):
@@ -90,6 +113,7 @@ def _available(project, now):
         Q(window_over) | Q(window_served__lt=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW),
         project=project,
         served_total__lt=settings.CROWDLOOP_CONTROL_MAX_SERVES,
+        retired_at__isnull=True,
     )
 
 
@@ -97,9 +121,10 @@ def _window():
     return timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S)
 
 
-def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
+def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None, label_id=None, other_than=None):
     """Up to ``4 n + 8`` candidate ``(item_id, label_id)`` pairs for ``n`` control items,
-    in random order: within budget, not in ``exclude_ids``, never shown to ``worker``."""
+    in random order: within budget, not in ``exclude_ids``, never shown to ``worker``;
+    only of ``label_id``, or of any label but ``other_than``, when given."""
     if n <= 0:
         return []
     rng = rng or random.SystemRandom()
@@ -107,6 +132,10 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
     _refresh_if_stale(project, rng)
     want, excluded, found = 4 * n + 8, set(exclude_ids), []
     available = _available(project, now)
+    if label_id is not None:
+        available = available.filter(label_id=label_id)
+    if other_than is not None:
+        available = available.exclude(label_id=other_than)
     if worker is not None:
         # Never one shown to this worker before, as control or as an item to label
         # (every item handed to anyone is leased to them): in the same query.
@@ -142,10 +171,11 @@ def _key_order_from(rows, start, size):
             last = batch[-1][2]
 
 
-def exposures_record(*, worker, item_ids, now=None, rng=None):
+def exposures_record(*, worker, item_ids, now=None, rng=None, retire=False):
     """Count one serve of each control item in ``item_ids`` to ``worker``: against the
     item's budget (a new window starts when the last one is over) and as the worker's
-    exposure. Each served item gets a new random key."""
+    exposure. Each served item gets a new random key. With ``retire`` (the prompt named
+    a label) this serve is the items' last."""
     now = now or _now()
     rng = rng or random.SystemRandom()
     item_ids = sorted(set(item_ids))  # one lock order: concurrent serves never deadlock
@@ -159,6 +189,7 @@ def exposures_record(*, worker, item_ids, now=None, rng=None):
         window_served=Case(When(window_over, then=Value(1)), default=F("window_served") + 1),
         window_start=Case(When(window_over, then=Value(now)), default=F("window_start")),
         shuffle_key=Case(*(When(item_id=item_id, then=Value(rng.random())) for item_id in item_ids)),
+        **({"retired_at": now} if retire else {}),
     )
     if worker is not None:
         ControlExposure.objects.bulk_create(

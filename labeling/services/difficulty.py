@@ -69,6 +69,20 @@ def pass_rule(kind: str, n_labels: int, *, honest: float = HONEST_ACCURACY, rand
     return fallback or PassRule(max_controls, 0, guess**max_controls, honest**max_controls)
 
 
+def looked_probability(kind: str, n_labels: int, n_controls: int, n_right: int, *, honest: float = HONEST_ACCURACY) -> float:
+    """How sure one can be that a visitor who got ``n_right`` of ``n_controls`` control
+    tiles right looked at them, rather than guessed blind: the posterior of "a person
+    right ``honest`` of the time" against "a blind guesser" (per-tile chance
+    :func:`chance_per_tile`), even odds before the challenge. A pass on 2 yes/no tiles
+    (a guesser's luck one time in four) gives 0.76; 2 right choices among ten labels, or
+    8 of 8 yes/no tiles, give 0.99. With no graded control tile it is 1/2."""
+    guess = chance_per_tile(kind, n_labels)
+    n_wrong = max(n_controls - n_right, 0)
+    person = honest**n_right * (1 - honest) ** n_wrong
+    blind = guess**n_right * (1 - guess) ** n_wrong
+    return person / (person + blind)
+
+
 def tradeoff(kind: str, n_labels: int, *, honest: float = HONEST_ACCURACY,
              max_controls: int = MAX_CONTROLS) -> list[PassRule]:
     """Every ``(controls, misses)`` rule up to ``max_controls`` as a :class:`PassRule`:

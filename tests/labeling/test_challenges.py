@@ -99,7 +99,7 @@ def _grid_positives(site, n, rng):
 
 
 def test_a_grids_target_is_not_the_label_of_a_control_tile_by_construction():
-    project = project_make(gold_per_class=20, unknown=250)
+    project = project_make(gold_per_class=50, unknown=250)  # a grid's controls retire: 2 per grid
     site = site_make(project)[0]
     counts = _grid_positives(site, 60, random.Random(5))
     # Each control tile is a positive with probability 1/2, whatever the target.
@@ -129,7 +129,7 @@ def test_a_grid_without_a_positive_control_is_passed_by_selecting_none_of_them()
 
 
 def test_verify_controls_are_positives_or_negatives_for_the_proposed_label_at_random():
-    project = project_make(gold_per_class=20, unknown=100)
+    project = project_make(gold_per_class=60, unknown=100)  # each verify retires its controls
     site = site_make(project)[0]
     label = project.label_classes.get(name="2")
     items = list(Item.objects.filter(project=project, known_label__isnull=True))

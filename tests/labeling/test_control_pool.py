@@ -17,6 +17,7 @@ from labeling.models import (
     Item,
     ItemStatus,
     KnownLabel,
+    PseudoLabel,
 )
 from labeling.services import control_pool, selection
 from labeling.services import workers as svc
@@ -71,6 +72,36 @@ def test_a_control_item_is_served_at_most_its_budget_per_window_then_retires(set
     assert all(served.count(item_id) == 4 for item_id in set(served))
 
 
+@pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.VERIFY])
+def test_a_control_item_shown_under_a_prompt_naming_a_label_is_never_served_again(settings, kind):
+    """A grid's target or a verify question's label is the control item's own label half
+    of the time: whoever saw it there would know its label later. Choice questions name
+    no label, so their items serve their whole budget."""
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10
+    project = project_make(gold_per_class=4, unknown=200)  # 12 gold
+    if kind == ChallengeKind.VERIFY:
+        label = project.label_classes.first()
+        pseudo = list(Item.objects.filter(project=project, known_label__isnull=True))
+        for item in pseudo:
+            PseudoLabel.objects.create(item=item, label=label, confidence=0.95, source="propagation")
+        Item.objects.filter(pk__in=[item.pk for item in pseudo]).update(status=ItemStatus.PSEUDO_LABELED)
+    site = site_make(project)[0]
+    shown = []
+    with pytest.raises(ChallengeRefused):
+        for i in range(30):
+            shown += control_ids(issue(site, client=visitor(i), kind=kind))
+    assert len(shown) >= 8 and len(shown) == len(set(shown)), "each target prompt spends its controls"
+    retired = ControlPoolEntry.objects.filter(retired_at__isnull=False)
+    assert set(retired.values_list("item_id", flat=True)) == set(shown)
+    assert selectors.control_pool_stats(project)["retired"] == len(shown)
+
+    choice_site = site_make(project_make(gold_per_class=1, unknown=40, name="Choices"))[0]  # 3 gold
+    shown = [control_ids(issue(choice_site, client=visitor(100 + i))) for i in range(4)]
+    assert sum(len(ids) for ids in shown) == 8, "choice controls keep serving within their budget"
+    assert not ControlPoolEntry.objects.filter(project=choice_site.projects.first(), retired_at__isnull=False).exists()
+
+
 def test_certain_consensus_items_join_the_pool_and_leave_it_when_no_longer_certain():
     project = project_make(gold_per_class=1, unknown=6)
     label = project.label_classes.first()
@@ -86,6 +117,34 @@ def test_certain_consensus_items_join_the_pool_and_leave_it_when_no_longer_certa
     sure.save()
     assert control_pool.pool_refresh(project) == (0, 1)
     assert unknown[0].pk not in set(ControlPoolEntry.objects.values_list("item_id", flat=True))
+
+
+@pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.VERIFY])
+def test_a_consensus_item_once_shown_under_a_prompt_naming_a_label_never_becomes_control(kind):
+    """A verify question printed its pseudo-label next to it, a grid's target is often
+    one: a bot that saw it there would know its label as a control item."""
+    project = project_make(gold_per_class=10, unknown=12)
+    project.answers_per_item = 1  # an item leased to one visitor is free for the next
+    project.save()
+    label = project.label_classes.first()
+    unknown = list(Item.objects.filter(project=project, known_label__isnull=True))
+    for item in unknown:
+        PseudoLabel.objects.create(item=item, label=label, confidence=0.95, source="propagation")
+    Item.objects.filter(pk__in=[item.pk for item in unknown]).update(status=ItemStatus.PSEUDO_LABELED)
+    site = site_make(project)[0]
+    challenge = issue(site, client=visitor(0), kind=kind)
+    shown = {tile.item_id for tile in challenge.tiles.all() if not tile.is_control}
+    choice = issue(site, client=visitor(1), kind=ChallengeKind.CHOICE)
+    in_choice = {tile.item_id for tile in choice.tiles.all() if not tile.is_control} - shown
+    assert shown and in_choice
+    settled = shown | in_choice
+    Item.objects.filter(pk__in=settled).update(status=ItemStatus.LABELED)
+    Consensus.objects.bulk_create(
+        [Consensus(item_id=item_id, label=label, confidence=0.999, n_answers=3, method="mv") for item_id in settled]
+    )
+    control_pool.pool_refresh(project)
+    pool = set(ControlPoolEntry.objects.filter(project=project).values_list("item_id", flat=True))
+    assert in_choice <= pool and not shown & pool
 
 
 def test_a_pick_reads_a_few_rows_from_a_random_point_not_the_whole_pool(settings):
@@ -128,3 +187,24 @@ def test_the_dashboard_overview_shows_the_control_pool(admin_client):
     control_pool.pool_refresh(project)
     page = admin_client.get(f"/dashboard/{project.slug}/").content.decode()
     assert "Control pool: 6 of 6" in page
+
+
+def test_choice_controls_carry_each_label_alike_whatever_the_pools_mix(settings):
+    """A pool mostly of one label must not make that label a good blind answer: the pass
+    rule counts on a guess being right one time in three here."""
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10**6
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**6
+    project = project_make(gold_per_class=40, unknown=300)
+    common, *rare = project.label_classes.order_by("position")
+    for label in rare:  # 40 of the common label, 4 of each other one
+        keep = KnownLabel.objects.filter(label=label).order_by("item_id").values_list("item_id", flat=True)[:4]
+        KnownLabel.objects.filter(label=label).exclude(item_id__in=list(keep)).delete()
+    site = site_make(project)[0]
+    labels, rng = [], random.Random(4)
+    for i in range(60):
+        challenge = challenge_issue(
+            sitekey=site.sitekey, client=visitor(i), kind=ChallengeKind.CHOICE, now=NOW, rng=rng
+        )
+        labels += [tile.expected_label_id for tile in challenge.tiles.all() if tile.is_control]
+    assert len(labels) == 120
+    assert 0.2 < labels.count(common.pk) / len(labels) < 0.47, "a constant answer would pass far more than 1 in 9"

@@ -1,6 +1,7 @@
 """Bots that never look at what the pictures show pass no more often than a random
 guesser: every serve is a fresh rendering, prompts and feedback say nothing of the
-control items, and each control item is shown a few times at most.
+control items, each control item is shown a few times at most, and one shown under a
+prompt naming a label (a grid's target) never again.
 
 Each bot learns from the same challenge payloads (fetched, never answered, each from a
 new address behind a trusted proxy), then tries ``TRIES`` challenges of its own; the
@@ -42,7 +43,9 @@ def attacked_site(settings, monkeypatch):
     settings.CROWDLOOP_CONTROL_POOL_REFRESH_S = 3600
     seeded = random.Random(20261130)
     monkeypatch.setattr(challenges, "_rng", lambda: seeded)
-    project = attack_project_make(labels=("cat", "dog", "fox"), n_gold=1500, n_unknown=600, seed=1)
+    # A grid retires its 4 control items (the prompt named a label): ~600 grids here,
+    # counting the next challenge the widget issues after each failure.
+    project = attack_project_make(labels=("cat", "dog", "fox"), n_gold=3500, n_unknown=600, seed=1)
     site, _ = site_create(
         name="Shop", projects=[project], allowed_hostnames=["shop.example"], min_solve_ms=0, control_items=4
     )
@@ -77,8 +80,8 @@ def test_bots_that_memorise_images_or_read_prompts_pass_no_more_than_a_random_gu
 
 
 def test_a_memorising_bot_wins_when_controls_recur_and_prompts_point_at_them(attacked_site, settings, monkeypatch):
-    """The suite can fail: with one control a challenge whose label is the prompt's, and
-    the same few control items over and over (the old widget), the bot wins."""
+    """The suite can fail: with control tiles whose label is the prompt's, and the same
+    few control items over and over, never retired (the old widget), the bot wins."""
     settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10_000
     settings.CROWDLOOP_CONTROL_MAX_SERVES = 10_000
     from labeling.models import KnownLabel
@@ -86,6 +89,8 @@ def test_a_memorising_bot_wins_when_controls_recur_and_prompts_point_at_them(att
     keep = list(KnownLabel.objects.order_by("item_id").values_list("item_id", flat=True)[:30])
     KnownLabel.objects.exclude(item_id__in=keep).delete()
     monkeypatch.setattr(challenges, "_controls_for", _controls_with_the_target)
+    record = challenges.control_pool.exposures_record  # and a grid's controls do not retire
+    monkeypatch.setattr(challenges.control_pool, "exposures_record", lambda **kw: record(**{**kw, "retire": False}))
     client = Client()
     learner = Widget(client, attacked_site.sitekey)
     guesser, bot = RandomGuesser(random.Random(1)), MemorisingBot(random.Random(2), key="dhash")

@@ -71,7 +71,8 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
 ):
     page = browser_page
     monkeypatch.setattr(challenges, "_kinds_in_order", lambda rng, **_: [kind])
-    project = project_make(labels=[str(k) for k in range(10)], gold_per_class=2, unknown=20)
+    # A grid needs up to 8 control items of its target label (positives, drawn at random).
+    project = project_make(labels=[str(k) for k in range(10)], gold_per_class=10, unknown=20)
     site = demo_site_create(project, hostnames=["localhost", "127.0.0.1"], min_solve_ms=0)
     problems = []
     page.on("pageerror", lambda error: problems.append(str(error)))
