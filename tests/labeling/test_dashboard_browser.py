@@ -201,9 +201,10 @@ def test_a_real_training_run_started_from_the_page_reaches_succeeded(live_server
     # queues) must not fail the web request that queued the run.
     celery_eager.conf.task_eager_propagates = False
     project = project_create(name="Bars", labels=["h", "v"], owner=owner, image_size=8)
-    # Enough labels per class for the CNN to compete with the cheap candidates.
-    items_import(project, [ImportEntry(name=f"{k}{i}", data=bar_png(k, i), label=k) for k in "hv" for i in range(20)])
-    items_import(project, [ImportEntry(name=f"u{k}{i}", data=bar_png(k, i)) for k in "hv" for i in (20, 21)])
+    # Enough labels per class for the CNN to compete with the cheap candidates, and for
+    # at least 5 of them to hash into its validation share whatever ids the database gives.
+    items_import(project, [ImportEntry(name=f"{k}{i}", data=bar_png(k, i), label=k) for k in "hv" for i in range(40)])
+    items_import(project, [ImportEntry(name=f"u{k}{i}", data=bar_png(k, i)) for k in "hv" for i in (40, 41)])
     project_stats_refresh(project)
     log_in(watched, live_server, owner)
     page = open_page(watched, live_server, reverse("dashboard:training", args=[project.slug]))

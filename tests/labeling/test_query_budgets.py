@@ -24,8 +24,10 @@ from tests.labeling.widget_support import HOST, project_make, site_make, solutio
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_cache")]
 
 # The answers' budgets include the settling task's outbox row (one INSERT, at most once
-# per project per debounce interval, whichever request comes first).
-BUDGETS = {"next": 10, "worker-answer": 10, "challenge": 18, "widget-answer": 10, "siteverify": 3}
+# per project per debounce interval, whichever request comes first). A grid or yes/no
+# challenge reads its positive and negative control tiles from the pool apart (two reads
+# each when the pool's random start wraps around).
+BUDGETS = {"next": 10, "worker-answer": 10, "challenge": 20, "widget-answer": 10, "siteverify": 3}
 
 
 def _queries(call):
