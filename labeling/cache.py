@@ -160,8 +160,7 @@ class FileCache(FileBasedCache):
         kept = []
         for fname in filelist:
             try:
-                with open(fname, "rb") as f:
-                    expired = self._is_expired(f)  # removes the file when expired
+                expired = self._remove_if_expired(fname)
             except (FileNotFoundError, EOFError, pickle.UnpicklingError):
                 continue
             if not expired:
@@ -178,10 +177,41 @@ class FileCache(FileBasedCache):
         self._createdir()
         fname = self._key_to_file(key, version)
         self._cull()
+        while True:
+            value = self._count_once(fname, timeout)
+            if value is not None:
+                return value
+
+    def _remove_if_expired(self, fname):
+        """Remove ``fname`` if it is expired, holding its lock (a counter being written is
+        never removed under its writer; an empty file is one being created: kept)."""
+        with open(fname, "rb") as f:
+            locks.lock(f, locks.LOCK_EX)
+            try:
+                try:
+                    expiry = pickle.load(f)
+                except EOFError:
+                    return False
+                if expiry is not None and expiry < time.time():
+                    os.remove(fname)
+                    return True
+                return False
+            finally:
+                locks.unlock(f)
+
+    def _count_once(self, fname, timeout):
+        """One try of :meth:`count`: ``None`` when the file was removed (culled as expired)
+        between opening and locking it, so that the caller opens it again."""
         fd = os.open(fname, os.O_RDWR | os.O_CREAT, 0o600)
         with open(fd, "r+b") as f:
             locks.lock(f, locks.LOCK_EX)
             try:
+                try:
+                    linked = os.stat(fname).st_ino == os.fstat(f.fileno()).st_ino
+                except FileNotFoundError:
+                    linked = False
+                if not linked:
+                    return None
                 value, expiry = 0, None
                 try:
                     expiry = pickle.load(f)

@@ -29,7 +29,8 @@ EMAIL = "Ada@Example.org"
 
 @pytest.fixture
 def site_and_secret():
-    return site_make(project_make())
+    # Enough gold for every challenge these tests issue: a grid retires its control tiles.
+    return site_make(project_make(gold_per_class=60))
 
 
 def open_challenge(site):
