@@ -166,7 +166,7 @@ def site_setup():
     """A project with gold and unknown items, and a site that serves it."""
     from tests.labeling.widget_support import project_make, site_make
 
-    project = project_make(unknown=3000, gold_per_class=60)  # enough control items for concurrent visitors
+    project = project_make(unknown=3000, gold_per_class=600)  # grids and verify questions retire their control items
     site, secret = site_make(project, min_solve_ms=0)
     return {"project": project.pk, "sitekey": site.sitekey, "secret": secret}
 
