@@ -1,55 +1,22 @@
 """Processes the degrade fault tests start, own, stop and restart: a redis-server, a
 PostgreSQL cluster, a gunicorn and a Celery worker of their own (never the machine's
-shared services). Redis and the worker follow :mod:`tests.faults.procs` (copied, so that
-the two branches merge without touching each other's files)."""
+shared services). Ports, polling and the test database's URL come from
+:mod:`tests.faults.procs`."""
 import contextlib
 import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tests.faults.procs import database_url, free_port, port_open, wait_for  # noqa: F401 (re-exported)
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSTHROUGH_DROP = {"REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL", "MEDIA_ROOT"}
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def port_open(host, port, timeout=0.5):
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def database_url(connection):
-    """The URL of the database a Django connection points at (the test database)."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "") + "@" if s["USER"] else ""
-    return f"postgres://{auth}{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def child_env(*, database_url, data_dir, redis_url=None, media_root=None, extra=None):
