@@ -12,8 +12,11 @@ Never a way around for bots: an address earns at most
 ``CROWDLOOP_A11Y_USES_PER_DAY`` times a day, and both the request and the use are rate
 limited per client address. Only a keyed hash of the e-mail address is stored.
 """
+from __future__ import annotations
+
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -38,17 +41,19 @@ _VERIFY_SALT = "crowdloop.services.accessibility.verify"
 _COOKIE_SALT = "crowdloop.services.accessibility.cookie"
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def email_digest(email):
+def email_digest(email: str) -> str:
     """A keyed hash of the normalised address: counts passes per address without
     keeping the address."""
     return salted_hmac(_EMAIL_SALT, email.strip().lower(), algorithm="sha256").hexdigest()
 
 
-def accessibility_pass_request(*, email, client_ip, verify_url, now=None):
+def accessibility_pass_request(
+    *, email: str | None, client_ip: str | None, verify_url: Callable[[str], str], now: datetime | None = None
+) -> AccessibilityPass:
     """Send a verification link for a new pass to ``email``.
 
     ``verify_url(token)`` builds the link. Raises :class:`ValidationError` for a bad
@@ -80,7 +85,7 @@ def accessibility_pass_request(*, email, client_ip, verify_url, now=None):
     return pass_
 
 
-def accessibility_pass_verify(token, *, now=None):
+def accessibility_pass_verify(token: str, *, now: datetime | None = None) -> AccessibilityPass | None:
     """Activate the pass of a verification ``token`` (once, within an hour); returns it
     or ``None`` for a forged, expired or used token."""
     try:
@@ -96,12 +101,12 @@ def accessibility_pass_verify(token, *, now=None):
     return AccessibilityPass.objects.get(pk=pk) if activated else None
 
 
-def accessibility_cookie_value(pass_):
+def accessibility_cookie_value(pass_: AccessibilityPass) -> str:
     """The signed cookie value that carries ``pass_``."""
     return signing.dumps({"p": pass_.pk.hex}, salt=_COOKIE_SALT)
 
 
-def accessibility_pass_from_cookie(value, *, now=None):
+def accessibility_pass_from_cookie(value: object, *, now: datetime | None = None) -> AccessibilityPass | None:
     """The active pass a cookie carries, or ``None``: forged, expired (by its signed
     time or its row), revoked and unknown passes all give ``None``."""
     if not value or not isinstance(value, str) or len(value) > 512:
@@ -117,13 +122,16 @@ def accessibility_pass_from_cookie(value, *, now=None):
     ).first()
 
 
-def accessibility_uses_left(pass_, *, now=None):
+def accessibility_uses_left(pass_: AccessibilityPass, *, now: datetime | None = None) -> int:
     now = now or _now()
     used = Challenge.objects.filter(accessibility_pass=pass_, answered_at__gt=now - DAY).count()
     return max(settings.CROWDLOOP_A11Y_USES_PER_DAY - used, 0)
 
 
-def accessibility_pass_use(pass_, *, challenge_id, origin_hostname, client_ip, now=None):
+def accessibility_pass_use(
+    pass_: AccessibilityPass, *, challenge_id: object, origin_hostname: str, client_ip: str | None,
+    now: datetime | None = None,
+) -> str:
     """Pass the open challenge ``challenge_id`` with ``pass_`` for the page on
     ``origin_hostname``; returns the siteverify token.
 

@@ -13,7 +13,11 @@ commit, outside every lock: callers call :func:`answers_settle` once their trans
 is over (:mod:`~labeling.services.settling`: at once on one machine, a debounced task in
 production).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import Case, DateTimeField, F, IntegerField, Value, When
@@ -35,7 +39,9 @@ class AnswerInput:
     evidence_weight: float = 1.0
 
 
-def answers_record(*, worker, inputs, source, now=None):
+def answers_record(
+    *, worker: Worker, inputs: Sequence[AnswerInput], source: str, now: datetime | None = None
+) -> tuple[list[Answer], list[Answer]]:
     """Store ``inputs`` for ``worker`` on their own (imports, simulations, scripts): in
     one transaction, answers whose (item, task) key is already stored are left out; then
     consensus follows. Returns ``(created, existing)`` answer lists. The front doors use
@@ -50,7 +56,8 @@ def answers_record(*, worker, inputs, source, now=None):
             if (row.item_id, row.task_ref) in keys
         ]
         stored = {(row.item_id, row.task_ref) for row in existing}
-        fresh, seen = [], set(stored)
+        fresh: list[AnswerInput] = []
+        seen = set(stored)
         for answer in inputs:
             if (answer.item.pk, answer.task_ref) not in seen:
                 seen.add((answer.item.pk, answer.task_ref))
@@ -61,7 +68,10 @@ def answers_record(*, worker, inputs, source, now=None):
     return created, existing
 
 
-def answers_insert(*, worker, inputs, source, now=None, items_locked=False):
+def answers_insert(
+    *, worker: Worker, inputs: Sequence[AnswerInput], source: str, now: datetime | None = None,
+    items_locked: bool = False,
+) -> list[Answer]:
     """Insert ``inputs`` for ``worker`` and bump the counters; returns the answer rows.
     ``items_locked``: the caller holds the row locks of the unknown items already (taken
     in id order), so none is taken again.
@@ -88,7 +98,7 @@ def answers_insert(*, worker, inputs, source, now=None, items_locked=False):
     return rows
 
 
-def _counters_bump(worker, rows, now, lock):
+def _counters_bump(worker: Worker, rows: list[Answer], now: datetime, lock: bool) -> None:
     """One ``UPDATE`` of the unknown items' answer counts (with ``lock``, their rows are
     first locked in id order, the order every writer of item rows uses) and one of the
     worker's totals."""
@@ -116,7 +126,7 @@ def _counters_bump(worker, rows, now, lock):
     )
 
 
-def answers_settle(project_id, rows):
+def answers_settle(project_id: int, rows: Sequence[Answer]) -> None:
     """After the commit of the answer ``rows``: the consensus of their unknown items and
     what follows from it (:func:`~labeling.services.settling.consensus_due`). Call once
     the answer's transaction is over, so that no lock of it is held meanwhile."""

@@ -5,9 +5,13 @@ the widget) and control items from the rotating pool
 (:mod:`~labeling.services.control_pool`). Callers never see an item id, a gold flag or
 a label: only lease public ids.
 """
+from __future__ import annotations
+
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,7 +21,7 @@ from django.utils import timezone
 
 from labeling import bridge
 from labeling.bridge import wilson_interval
-from labeling.models import Answer, Lease, Prediction, PseudoLabel
+from labeling.models import Answer, Item, LabelClass, Lease, Prediction, Project, PseudoLabel, QualityRules, Worker
 from labeling.services import control_pool, hot, selection
 from labeling.services.accounts import worker_ensure_active
 from labeling.services.rules import quality_rules_for
@@ -30,21 +34,21 @@ TRUSTED_LOWER_BOUND = 0.8  # Wilson lower bound of control accuracy
 MAX_CONTROL_SHARE = 0.5
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
 @dataclass
 class Batch:
-    leases: list
-    target: object = None  # the label of a "select all X" grid
+    leases: list[Lease]
+    target: LabelClass | None = None  # the label of a "select all X" grid
 
 
-def _control_record_key(worker_id, project_id):
+def _control_record_key(worker_id: int, project_id: int) -> str:
     return f"crowdloop:control-record:{worker_id}:{project_id}"
 
 
-def _control_counts(worker, project):
+def _control_counts(worker: Worker, project: Project) -> tuple[int, int]:
     """``(control answers, right ones)`` of ``worker`` in ``project``, kept in the cache
     for ``CROWDLOOP_HOT_CACHE_S`` at most and dropped by :func:`control_record_forget`
     when they answer a control item there."""
@@ -60,13 +64,13 @@ def _control_counts(worker, project):
     return record
 
 
-def control_record_forget(worker_id, project_id):
+def control_record_forget(worker_id: int, project_id: int) -> None:
     """Drop the cached control record of a worker in a project (after a control answer
     or an undo)."""
     cache.delete(_control_record_key(worker_id, project_id))
 
 
-def control_share_for(worker, project, rules=None):
+def control_share_for(worker: Worker, project: Project, rules: QualityRules | None = None) -> float:
     """The share of control items in this worker's next items: higher while they are new
     or doubtful (so the rules can judge them soon), lower once they are trusted."""
     rules = rules or quality_rules_for(project)
@@ -81,7 +85,10 @@ def control_share_for(worker, project, rules=None):
     return min(share, MAX_CONTROL_SHARE)
 
 
-def tasks_next(*, worker, project, n, exclude=(), grid=False, status=None, now=None, rng=None):
+def tasks_next(
+    *, worker: Worker, project: Project, n: int, exclude: Iterable[str] = (), grid: bool = False,
+    status: str | None = None, now: datetime | None = None, rng: random.Random | None = None,
+) -> Batch:
     """Up to ``n`` items for ``worker``, each under a lease.
 
     First the worker's still-open leases in this project that the client does not hold
@@ -102,13 +109,13 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, status=None, now=N
         .select_related("item")
         .order_by("id")[:n]
     )
-    fresh = []
+    fresh: list[Lease] = []
     need = n - len(held)
     if need > 0:
         share = control_share_for(worker, project)
         n_controls = min(need, int(need * share + rng.random()))
         with transaction.atomic():
-            controls = []
+            controls: list[Item] = []
             if n_controls:
                 controls = selection.control_items_pick(
                     project, worker=worker, n=n_controls, rng=rng
@@ -131,7 +138,7 @@ def tasks_next(*, worker, project, n, exclude=(), grid=False, status=None, now=N
     return Batch(leases=leases, target=_grid_target(project, leases, rng) if grid else None)
 
 
-def _grid_target(project, leases, rng):
+def _grid_target(project: Project, leases: list[Lease], rng: random.Random) -> LabelClass | None:
     """The label most of these items are expected to have (pseudo-labels, else the
     active model's predictions), else a random one."""
     labels = hot.project_labels(project)

@@ -20,14 +20,17 @@ Choice questions name no label, so they may show an item up to its budget.
 Whoever memorises control items (by their pixels, or by what prompts they came with)
 meets each one a few times at most before it retires, while consensus brings new ones.
 """
+from __future__ import annotations
+
 import math
 import random
 import time
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from labeling.models import (
@@ -38,16 +41,18 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     Lease,
+    Project,
+    Worker,
 )
 
 READ_ROUNDS = 6
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def certain_consensus(project):
+def certain_consensus(project: Project) -> QuerySet[Consensus]:
     """Items settled by consensus with a high posterior and enough answers (not gold),
     that no widget prompt ever named a label for: an item asked about in a verify
     question ("is this a 7?", the label its pseudo-label proposed) or shown in a grid
@@ -67,7 +72,7 @@ def certain_consensus(project):
     ).exclude(item_id__in=named)
 
 
-def pool_refresh(project, *, rng=None):
+def pool_refresh(project: Project, *, rng: random.Random | None = None) -> tuple[int, int]:
     """Bring the pool table of ``project`` in line with its gold and certain consensus:
     new items join with a random key, items no longer certain leave, labels follow.
     Returns ``(joined, left)``."""
@@ -95,10 +100,10 @@ def pool_refresh(project, *, rng=None):
     return len(wanted.keys() - have.keys()), len(gone)
 
 
-_refreshed: dict[tuple[int, bool], float] = {}  # (project id, created) -> monotonic time of this process's last refresh
+_refreshed: dict[tuple[int, datetime], float] = {}  # (project id, created) -> monotonic time of this process's last refresh
 
 
-def _refresh_if_stale(project, rng):
+def _refresh_if_stale(project: Project, rng: random.Random) -> None:
     """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process."""
     key, clock = (project.pk, project.created_at), time.monotonic()
     if clock - _refreshed.get(key, -math.inf) >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
@@ -106,7 +111,7 @@ def _refresh_if_stale(project, rng):
         _refreshed[key] = clock
 
 
-def _available(project, now):
+def _available(project: Project, now: datetime) -> QuerySet[ControlPoolEntry]:
     """Pool rows whose budget is not spent at ``now``."""
     window_over = Q(window_start__isnull=True) | Q(window_start__lte=now - _window())
     return ControlPoolEntry.objects.filter(
@@ -117,11 +122,15 @@ def _available(project, now):
     )
 
 
-def _window():
+def _window() -> timedelta:
     return timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S)
 
 
-def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None, label_id=None, other_than=None):
+def pool_pick(
+    project: Project, *, worker: Worker | None, n: int, exclude_ids: Iterable[int] = (),
+    rng: random.Random | None = None, now: datetime | None = None, label_id: int | None = None,
+    other_than: int | None = None,
+) -> list[tuple[int, int]]:
     """Up to ``4 n + 8`` candidate ``(item_id, label_id)`` pairs for ``n`` control items,
     in random order: within budget, not in ``exclude_ids``, never shown to ``worker``;
     only of ``label_id``, or of any label but ``other_than``, when given."""
@@ -142,9 +151,9 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None, label_i
         available = available.exclude(
             item_id__in=ControlExposure.objects.filter(worker=worker).values("item_id")
         ).exclude(item_id__in=Lease.objects.filter(worker=worker).values("item_id"))
-    available = available.order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
+    keyed = available.order_by("shuffle_key").values_list("item_id", "label_id", "shuffle_key")
     start = rng.random()
-    for rows in _key_order_from(available, start, want):
+    for rows in _key_order_from(keyed, start, want):
         found += [(item_id, label_id) for item_id, label_id, _ in rows if item_id not in excluded]
         if len(found) >= want:
             break
@@ -152,7 +161,9 @@ def pool_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None, label_i
     return found[:want]
 
 
-def _key_order_from(rows, start, size):
+def _key_order_from(
+    rows: QuerySet[ControlPoolEntry, tuple[int, int, float]], start: float, size: int
+) -> Iterator[list[tuple[int, int, float]]]:
     """Batches of ``size`` rows in key order from ``start``, wrapping around to the keys
     below it; at most ``READ_ROUNDS`` batches."""
     rounds = 0
@@ -160,10 +171,10 @@ def _key_order_from(rows, start, size):
         last = None
         while rounds < READ_ROUNDS:
             rounds += 1
-            batch = rows.filter(shuffle_key__gt=last) if last is not None else rows.filter(shuffle_key__gte=low)
+            query = rows.filter(shuffle_key__gt=last) if last is not None else rows.filter(shuffle_key__gte=low)
             if high is not None:
-                batch = batch.filter(shuffle_key__lt=high)
-            batch = list(batch[:size])
+                query = query.filter(shuffle_key__lt=high)
+            batch = list(query[:size])
             if batch:
                 yield batch
             if len(batch) < size:
@@ -171,7 +182,10 @@ def _key_order_from(rows, start, size):
             last = batch[-1][2]
 
 
-def exposures_record(*, worker, item_ids, now=None, rng=None, retire=False):
+def exposures_record(
+    *, worker: Worker | None, item_ids: Iterable[int], now: datetime | None = None,
+    rng: random.Random | None = None, retire: bool = False,
+) -> None:
     """Count one serve of each control item in ``item_ids`` to ``worker``: against the
     item's budget (a new window starts when the last one is over) and as the worker's
     exposure. Each served item gets a new random key. With ``retire`` (the prompt named

@@ -10,24 +10,28 @@ Dynamic overlap: an item is served while it is uncertain (status ``unlabeled`` o
 ``pseudo_labeled``) and below the project's answer cap. Up to the minimum answers it may
 be out with several people at once; past it, with one at a time.
 """
+from __future__ import annotations
+
+import random
 import secrets
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
-from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Skip, Split
+from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Project, Skip, Split, Worker
 from labeling.services import control_pool
 
 SERVABLE = (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED)
 WINDOW = 64
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
@@ -41,10 +45,10 @@ class Strategy:
     servable item per request), and the per-status streams are merged by :meth:`key`."""
 
     name: str
-    order: tuple
+    order: tuple[str, ...]
     description: str
 
-    def key(self, item):
+    def key(self, item: Item) -> tuple[float, ...]:
         return tuple(-getattr(item, f[1:]) if f.startswith("-") else getattr(item, f) for f in self.order)
 
 
@@ -62,30 +66,30 @@ STRATEGIES = {
 }
 
 
-def strategy_get(name):
+def strategy_get(name: str) -> Strategy:
     try:
         return STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown selection strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
 
 
-def _servable(project, status):
+def _servable(project: Project, status: str) -> QuerySet[Item]:
     """Pool items of one servable status. Items at the answer cap leave these statuses
     (review or labeled); :func:`_with_room` checks the cap again in Python, so that the
     query needs only equality filters and walks the strategy's index in order."""
     return Item.objects.filter(project=project, status=status, split=Split.POOL)
 
 
-def _window(project, strategy, offset, size, fields):
+def _window(project: Project, strategy: Strategy, offset: int, size: int, fields: Sequence[str]) -> list[Item]:
     """Rows ``offset`` to ``offset + size`` of the servable items in ``strategy`` order."""
-    rows = []
+    rows: list[Item] = []
     for status in SERVABLE:
         rows += _servable(project, status).order_by(*strategy.order).only(*fields)[: offset + size]
     rows.sort(key=strategy.key)
     return rows[offset : offset + size]
 
 
-def items_queue(project, n):
+def items_queue(project: Project, n: int) -> list[int]:
     """The next ``n`` servable items in the project's order, for anyone (no leases, no
     worker): what the dashboard shows as "served next"."""
     window = _window(project, strategy_get(project.selection_strategy), 0, n, ("id", "answer_count", "priority"))
@@ -95,7 +99,10 @@ def items_queue(project, n):
 # --- Picking ----------------------------------------------------------------------------------
 
 
-def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_update=False, statuses=SERVABLE):
+def unknown_items_pick(
+    project: Project, *, worker: Worker | None, n: int, exclude_ids: Iterable[int] = (), now: datetime | None = None,
+    for_update: bool = False, statuses: Sequence[str] = SERVABLE,
+) -> list[Item]:
     """Up to ``n`` unknown items this worker has neither answered, skipped nor leased,
     whose open leases leave room for one more answer, in the strategy's order.
 
@@ -116,7 +123,7 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
             break
         # With locks, read spares: rows a concurrent picker holds are skipped, not waited for.
         limit = 4 * want + 8 if lock else want
-        rows = []
+        rows: list[Item] = []
         for status in statuses:
             rows += _candidates(project, strategy, status, worker, seen, now, limit)
         rows = sorted(rows, key=strategy.key)[:limit]
@@ -140,7 +147,10 @@ def unknown_items_pick(project, *, worker, n, exclude_ids=(), now=None, for_upda
     return picked
 
 
-def _candidates(project, strategy, status, worker, exclude_ids, now, limit):
+def _candidates(
+    project: Project, strategy: Strategy, status: str, worker: Worker | None, exclude_ids: Collection[int],
+    now: datetime, limit: int,
+) -> list[Item]:
     """The first ``limit`` pool items of ``status`` in ``strategy`` order that are below
     the answer cap, not in ``exclude_ids``, without a known label, never answered,
     skipped or leased by ``worker``, and whose open leases leave room (up to the minimum
@@ -166,7 +176,7 @@ def _candidates(project, strategy, status, worker, exclude_ids, now, limit):
     return list(rows.order_by(*strategy.order)[:limit])
 
 
-def _with_room(project, items, now):
+def _with_room(project: Project, items: list[Item], now: datetime) -> list[Item]:
     """The servable ``items`` whose open leases leave room for one more answer: up to the
     minimum answers several at once, past it one at a time."""
     items = [i for i in items if i.status in SERVABLE and i.answer_count < project.max_answers_per_item]
@@ -181,7 +191,10 @@ def _with_room(project, items, now):
     return [i for i in items if leased.get(i.pk, 0) < max(project.answers_per_item - i.answer_count, 1)]
 
 
-def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None):
+def control_items_pick(
+    project: Project, *, worker: Worker | None, n: int, exclude_ids: Iterable[int] = (),
+    rng: random.Random | None = None, now: datetime | None = None,
+) -> list[Item]:
     """Up to ``n`` control items (gold, or items whose consensus is certain) from the
     rotating pool of :mod:`~labeling.services.control_pool`: random, within their
     exposure budget, never one the worker was shown as control before. The caller
@@ -192,7 +205,7 @@ def control_items_pick(project, *, worker, n, exclude_ids=(), rng=None, now=None
     return [items[item_id] for item_id in chosen if item_id in items]
 
 
-def control_label_of(items):
+def control_label_of(items: Iterable[Item]) -> dict[int, int]:
     """The known (gold) or certain-consensus label id of each control item."""
     ids = [item.pk for item in items]
     labels = dict(
@@ -205,12 +218,15 @@ def control_label_of(items):
 # --- Leases -----------------------------------------------------------------------------------
 
 
-def public_id_new():
+def public_id_new() -> str:
     """An opaque id for an item in one challenge or lease: reveals nothing."""
     return secrets.token_urlsafe(12)
 
 
-def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
+def leases_grant(
+    *, worker: Worker, items: Sequence[Item], ttl_seconds: float, control_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> list[Lease]:
     """Lease ``items`` to ``worker`` and return the leases with their opaque public ids,
     each carrying its item.
 
@@ -233,7 +249,7 @@ def leases_grant(*, worker, items, ttl_seconds, control_ids=(), now=None):
     table = Lease._meta.db_table
     columns = ("item_id", "worker_id", "public_id", "is_control", "expires_at", "created_at")
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(leases))
-    params = []
+    params: list[bool | int | str | None] = []
     for lease in leases:
         params += [
             lease.item_id, worker.pk, lease.public_id, lease.is_control,
