@@ -18,8 +18,14 @@ reverse it. When later answers settle a re-opened item, the decision records whe
 the label changed or was confirmed (:func:`decisions_settle`, called by consensus).
 The model's label is kept for the owner; nothing sends it to a worker.
 """
-import logging
+from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -36,7 +42,10 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     KnownLabelSource,
+    LabelClass,
     PipelineKind,
+    PipelineRun,
+    Project,
     PseudoLabel,
     Split,
 )
@@ -67,11 +76,11 @@ class AuditRefused(Exception):
     """An owner action that does not apply to this decision."""
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def audit_queue(project) -> None:
+def audit_queue(project: Project) -> None:
     """Queue an audit round of ``project`` on the cpu queue once the caller commits."""
     from labeling.tasks import cpu_audit_task
 
@@ -79,7 +88,7 @@ def audit_queue(project) -> None:
     task_send(cpu_audit_task, project_id)
 
 
-def audit_after_training(project) -> bool:
+def audit_after_training(project: Project) -> bool:
     """After a successful training run: queue a round unless ``CROWDLOOP_AUDIT_AFTER_TRAINING``
     is off. A broker that is down loses nothing: the next run (or the owner) tries again."""
     from django.conf import settings
@@ -94,12 +103,12 @@ def audit_after_training(project) -> bool:
     return True
 
 
-def given_labels(project):
+def given_labels(project: Project) -> dict[int, tuple[int, AuditKind | None]]:
     """``{item_id: (label_id, kind)}`` of the pool's labeled items that the audit checks:
     gold in control use, consensus (items labeled without a known label), accepted
     pseudo-labels. Labels settled by hand are the owner's word and are not audited."""
     pool = {"item__project": project, "item__split": Split.POOL}
-    given = {
+    given: dict[int, tuple[int, AuditKind | None]] = {
         item_id: (label_id, AuditKind.PSEUDO)
         for item_id, label_id in PseudoLabel.objects.filter(
             accepted=True, item__status=ItemStatus.PSEUDO_LABELED, **pool
@@ -112,11 +121,11 @@ def given_labels(project):
         ).values_list("item_id", "label_id")
     )
     for item_id, label_id, source in KnownLabel.objects.filter(**pool).values_list("item_id", "label_id", "source"):
-        given[item_id] = (label_id, AuditKind.GOLD if source == KnownLabelSource.GOLD else None)  # type: ignore[assignment]
+        given[item_id] = (label_id, AuditKind.GOLD if source == KnownLabelSource.GOLD else None)
     return given
 
 
-def project_audit(project, *, now=None):
+def project_audit(project: Project, *, now: datetime | None = None) -> PipelineRun | None:
     """One audit round of ``project``; returns the pipeline run, or ``None`` while
     another round runs. Idempotent: items with a pending decision, or whose label was
     already confirmed (by answers or the owner), are not sent back again."""
@@ -135,7 +144,7 @@ def project_audit(project, *, now=None):
         raise
 
 
-def _audit(project, run, now):
+def _audit(project: Project, run: PipelineRun, now: datetime) -> dict[str, Any]:
     from labeling.services.semisupervised import representation
     from ml.model_selection import CandidateSelector
     from ml.noise import estimated_noise_rate, find_label_issues, label_quality_scores
@@ -160,7 +169,10 @@ def _audit(project, run, now):
     }
 
 
-def suspects_act(project, rows, given, *, budget, now=None) -> int:
+def suspects_act(
+    project: Project, rows: Sequence[tuple[int, int, int, float]], given: Mapping[int, tuple[int, AuditKind | None]],
+    *, budget: int, now: datetime | None = None,
+) -> int:
     """Act on suspects ``(item_id, given label id, model label id, score)``, most
     suspect first, up to ``budget``; ``given`` is :func:`given_labels`. Skips labels
     already checked (confirmed, reversed) or under way. Returns how many it acted on."""
@@ -190,7 +202,7 @@ def suspects_act(project, rows, given, *, budget, now=None) -> int:
     return acted
 
 
-def _apply(project, item, kind, now):
+def _apply(project: Project, item: Item, kind: AuditKind, now: datetime) -> str:
     """Send ``item`` back to people; returns its new status. Call with the item row locked."""
     ControlPoolEntry.objects.filter(item=item).delete()
     if kind == AuditKind.GOLD:
@@ -208,7 +220,7 @@ def _apply(project, item, kind, now):
 # --- Consensus side: hold re-opened items until new answers came, then record the outcome ---
 
 
-def held_items(item_ids):
+def held_items(item_ids: Iterable[int]) -> dict[int, dict[int, int]]:
     """``{item_id: {label_id: votes}}`` of the items among ``item_ids`` that the audit
     re-opened or demoted and that are still pending: the counted answers each received
     since it was sent back (none yet: an empty dict)."""
@@ -216,7 +228,7 @@ def held_items(item_ids):
         AuditDecision.objects.filter(item_id__in=item_ids, outcome=AuditOutcome.PENDING, action__in=HELD)
         .values_list("item_id", "created_at")
     )
-    held: dict[int, dict] = {item_id: {} for item_id in sent_back}
+    held: dict[int, dict[int, int]] = {item_id: {} for item_id in sent_back}
     if not sent_back:
         return held
     rows = (
@@ -231,7 +243,9 @@ def held_items(item_ids):
     return held
 
 
-def status_held(project, status, label_id, n_answers, new_votes):
+def status_held(
+    project: Project, status: str, label_id: int | None, n_answers: int, new_votes: Mapping[int, int] | None
+) -> str:
     """An item's status while the audit waits for new answers (``new_votes``, from
     :func:`held_items`; ``None`` when not held): it settles as ``labeled`` only once
     ``answers_per_item`` of the answers given since it was sent back name the label,
@@ -239,12 +253,12 @@ def status_held(project, status, label_id, n_answers, new_votes):
     review."""
     if new_votes is None or status != ItemStatus.LABELED:
         return status
-    if new_votes.get(label_id, 0) >= project.answers_per_item:
+    if label_id is not None and new_votes.get(label_id, 0) >= project.answers_per_item:
         return status
     return ItemStatus.REVIEW if n_answers >= project.max_answers_per_item else ItemStatus.UNLABELED
 
 
-def decisions_settle(settled, now=None):
+def decisions_settle(settled: Mapping[int, tuple[str, int | None]], now: datetime | None = None) -> None:
     """Record the outcome of pending re-opened/demoted items that answers settled:
     ``settled`` maps item id to ``(status, consensus label id)``."""
     now = now or _now()
@@ -264,7 +278,9 @@ def decisions_settle(settled, now=None):
 # --- The owner's actions -----------------------------------------------------------------------
 
 
-def decision_reverse(decision, *, user=None, now=None):
+def decision_reverse(
+    decision: AuditDecision, *, user: User | None = None, now: datetime | None = None
+) -> AuditDecision:
     """Undo what the audit did: a re-opened item settles again on its answers, a
     suspended gold item serves as control again, a demoted pseudo-label is accepted
     again (unless people labeled the item meanwhile). Refused once reversed or resolved
@@ -293,7 +309,9 @@ def decision_reverse(decision, *, user=None, now=None):
     return decision
 
 
-def gold_resolve(decision, label, *, user=None, now=None):
+def gold_resolve(
+    decision: AuditDecision, label: LabelClass, *, user: User | None = None, now: datetime | None = None
+) -> AuditDecision:
     """The owner's word on a suspended gold item: ``label`` is its right label (the given
     one confirms it, another fixes it). Control use resumes."""
     from labeling.services.consensus import items_consensus_update

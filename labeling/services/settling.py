@@ -14,7 +14,11 @@ the same statement that bumps its answer count) and, after its commit, calls
 
 The lag (how long the oldest marked item has waited) is what the dashboard shows.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -30,15 +34,15 @@ logger = logging.getLogger(__name__)
 SETTLE_BATCH = 2000
 
 
-def _due_key(project_id):
+def _due_key(project_id: int) -> str:
     return f"crowdloop:consensus-due:{project_id}"
 
 
-def _lag_key(project_id):
+def _lag_key(project_id: int) -> str:
     return f"crowdloop:consensus-lag:{project_id}"
 
 
-def consensus_due(project_id, item_ids, *, n_answers=None):
+def consensus_due(project_id: int, item_ids: Sequence[int], *, n_answers: int | None = None) -> None:
     """New answers on ``item_ids`` were committed: settle them now, or make sure a
     settling task is queued (at most one per project per interval)."""
     from labeling.services.consensus import aggregate_maybe_schedule
@@ -52,7 +56,7 @@ def consensus_due(project_id, item_ids, *, n_answers=None):
         _enqueue(project_id, delay)
 
 
-def _enqueue(project_id, delay):
+def _enqueue(project_id: int, delay: float) -> None:
     from labeling.tasks import consensus_settle_task
 
     try:
@@ -62,7 +66,7 @@ def _enqueue(project_id, delay):
         logger.warning("could not queue consensus for project %s; it stays due", project_id, exc_info=True)
 
 
-def consensus_settle(project_id, item_ids=None, *, now=None):
+def consensus_settle(project_id: int, item_ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
     """Recompute the consensus of ``item_ids`` (default: every marked item of the
     project, oldest first, in batches). Marks are cleared before the recomputation, so
     an answer arriving during it marks its item again. Returns the items settled."""
@@ -88,7 +92,7 @@ def consensus_settle(project_id, item_ids=None, *, now=None):
     return settled
 
 
-def site_counted(site_id, *, issued=0, passed=0):
+def site_counted(site_id: int, *, issued: int = 0, passed: int = 0) -> None:
     """Count a challenge issued or passed on a site, after the commit. One machine: an
     increment at once. Production: a debounced recount from the challenges themselves
     (idempotent), so that the site row, shared by all its visitors, is off the hot path."""
@@ -108,7 +112,7 @@ def site_counted(site_id, *, issued=0, passed=0):
         _enqueue_site_count(site_id, 5 * delay)
 
 
-def site_counters_recount(site_id):
+def site_counters_recount(site_id: int) -> int:
     """Set a site's counters from its challenges (the production path of :func:`site_counted`)."""
     from django.db.models import Count, Q
 
@@ -122,7 +126,7 @@ def site_counters_recount(site_id):
     )
 
 
-def _enqueue_site_count(site_id, delay):
+def _enqueue_site_count(site_id: int, delay: float) -> None:
     from labeling.tasks import site_counters_task
 
     try:
@@ -132,7 +136,7 @@ def _enqueue_site_count(site_id, delay):
         logger.warning("could not queue the counters of site %s", site_id, exc_info=True)
 
 
-def consensus_lag(project_id, *, now=None):
+def consensus_lag(project_id: int, *, now: datetime | None = None) -> tuple[float, float | None]:
     """Seconds the oldest answer not yet in consensus has waited (0 when none), and the
     lag of the last settling, for the dashboard."""
     now = now or timezone.now()

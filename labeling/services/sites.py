@@ -3,41 +3,46 @@
 The admin and (later) a project settings page both go through these functions. A
 secret is returned once, when it is made, and stored only as a hash.
 """
+from __future__ import annotations
+
 import hashlib
 import ipaddress
 import re
 import secrets
 import uuid
-from typing import NamedTuple
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from labeling.models import Site, SiteMode
+from labeling.models import Project, Site, SiteMode
 from labeling.services import hot
 
 MAX_KEY_CHARS = 100
 _HOSTNAME_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
-def secret_hash(secret):
+def secret_hash(secret: str) -> str:
     """The stored form of a site secret. Secrets are 256 random bits, so a plain
     SHA-256 suffices (as for API tokens): a leaked database leaks no secret, a secret
     can be looked up by its hash, and rotating ``SECRET_KEY`` does not break sites."""
     return "sha256$" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def secret_new():
+def secret_new() -> str:
     return "0x" + secrets.token_hex(32)
 
 
-def sitekey_new():
+def sitekey_new() -> str:
     return str(uuid.uuid4())
 
 
-def hostname_normalise(value):
+def hostname_normalise(value: str | None) -> str:
     """``"Shop.Example.com."`` -> ``"shop.example.com"``; IPv6 literals lose brackets."""
     value = (value or "").strip().lower().rstrip(".")
     if value.startswith("[") and value.endswith("]"):
@@ -45,11 +50,11 @@ def hostname_normalise(value):
     return value
 
 
-def hostnames_clean(values):
+def hostnames_clean(values: str | Iterable[str]) -> list[str]:
     """Validate and normalise allowed hostnames: names, ``*.`` wildcards, IP literals."""
     if isinstance(values, str):
         values = re.split(r"[\s,]+", values)
-    cleaned = []
+    cleaned: list[str] = []
     for raw in values:
         name = hostname_normalise(raw)
         if not name:
@@ -66,14 +71,14 @@ def hostnames_clean(values):
     return cleaned
 
 
-def _is_ipv6(name):
+def _is_ipv6(name: str) -> bool:
     try:
         return ipaddress.ip_address(name).version == 6
     except ValueError:
         return False
 
 
-def hostname_from_headers(origin, referer):
+def hostname_from_headers(origin: str | None, referer: str | None) -> str:
     """The hostname a browser request came from: its ``Origin``, else its ``Referer``."""
     for value in (origin, referer):
         if not value or value == "null" or len(value) > 2048:
@@ -87,7 +92,7 @@ def hostname_from_headers(origin, referer):
     return ""
 
 
-def site_hostname_allowed(site, hostname):
+def site_hostname_allowed(site: Site, hostname: str | None) -> bool:
     """Whether ``hostname`` is one of the site's allowed hostnames (``*.example.com``
     matches its subdomains). Test keys work anywhere; no hostnames means none."""
     if site.mode != SiteMode.NORMAL:
@@ -105,8 +110,11 @@ def site_hostname_allowed(site, hostname):
     return False
 
 
-def site_create(*, name, projects=(), allowed_hostnames=(), owner=None, mode=SiteMode.NORMAL, sitekey=None,
-                secret=None, **difficulty):
+def site_create(
+    *, name: str, projects: Iterable[Project] = (), allowed_hostnames: str | Iterable[str] = (),
+    owner: User | None = None, mode: str = SiteMode.NORMAL, sitekey: str | None = None, secret: str | None = None,
+    **difficulty: Any,
+) -> tuple[Site, str]:
     """Create a site; returns ``(site, secret)``. The secret is not stored and cannot be
     shown again. ``difficulty``: ``control_items``, ``pass_share``, ``min_solve_ms``;
     giving either of the first two turns automatic difficulty off unless
@@ -129,7 +137,7 @@ def site_create(*, name, projects=(), allowed_hostnames=(), owner=None, mode=Sit
     return site, secret
 
 
-def site_update(site, *, allowed_hostnames=None, **fields):
+def site_update(site: Site, *, allowed_hostnames: str | Iterable[str] | None = None, **fields: Any) -> Site:
     """Change a site's settings (name, mode, difficulty, hostnames); keys stay."""
     if allowed_hostnames is not None:
         site.allowed_hostnames = hostnames_clean(allowed_hostnames)
@@ -142,7 +150,7 @@ def site_update(site, *, allowed_hostnames=None, **fields):
     return site
 
 
-def site_secret_rotate(site, *, now=None):
+def site_secret_rotate(site: Site, *, now: datetime | None = None) -> str:
     """Give the site a new secret and return it; the old one stops working at once."""
     secret = secret_new()
     Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(secret), secret_rotated_at=now or timezone.now())
@@ -150,7 +158,7 @@ def site_secret_rotate(site, *, now=None):
     return secret
 
 
-def site_get_by_sitekey(sitekey):
+def site_get_by_sitekey(sitekey: object) -> Site | None:
     if not isinstance(sitekey, str) or not sitekey or len(sitekey) > MAX_KEY_CHARS:
         return None
     site = hot.site_by_key(sitekey)[0]
@@ -159,7 +167,7 @@ def site_get_by_sitekey(sitekey):
     return site
 
 
-def site_get_by_secret(secret):
+def site_get_by_secret(secret: object) -> Site | None:
     if not isinstance(secret, str) or not secret or len(secret) > MAX_KEY_CHARS:
         return None
     site = Site.objects.filter(secret_hash=secret_hash(secret)).first()
@@ -198,7 +206,7 @@ _TEST_SITEKEYS = {key.sitekey: i for i, key in enumerate(TEST_KEYS)}
 _TEST_SECRETS = {key.secret: i for i, key in enumerate(TEST_KEYS)}
 
 
-def widget_test_keys_ensure():
+def widget_test_keys_ensure() -> list[Site]:
     """The sites of the published test keys, created (or given back their published
     secret and mode) as needed; in :data:`TEST_KEYS` order. Lookups by a test key call
     this on a miss, so the keys work on every installation from the first request.

@@ -5,6 +5,11 @@ is served and their answers count as before. Only staff set the platform-wide
 ``Worker.status``. Where both exist the stricter holds (banned over paused over
 active). Every change is logged as a reversible :class:`WorkerDecision`.
 """
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Case, CharField, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
@@ -14,6 +19,7 @@ from labeling.models import (
     Answer,
     Item,
     Lease,
+    Project,
     Worker,
     WorkerDecision,
     WorkerProjectStatus,
@@ -21,7 +27,7 @@ from labeling.models import (
 )
 from labeling.services.consensus import items_consensus_update
 
-_STRICTNESS = {WorkerStatus.ACTIVE: 0, WorkerStatus.PAUSED: 1, WorkerStatus.BANNED: 2}
+_STRICTNESS: dict[str, int] = {WorkerStatus.ACTIVE: 0, WorkerStatus.PAUSED: 1, WorkerStatus.BANNED: 2}
 
 
 class DecisionError(Exception):
@@ -32,33 +38,33 @@ class GlobalStatusRefused(PermissionError):
     """Only staff change a worker's status on the whole platform."""
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def _stricter(*statuses):
+def _stricter(*statuses: str) -> str:
     return max(statuses, key=lambda status: _STRICTNESS[status])
 
 
-def worker_status_in(worker, project):
+def worker_status_in(worker: Worker, project: Project) -> str:
     """The status that holds for ``worker`` in ``project``: the stricter of the
     platform-wide one and the project's own."""
     here = WorkerProjectStatus.objects.filter(worker=worker, project=project).values_list("status", flat=True).first()
     return status_holding(worker.status, here)
 
 
-def status_holding(platform, here):
+def status_holding(platform: str, here: str | None) -> str:
     """The stricter of a platform-wide status and a project's own (``None``: none)."""
     return _stricter(platform, here or WorkerStatus.ACTIVE)
 
 
-def status_here_of(worker):
+def status_here_of(worker: Worker) -> Subquery:
     """An expression for a ``Project`` queryset: ``worker``'s own status in each
     project, or ``None`` where the project set none."""
     return Subquery(WorkerProjectStatus.objects.filter(worker=worker, project=OuterRef("pk")).values("status")[:1])
 
 
-def projects_closing(worker):
+def projects_closing(worker: Worker) -> set[int]:
     """Ids of projects where ``worker`` is paused or banned by the project."""
     return set(
         WorkerProjectStatus.objects.filter(worker=worker)
@@ -67,12 +73,13 @@ def projects_closing(worker):
     )
 
 
-def status_here(project):
+def status_here(project: Project) -> Case:
     """An expression for a ``Worker`` queryset: each worker's status in ``project``."""
     rows = WorkerProjectStatus.objects.filter(worker=OuterRef("pk"), project=project)
 
-    def holds(status):
-        return Q(status=status) | Exists(rows.filter(status=status))
+    def holds(status: str) -> Q:
+        # Q | Exists is a Q (Q._combine takes any conditional expression); the stubs only type Q | Q.
+        return Q(status=status) | Exists(rows.filter(status=status))  # type: ignore[return-value]
 
     return Case(
         When(holds(WorkerStatus.BANNED), then=Value(WorkerStatus.BANNED.value)),
@@ -82,7 +89,10 @@ def status_here(project):
     )
 
 
-def worker_status_change(worker, status, *, reason, project=None, automatic=False, by=None, now=None):
+def worker_status_change(
+    worker: Worker, status: str, *, reason: str, project: Project | None = None, automatic: bool = False,
+    by: User | None = None, now: datetime | None = None,
+) -> WorkerDecision | None:
     """Set ``worker``'s status in ``project`` (``None``: platform-wide, staff only) and
     log it as a :class:`WorkerDecision`. Returns the decision, or ``None`` when the
     status was already that.
@@ -124,7 +134,7 @@ def worker_status_change(worker, status, *, reason, project=None, automatic=Fals
     return decision
 
 
-def worker_answers_recount(worker, *, project=None, chunk=500):
+def worker_answers_recount(worker: Worker, *, project: Project | None = None, chunk: int = 500) -> int:
     """Recount the answers and recompute the consensus of every item ``worker``
     answered (in ``project``, or everywhere), after a ban or its lifting."""
     answered = Answer.objects.filter(worker=worker)
@@ -146,7 +156,7 @@ def worker_answers_recount(worker, *, project=None, chunk=500):
     return len(item_ids)
 
 
-def decision_status_now(decision):
+def decision_status_now(decision: WorkerDecision) -> str:
     """The worker's status now where ``decision`` applied (its project, or platform-wide)."""
     if decision.project_id is None:
         return Worker.objects.values_list("status", flat=True).get(pk=decision.worker_id)
@@ -154,7 +164,9 @@ def decision_status_now(decision):
     return here.values_list("status", flat=True).first() or WorkerStatus.ACTIVE
 
 
-def worker_decision_reverse(decision, *, by=None, now=None):
+def worker_decision_reverse(
+    decision: WorkerDecision, *, by: User | None = None, now: datetime | None = None
+) -> WorkerDecision | None:
     """Undo ``decision``: the worker gets their previous status back where it applied
     (with a logged, manual decision), unless their status there has changed since."""
     now = now or _now()
@@ -176,7 +188,7 @@ def worker_decision_reverse(decision, *, by=None, now=None):
         )
 
 
-def fresh_start(worker, project):
+def fresh_start(worker: Worker, project: Project) -> datetime | None:
     """When an admin last made ``worker`` active in ``project`` (or platform-wide):
     quality rules judge only answers after it."""
     return WorkerDecision.objects.filter(
