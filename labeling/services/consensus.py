@@ -10,9 +10,14 @@ An item is *labeled* when its top posterior reaches the project's consensus thre
 with at least the minimum answers; it stays served while uncertain, up to the answer
 cap, where it is flagged for review (dynamic overlap).
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import TypeAlias
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
@@ -26,7 +31,9 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     KnownLabelSource,
+    LabelClass,
     PipelineKind,
+    PipelineRun,
     Prediction,
     Project,
     PseudoLabel,
@@ -46,8 +53,18 @@ from labeling.services.pipeline import (
 
 logger = logging.getLogger(__name__)
 
+Skill: TypeAlias = "list[list[float]] | float"
+"""A worker's skill in truth inference: a confusion matrix (K x K), or an accuracy."""
+Belief: TypeAlias = tuple[int, float]
+"""``(label_id, calibrated confidence)``: a model's belief about an item."""
+Posteriors: TypeAlias = Mapping[int, tuple[list[float], int, int]]
+"""``{item_id: (posterior, n_answers, n_votes)}``, as :func:`labeling.bridge.items_posteriors` gives it."""
 
-def item_status_for(project, *, confidence, n_answers, known, current, n_votes=None, believed=False):
+
+def item_status_for(
+    project: Project, *, confidence: float, n_answers: int, known: bool, current: str | None,
+    n_votes: int | None = None, believed: bool = False,
+) -> str:
     """Where an item stands after its answers. Labeled: known, or a posterior at the
     threshold with the minimum answers naming a label, or with one such answer when a
     model's belief about the item was part of the evidence (a human agreeing with a
@@ -68,10 +85,10 @@ def item_status_for(project, *, confidence, n_answers, known, current, n_votes=N
 # --- Cheap path -------------------------------------------------------------------------------
 
 
-def _worker_skills(project, worker_ids):
+def _worker_skills(project: Project, worker_ids: Collection[int]) -> dict[int, Skill]:
     """Each worker's skill in ``project``: fitted by the last full truth inference, or
     else the control record smoothed towards a prior (cautious for widget visitors)."""
-    skills = {
+    skills: dict[int, Skill] = {
         worker: confusion or accuracy
         for worker, confusion, accuracy in WorkerSkill.objects.filter(
             project=project, worker_id__in=worker_ids
@@ -85,7 +102,10 @@ def _worker_skills(project, worker_ids):
     return skills
 
 
-def items_consensus_update(item_ids, method="incremental", class_priors=None, *, clear_stale=False):
+def items_consensus_update(
+    item_ids: Iterable[int], method: str = "incremental", class_priors: Sequence[float] | None = None, *,
+    clear_stale: bool = False,
+) -> None:
     """Recompute the consensus of ``item_ids`` from their answers (the cheap path), with
     the class priors of the last full run unless ``class_priors`` are given.
 
@@ -98,7 +118,9 @@ def items_consensus_update(item_ids, method="incremental", class_priors=None, *,
         _items_consensus_update(sorted(set(item_ids)), method, class_priors, clear_stale)
 
 
-def _items_consensus_update(item_ids, method, class_priors, clear_stale):
+def _items_consensus_update(
+    item_ids: list[int], method: str, class_priors: Sequence[float] | None, clear_stale: bool
+) -> None:
     items = list(
         Item.objects.select_for_update(no_key=True, of=("self",))
         .filter(pk__in=item_ids)
@@ -109,7 +131,7 @@ def _items_consensus_update(item_ids, method, class_priors, clear_stale):
         Item.objects.filter(pk__in=item_ids, consensus_stale_since__isnull=False).update(consensus_stale_since=None)
     beliefs = _item_beliefs(set(item_ids))
     beliefs.update(_model_beliefs(set(item_ids)))
-    by_project: dict[int, tuple] = {}
+    by_project: dict[int, tuple[Project, list[Item]]] = {}
     for item in items:
         by_project.setdefault(item.project_id, (item.project, []))[1].append(item)
     for project, project_items in by_project.values():
@@ -125,7 +147,7 @@ def _items_consensus_update(item_ids, method, class_priors, clear_stale):
         _consensus_save(project, label_ids, posteriors, method, project_items, believed=set(beliefs))
 
 
-def _item_beliefs(item_ids):
+def _item_beliefs(item_ids: Collection[int]) -> dict[int, Belief]:
     """``{item_id: (label_id, confidence)}``: the semi-supervised round's calibrated
     belief about each item, a prior in truth inference. An accepted pseudo-label that a
     verify answer rejected is demoted (its item goes back to plain choice questions); the
@@ -146,7 +168,7 @@ def _item_beliefs(item_ids):
     return {item_id: (label_id, float(confidence)) for item_id, label_id, confidence, _ in rows}
 
 
-def _model_beliefs(item_ids):
+def _model_beliefs(item_ids: Collection[int]) -> dict[int, Belief]:
     """``{item_id: (label_id, confidence)}`` from each project's active model: its
     calibrated probability of being right, learned on labels it did not train on."""
     return {
@@ -166,7 +188,10 @@ answer is likely to settle come first; the answer cap sends hopeless ones to rev
 TYPICAL_ACCURACY = 0.75
 
 
-def _consensus_save(project, label_ids, posteriors, method, items=None, believed=frozenset()):
+def _consensus_save(
+    project: Project, label_ids: Sequence[int], posteriors: Posteriors, method: str,
+    items: Iterable[Item] | None = None, believed: Collection[int] = frozenset(),
+) -> None:
     """Upsert consensus rows, move item statuses and re-rank started items. ``posteriors``
     maps item id to ``(posterior, n_answers, n_votes)``."""
     ids = list(posteriors)
@@ -175,9 +200,9 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
     current = {item.pk: item.status for item in items}
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-    rows: list = []
-    moves: dict = {}
-    finish: dict = {}
+    rows: list[Consensus] = []
+    moves: dict[str, list[int]] = {}
+    finish: dict[int, float] = {}
     held = audit.held_items(ids)
     for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)
@@ -232,7 +257,7 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
 # --- Full path --------------------------------------------------------------------------------
 
 
-def aggregate_maybe_schedule(project_id, n_new):
+def aggregate_maybe_schedule(project_id: int, n_new: int) -> bool:
     """Count new answers; every ``CROWDLOOP_AGGREGATE_EVERY`` of them, queue a full run."""
     key = f"crowdloop:answers-since-aggregate:{project_id}"
     every = settings.CROWDLOOP_AGGREGATE_EVERY
@@ -251,7 +276,7 @@ def aggregate_maybe_schedule(project_id, n_new):
     return False
 
 
-def project_aggregate(project):
+def project_aggregate(project: Project) -> PipelineRun | None:
     """Re-run truth inference for ``project``; returns the run, or ``None`` when another
     run is in progress. Same answers give the same consensus rows."""
     run = pipeline_run_start(project, PipelineKind.AGGREGATE)
@@ -286,7 +311,7 @@ def project_aggregate(project):
         raise
 
 
-def _worker_skills_save(project, fit):
+def _worker_skills_save(project: Project, fit: bridge.AggregateFit) -> None:
     existing = dict(WorkerSkill.objects.filter(project=project).values_list("worker_id", "id"))
     rows = [
         WorkerSkill(
@@ -304,7 +329,9 @@ def _worker_skills_save(project, fit):
             Worker.objects.filter(pk=row.worker_id).update(skill=row.accuracy)
 
 
-def item_label_known(item, label, *, source=KnownLabelSource.SETTLED, user=None):
+def item_label_known(
+    item: Item, label: LabelClass, *, source: str = KnownLabelSource.SETTLED, user: User | None = None
+) -> None:
     """Make ``label`` the item's known label by hand, clamped in truth inference from now
     on: ``SETTLED`` decides the item, ``GOLD`` also makes it a control item."""
     with transaction.atomic():
@@ -312,7 +339,7 @@ def item_label_known(item, label, *, source=KnownLabelSource.SETTLED, user=None)
     items_consensus_update([item.pk])
 
 
-def project_aggregate_enqueue(project_id):
+def project_aggregate_enqueue(project_id: int) -> None:
     """Queue a full truth-inference run of the project, through the outbox (sent once
     the transaction commits)."""
     from labeling.tasks import cpu_project_aggregate_task
@@ -320,7 +347,7 @@ def project_aggregate_enqueue(project_id):
     task_send(cpu_project_aggregate_task, project_id)
 
 
-def projects_aggregate_all():
+def projects_aggregate_all() -> None:
     """For the periodic schedule: queue a full run for every project with answers."""
     for project_id in Project.objects.filter(items__answers__isnull=False).values_list("pk", flat=True).distinct():
         project_aggregate_enqueue(project_id)

@@ -119,16 +119,16 @@ def posterior_from_evidence(
     return scores / scores.sum()
 
 
-def settle_chance(posterior: ndarray, accuracy: float, threshold: float) -> float:
+def settle_chance(posterior: ArrayLike, accuracy: float, threshold: float) -> float:
     """Probability that one more K-way answer, from a worker right with probability
     ``accuracy`` (wrong uniformly otherwise), brings the item's top posterior to
     ``threshold``: the value of asking this item again rather than starting another."""
-    posterior = np.asarray(posterior, dtype=float)
-    confusion = one_coin_confusion(float(np.clip(accuracy, 1e-3, 1 - 1e-3)), posterior.shape[0])
-    answer_proba = posterior @ confusion
+    probs = np.asarray(posterior, dtype=float)
+    confusion = one_coin_confusion(float(np.clip(accuracy, 1e-3, 1 - 1e-3)), probs.shape[0])
+    answer_proba = probs @ confusion
     chance = 0.0
-    for label in range(posterior.shape[0]):
-        after = posterior * confusion[:, label]
+    for label in range(probs.shape[0]):
+        after = probs * confusion[:, label]
         if after.max() / after.sum() >= threshold:
             chance += answer_proba[label]
     return float(chance)
