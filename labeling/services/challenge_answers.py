@@ -6,14 +6,19 @@ challenge (a second answer is refused), then the answers go through the one narr
 write (:func:`~labeling.services.answers.answers_insert`); consensus follows after the
 commit.
 """
+from __future__ import annotations
+
 import math
 import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
 
-from labeling.models import Challenge, ChallengeItem, ChallengeKind, ChallengeStatus, Lease, Site, SiteMode
+from labeling.models import Answer, Challenge, ChallengeItem, ChallengeKind, ChallengeStatus, Lease, Site, SiteMode
 from labeling.services import difficulty, hot
 from labeling.services.answers import AnswerInput, answers_insert, answers_settle
 from labeling.services.challenges import (
@@ -21,6 +26,7 @@ from labeling.services.challenges import (
     TEST_TOKENS,
     AnswerOutcome,
     ChallengeRefused,
+    ClientInfo,
     TestChallenge,
     _now,
 )
@@ -31,7 +37,9 @@ from labeling.services.tokens import challenge_token_generator
 MAX_RESPONSE_ENTRIES = 64
 
 
-def challenge_answer(*, challenge_id, data, client, now=None):
+def challenge_answer(
+    *, challenge_id: object, data: object, client: ClientInfo, now: datetime | None = None
+) -> AnswerOutcome:
     """Judge the answer ``data`` to a challenge, once. Returns an :class:`AnswerOutcome`.
 
     Passing needs the site's share of control tiles right, no faster than its minimum
@@ -59,7 +67,9 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     # Graded from what the tiles recorded at issue: no read of the hot control rows.
     known = {tile.item_id: tile.expected_label_id for tile in tiles if tile.is_control}
     elapsed_ms = int((now - challenge.issued_at).total_seconds() * 1000)
-    graded = [_grade(challenge, tile, responses.get(tile.public_id), known) for tile in tiles]
+    # Choice answers name labels: their ids, read once per answer.
+    label_ids = _label_ids(challenge) if challenge.kind == ChallengeKind.CHOICE else {}
+    graded = [_grade(challenge, tile, responses.get(tile.public_id), known, label_ids) for tile in tiles]
     controls = [
         correct for tile, (_, correct) in zip(tiles, graded, strict=True) if tile.is_control and correct is not None
     ]
@@ -67,7 +77,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
     passed = bool(controls) and sum(controls) >= needed and not too_fast
     outcome = ChallengeStatus.PASSED if passed else ChallengeStatus.FAILED
-    rows = []
+    rows: list[Answer] = []
     with transaction.atomic():
         # The one conditional update that makes an answer count once.
         claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
@@ -86,7 +96,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
             weight = difficulty.looked_probability(
                 challenge.kind, len(hot.project_labels(challenge.project)), len(controls), sum(controls)
             )
-            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms, weight)
+            inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms, weight, label_ids)
             rows = answers_insert(worker=challenge.worker, inputs=inputs, source="widget", now=now)
     if not passed:
         return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
@@ -96,7 +106,7 @@ def challenge_answer(*, challenge_id, data, client, now=None):
     return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
 
 
-def _needed(challenge, n_controls):
+def _needed(challenge: Challenge, n_controls: int) -> int:
     """Right control answers needed to pass: the site's automatic rule for this kind,
     or its share of the control tiles."""
     site = challenge.site
@@ -108,14 +118,14 @@ def _needed(challenge, n_controls):
     return math.ceil(site.pass_share * n_controls - 1e-9)
 
 
-def _uuid_or_none(value):
+def _uuid_or_none(value: object) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value)[:64])
     except ValueError:
         return None
 
 
-def _test_answer(challenge_id):
+def _test_answer(challenge_id: object) -> AnswerOutcome:
     try:
         site_id = signing.loads(
             str(challenge_id)[:500], salt=TEST_CHALLENGE_SALT, max_age=settings.CROWDLOOP_CHALLENGE_TTL_S
@@ -128,7 +138,7 @@ def _test_answer(challenge_id):
     return AnswerOutcome(True, TEST_TOKENS[SiteMode(site.mode)], TestChallenge(id=str(challenge_id), site=site, expires_at=None))
 
 
-def _responses_parse(challenge, tiles, data):
+def _responses_parse(challenge: Challenge, tiles: Sequence[ChallengeItem], data: object) -> dict[str, Any]:
     """``{public_id: response}`` from the client's JSON; refuses malformed input with
     ``bad-request`` before anything is stored."""
     bad = ChallengeRefused("bad-request", "Malformed answer.")
@@ -157,7 +167,10 @@ def _responses_parse(challenge, tiles, data):
     return dict(answers)
 
 
-def _grade(challenge, tile, response, known):
+def _grade(
+    challenge: Challenge, tile: ChallengeItem, response: Any, known: Mapping[int, int | None],
+    label_ids: Mapping[str, int],
+) -> tuple[Any, bool | None]:
     """``(response to keep, correct)``; ``correct`` is ``None`` for unknown tiles and
     for control tiles whose label is no longer known."""
     if challenge.kind == ChallengeKind.GRID:
@@ -171,22 +184,24 @@ def _grade(challenge, tile, response, known):
         return response, response == (expected == challenge.target_label_id)
     if challenge.kind == ChallengeKind.VERIFY:
         return response, response == (expected == tile.proposed_label_id)
-    return response, _label_id(challenge, response) == expected
+    return response, label_ids.get(response) == expected
 
 
-def _label_id(challenge, name):
-    if not hasattr(challenge, "_label_ids"):
-        challenge._label_ids = {label.name: label.pk for label in hot.project_labels(challenge.project)}
-    return challenge._label_ids.get(name)
+def _label_ids(challenge: Challenge) -> dict[str, int]:
+    """``{name: label id}`` of the challenge's project."""
+    return {label.name: label.pk for label in hot.project_labels(challenge.project)}
 
 
-def _answer_inputs(challenge, tiles, graded, elapsed_ms, weight):
+def _answer_inputs(
+    challenge: Challenge, tiles: Sequence[ChallengeItem], graded: Sequence[tuple[Any, bool | None]], elapsed_ms: int,
+    weight: float, label_ids: Mapping[str, int],
+) -> list[AnswerInput]:
     """Answers of a passed challenge. Grid: a selected tile confirms the target label, an
     unselected one rejects it. Verify: yes/no on the proposed label. Choice: the label.
     Each carries ``weight``, how sure the pass makes us that the visitor looked
     (:func:`~labeling.services.difficulty.looked_probability`): truth inference mixes
     the answer with a blind guess by that much."""
-    inputs = []
+    inputs: list[AnswerInput] = []
     per_tile_ms = elapsed_ms // max(len(tiles), 1)
     ref = str(challenge.pk)
     for tile, (response, correct) in zip(tiles, graded, strict=True):
@@ -199,9 +214,9 @@ def _answer_inputs(challenge, tiles, graded, elapsed_ms, weight):
                 continue
             label_id, verdict = tile.proposed_label_id, bool(response)
         else:
-            label_id, verdict = _label_id(challenge, response) if response is not None else None, None
-            if label_id is None:
-                continue
+            label_id, verdict = label_ids.get(response) if response is not None else None, None
+        if label_id is None:  # a choice answer without a label (grid and verify tiles always have one)
+            continue
         inputs.append(
             AnswerInput(
                 item=tile.item, label_id=label_id, task_ref=ref, verdict=verdict, is_control=tile.is_control,

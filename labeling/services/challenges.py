@@ -15,10 +15,15 @@ Answering (grading, storing a pass) lives in :mod:`~labeling.services.challenge_
 Test keys (``SiteMode.TEST_PASS`` / ``TEST_FAIL``) never touch items: their challenge
 is a signed id with no tiles, and their tokens are fixed dummies.
 """
+from __future__ import annotations
+
 import functools
 import random
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
 
 from django.conf import settings
 from django.core import signing
@@ -33,6 +38,7 @@ from labeling.models import (
     DataKind,
     Item,
     ItemStatus,
+    Project,
     PseudoLabel,
     Site,
     SiteMode,
@@ -84,24 +90,24 @@ class TestChallenge:
 
     id: str
     site: Site
-    expires_at: object
+    expires_at: datetime | None
     kind: str = "test"
-    tiles: list = field(default_factory=list)
+    tiles: list[ChallengeItem] = field(default_factory=list)
 
 
 @dataclass
 class AnswerOutcome:
     passed: bool
     token: str | None
-    challenge: object
+    challenge: Challenge | TestChallenge
     reason: str = ""
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
-def _rng():
+def _rng() -> random.Random:
     """Where the randomness of issuing and rendering comes from (a seam for tests)."""
     return random.SystemRandom()
 
@@ -109,14 +115,14 @@ def _rng():
 # --- Visitors ---------------------------------------------------------------------------------
 
 
-def visitor_get(site, client):
+def visitor_get(site: Site, client: ClientInfo) -> Worker:
     """The visitor worker for this client on this site (created on first sight)."""
     key = visitor_key(ip=client.ip, user_agent=client.user_agent, site_id=site.pk)
     worker, _ = Worker.objects.get_or_create(visitor_key=key, defaults={"kind": WorkerKind.VISITOR})
     return worker
 
 
-def visitor_strikes(worker, *, now):
+def visitor_strikes(worker: Worker, *, now: datetime) -> int:
     """Failed challenges since the visitor's last pass (within the strike window); a
     failure faster than the site's minimum solve time counts twice. One query: the
     window's answered challenges, newest first, up to the last pass."""
@@ -137,7 +143,7 @@ def visitor_strikes(worker, *, now):
     return strikes
 
 
-def _visitor_admit(worker, *, now):
+def _visitor_admit(worker: Worker, *, now: datetime) -> int:
     """Extra control items this visitor gets; refuses blocked visitors and those paused
     or banned platform-wide (a project's own ban only keeps them out of that project)."""
     if worker.status != WorkerStatus.ACTIVE:
@@ -153,14 +159,26 @@ def _visitor_admit(worker, *, now):
 # --- Issuing ----------------------------------------------------------------------------------
 
 
+PlanTile: TypeAlias = tuple[Item, "int | None", "int | None", "str | None"]
+"""A tile of a planned challenge: (item, expected label id of a control tile or None,
+proposed label id, public id of its lease or None)."""
+
+
 @dataclass
 class _Plan:
     kind: str
     target_label_id: int | None
-    tiles: list  # (item, expected label id of a control tile or None, proposed_label_id, public_id or None)
+    tiles: list[PlanTile]
 
 
-def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
+Planner: TypeAlias = Callable[[Project, Worker, int, datetime, random.Random], "_Plan | None"]
+"""A planner of one kind of challenge: ``(project, worker, n_control, now, rng)``."""
+
+
+def challenge_issue(
+    *, sitekey: object, client: ClientInfo, now: datetime | None = None, rng: random.Random | None = None,
+    kind: str | None = None,
+) -> Challenge | TestChallenge:
     """A new challenge for ``client`` on the site with ``sitekey``.
 
     Raises :class:`ChallengeRefused` for an unknown key, a hostname the site does not
@@ -203,7 +221,9 @@ def challenge_issue(*, sitekey, client, now=None, rng=None, kind=None):
     raise ChallengeRefused("no-challenge-available", "This site has nothing to ask right now.")
 
 
-def _plan(project, worker, site, extra, now, rng, kind):
+def _plan(
+    project: Project, worker: Worker, site: Site, extra: int, now: datetime, rng: random.Random, kind: str | None
+) -> _Plan | None:
     n_labels = len(hot.project_labels(project))
     kinds = [kind] if kind else _kinds_in_order(rng, choice_first=site.difficulty_auto and n_labels >= 3)
     for candidate in kinds:
@@ -211,17 +231,18 @@ def _plan(project, worker, site, extra, now, rng, kind):
             n_control = difficulty.pass_rule(candidate, n_labels).controls + extra
         else:
             n_control = max(site.control_items + extra, 1)
-        plan = {
+        planners: dict[str, Planner] = {
             ChallengeKind.GRID: _plan_grid,
             ChallengeKind.CHOICE: _plan_choice,
             ChallengeKind.VERIFY: _plan_verify,
-        }[candidate](project, worker, n_control, now, rng)
+        }
+        plan = planners[candidate](project, worker, n_control, now, rng)
         if plan is not None:
             return plan
     return None
 
 
-def _kinds_in_order(rng, choice_first=False):
+def _kinds_in_order(rng: random.Random, choice_first: bool = False) -> list[str]:
     """Verify first half of the time (it checks pseudo-labels when there are any), then
     grid or choice. With ``choice_first`` (automatic difficulty, three labels or more),
     choice questions come first and verify a third of the time: a choice control tile is
@@ -237,7 +258,10 @@ def _kinds_in_order(rng, choice_first=False):
     return [*rest, ChallengeKind.VERIFY]
 
 
-def _controls(project, worker, n, rng, exclude_ids=(), now=None):
+def _controls(
+    project: Project, worker: Worker, n: int, rng: random.Random, exclude_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> list[tuple[Item, int]]:
     """Up to ``n`` ``(item, label_id)`` control pairs from the control pool for a choice
     question, each of a label drawn evenly among those the candidates carry: the pool's
     own mix of labels (mostly one label, say) must not make one answer a good guess,
@@ -246,10 +270,10 @@ def _controls(project, worker, n, rng, exclude_ids=(), now=None):
     pool = control_pool.pool_pick(
         project, worker=worker, n=max(n, 2 * n_labels), exclude_ids=exclude_ids, rng=rng, now=now
     )
-    by_label: dict[int, list] = {}
+    by_label: dict[int, list[tuple[int, int]]] = {}
     for pair in pool:
         by_label.setdefault(pair[1], []).append(pair)
-    chosen = []
+    chosen: list[tuple[int, int]] = []
     for _ in range(n):
         labels = sorted(label for label, pairs in by_label.items() if pairs)
         if not labels:
@@ -259,12 +283,15 @@ def _controls(project, worker, n, rng, exclude_ids=(), now=None):
     return _with_items(chosen)
 
 
-def _with_items(pairs):
+def _with_items(pairs: Sequence[tuple[int, int]]) -> list[tuple[Item, int]]:
     items = Item.objects.in_bulk([item_id for item_id, _ in pairs])
     return [(items[item_id], label_id) for item_id, label_id in pairs if item_id in items]
 
 
-def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
+def _controls_for(
+    project: Project, worker: Worker, n: int, target: int, rng: random.Random, exclude_ids: Iterable[int] = (),
+    now: datetime | None = None,
+) -> list[tuple[Item, int]]:
     """``n`` control items for a prompt about ``target``: each one, at random, a positive
     (its label is the target) or a negative, so that no prompt says which tiles are
     control or what they show. The count of positives is drawn first (binomial, 1/2)
@@ -280,14 +307,14 @@ def _controls_for(project, worker, n, target, rng, exclude_ids=(), now=None):
     return _with_items(positives + negatives)
 
 
-def _lease(project, worker, items, now):
+def _lease(project: Project, worker: Worker, items: Sequence[Item], now: datetime) -> list[tuple[Item, str]]:
     leases = selection.leases_grant(
         worker=worker, items=items, ttl_seconds=settings.CROWDLOOP_CHALLENGE_TTL_S, now=now
     )
     return [(lease.item, lease.public_id) for lease in leases]
 
 
-def _grid_target(project, unknown, rng):
+def _grid_target(project: Project, unknown: Sequence[Item], rng: random.Random) -> int | None:
     """The label a grid asks for, chosen without looking at its control tiles: half of
     the time the pseudo-label of one of its unknown tiles (so that the answers are
     useful), otherwise any of the project's labels."""
@@ -299,7 +326,7 @@ def _grid_target(project, unknown, rng):
     return rng.choice(labels) if labels else None
 
 
-def _plan_grid(project, worker, n_control, now, rng):
+def _plan_grid(project: Project, worker: Worker, n_control: int, now: datetime, rng: random.Random) -> _Plan | None:
     """Nine tiles. The target comes first, from the unknown tiles or at random; the
     control tiles are then positives or negatives for it at random, so a grid may have
     no positive at all (then selecting none of its controls is right)."""
@@ -317,24 +344,28 @@ def _plan_grid(project, worker, n_control, now, rng):
         controls = _controls_for(project, worker, n_control, target, rng, exclude_ids=exclude_ids, now=now)
     if len(controls) < n_control or len(controls) + len(unknown) < MIN_GRID_TILES:
         return None
-    tiles = [(item, label_id, None, None) for item, label_id in controls]
+    tiles: list[PlanTile] = [(item, label_id, None, None) for item, label_id in controls]
     tiles += [(item, None, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.GRID, target, tiles)
 
 
-def _plan_choice(project, worker, n_control, now, rng):
+def _plan_choice(
+    project: Project, worker: Worker, n_control: int, now: datetime, rng: random.Random
+) -> _Plan | None:
     controls = _controls(project, worker, n_control, rng, now=now)
     if len(controls) < n_control:
         return None
     unknown = selection.unknown_items_pick(
         project, worker=worker, n=CHOICE_UNKNOWN, exclude_ids=[i.pk for i, _ in controls], now=now, for_update=True
     )
-    tiles = [(item, label_id, None, None) for item, label_id in controls]
+    tiles: list[PlanTile] = [(item, label_id, None, None) for item, label_id in controls]
     tiles += [(item, None, None, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.CHOICE, None, tiles)
 
 
-def _plan_verify(project, worker, n_control, now, rng):
+def _plan_verify(
+    project: Project, worker: Worker, n_control: int, now: datetime, rng: random.Random
+) -> _Plan | None:
     """Yes/no on one proposed label: unknown tiles are pseudo-labeled items carrying it
     (ordered by the project's selection strategy; the label most of them carry). The
     control tiles are then positives or negatives for it at random, like a grid's."""
@@ -347,7 +378,7 @@ def _plan_verify(project, worker, n_control, now, rng):
     proposed = dict(PseudoLabel.objects.filter(item_id__in=pseudo_ids).values_list("item_id", "label_id"))
     if not proposed:
         return None
-    by_label: dict[int, list] = {}
+    by_label: dict[int, list[Item]] = {}
     for item in candidates:
         if item.pk in proposed:
             by_label.setdefault(proposed[item.pk], []).append(item)
@@ -358,12 +389,15 @@ def _plan_verify(project, worker, n_control, now, rng):
     )
     if len(controls) < n_control:
         return None
-    tiles = [(item, label_id, target, None) for item, label_id in controls]
+    tiles: list[PlanTile] = [(item, label_id, target, None) for item, label_id in controls]
     tiles += [(item, None, target, public_id) for item, public_id in _lease(project, worker, unknown, now)]
     return _Plan(ChallengeKind.VERIFY, target, tiles)
 
 
-def _challenge_save(site, project, worker, plan, now, expires_at, rng):
+def _challenge_save(
+    site: Site, project: Project, worker: Worker, plan: _Plan, now: datetime, expires_at: datetime,
+    rng: random.Random,
+) -> Challenge:
     challenge = Challenge.objects.create(
         site=site, project=project, worker=worker, kind=plan.kind, target_label_id=plan.target_label_id,
         issued_at=now, expires_at=expires_at,
@@ -389,11 +423,13 @@ def _challenge_save(site, project, worker, plan, now, expires_at, rng):
 # --- What the client sees -------------------------------------------------------------------------
 
 
-def challenge_payload(challenge, *, image_url):
+def challenge_payload(
+    challenge: Challenge | TestChallenge, *, image_url: Callable[[uuid.UUID, str], str]
+) -> dict[str, Any]:
     """The JSON a widget gets: opaque tile ids, signed image URLs or inline texts, and
     never a label of an item, a control flag, a database id or a file name.
     ``image_url(challenge_id, public_id)`` builds an absolute, signed URL."""
-    expires_at = challenge.expires_at.isoformat().replace("+00:00", "Z")
+    expires_at = challenge.expires_at.isoformat().replace("+00:00", "Z") if challenge.expires_at else None
     if isinstance(challenge, TestChallenge):
         return {
             "id": challenge.id, "kind": "test", "items": [], "expires_at": expires_at,
@@ -405,11 +441,12 @@ def challenge_payload(challenge, *, image_url):
     target = names.get(challenge.target_label_id) if challenge.target_label_id else None
     is_text = project.data_kind == DataKind.TEXT
     noun = "text" if is_text else "image"
-    prompt = {
+    prompts: dict[str, str] = {
         ChallengeKind.GRID: f"Select every {noun} of “{target}”",
         ChallengeKind.CHOICE: "Which label fits this text?" if is_text else "What does this image show?",
         ChallengeKind.VERIFY: f"Is this “{target}”?",
-    }[challenge.kind]
+    }
+    prompt = prompts[challenge.kind]
     items = []
     tiles = getattr(challenge, "tiles_issued", None) or challenge.tiles.select_related("item").order_by("position")
     for tile in tiles:
@@ -425,7 +462,9 @@ def challenge_payload(challenge, *, image_url):
     return payload
 
 
-def challenge_image(*, challenge_id, public_id, now=None, rng=None):
+def challenge_image(
+    *, challenge_id: uuid.UUID | str, public_id: str, now: datetime | None = None, rng: random.Random | None = None
+) -> bytes:
     """PNG bytes of a tile's image, while its challenge has not expired: a fresh
     rendering at every request (:func:`~labeling.services.media.image_render`)."""
     now = now or _now()

@@ -5,8 +5,12 @@ Answers are written by the one narrow write,
 (:func:`~labeling.services.answers.answers_settle`), and the quality rules run only
 after a submission that could break one (a control answer, a skip, a fast answer).
 """
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -14,7 +18,18 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from labeling.models import Answer, AnswerSource, Item, Lease, Skip, Worker, WorkerDecision, WorkerStatus
+from labeling.models import (
+    Answer,
+    AnswerSource,
+    Item,
+    LabelClass,
+    Lease,
+    Project,
+    Skip,
+    Worker,
+    WorkerDecision,
+    WorkerStatus,
+)
 from labeling.services import feedback, hot, selection
 from labeling.services.accounts import UndoRefused, UnknownTask, worker_ensure_active
 from labeling.services.answers import AnswerInput, answers_insert, answers_settle
@@ -24,7 +39,7 @@ from labeling.services.rules import quality_rules_for, worker_rules_apply
 from labeling.services.worker_status import worker_status_in
 
 
-def _now():
+def _now() -> datetime:
     return timezone.now()
 
 
@@ -45,19 +60,22 @@ class TaskOutcome:
     lease_id: str
     key: str
     status: str  # stored, duplicate, expired
-    feedback: dict | None = None
+    feedback: dict[str, Any] | None = None
     skipped: bool = False
 
 
 @dataclass
 class SubmitResult:
-    outcomes: list
+    outcomes: list[TaskOutcome]
     decision: WorkerDecision | None = None
     worker: Worker | None = None
     status: str = WorkerStatus.ACTIVE  # the worker's status in the project after the rules ran
 
 
-def task_answers_submit(*, worker, project, answers, status=None, now=None):
+def task_answers_submit(
+    *, worker: Worker, project: Project, answers: Sequence[TaskAnswer], status: str | None = None,
+    now: datetime | None = None,
+) -> SubmitResult:
     """Store a batch of answers (and skips) for leases held by ``worker`` in ``project``.
 
     Idempotent per client key: a key already stored answers ``duplicate`` and stores
@@ -119,7 +137,10 @@ def task_answers_submit(*, worker, project, answers, status=None, now=None):
     return SubmitResult(outcomes=outcomes, decision=decision, worker=worker, status=status)
 
 
-def _answers_judge(worker, project, answers, leases, items, labels, now):
+def _answers_judge(
+    worker: Worker, project: Project, answers: Sequence[TaskAnswer], leases: Mapping[str, Lease],
+    items: Mapping[int, Item], labels: Mapping[str, LabelClass], now: datetime,
+) -> tuple[list[TaskOutcome], list[AnswerInput], list[Skip], set[int], bool]:
     """Each answer's outcome, the answers and skips to store, the leases to close, and
     whether the quality rules may have been broken (a control answer, a skip or a fast
     answer)."""
@@ -147,12 +168,14 @@ def _answers_judge(worker, project, answers, leases, items, labels, now):
     for answer in answers:
         lease = leases[answer.lease_id]
         item = items[lease.item_id]
-        control = by_id.get(control_labels.get(item.pk))
+        control_id = control_labels.get(item.pk)
+        control = by_id.get(control_id) if control_id is not None else None
         previous = stored.get(answer.key)
         if previous is not None or (answer.label is None and item.pk in skipped):
             told = None
             if previous is not None and previous.correct is False and item.pk in explained:
-                label = by_id.get(selection.control_label_of([item]).get(item.pk))
+                known_id = selection.control_label_of([item]).get(item.pk)
+                label = by_id.get(known_id) if known_id is not None else None
                 told = feedback.feedback_payload(label) if label is not None else None
             outcomes.append(TaskOutcome(lease.public_id, answer.key, "duplicate", told, previous is None))
             continue
@@ -186,7 +209,7 @@ def _answers_judge(worker, project, answers, leases, items, labels, now):
     return outcomes, inputs, skips, consumed, rules_due
 
 
-def answer_undo(*, worker, key, now=None):
+def answer_undo(*, worker: Worker, key: str, now: datetime | None = None) -> Lease:
     """Delete the worker's answer with client key ``key`` if it is younger than
     ``CROWDLOOP_UNDO_WINDOW_S``: counters go back, the consensus of the item is
     recomputed and the lease reopens, so the item can be answered again. Returns the
