@@ -20,14 +20,19 @@ Accepted pseudo-labels put their item in ``pseudo_labeled``: it is then served a
 cheap ``verify`` challenge, whose confirmations count as human votes (through truth
 inference) and whose rejections send the item back to ``choice``.
 """
+from __future__ import annotations
+
 import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from numpy import ndarray
 
 from labeling import bridge
 from labeling.models import (
@@ -37,7 +42,9 @@ from labeling.models import (
     ItemStatus,
     KnownLabel,
     PipelineKind,
+    PipelineRun,
     Prediction,
+    Project,
     PseudoLabel,
     PseudoLabelSource,
     Split,
@@ -53,17 +60,28 @@ from labeling.services.pipeline import (
     pipeline_run_start,
 )
 
+if TYPE_CHECKING:
+    from sklearn.cluster import KMeans
+
+    from ml.active import Selection
+    from ml.propagation import PseudoLabeler
+
 logger = logging.getLogger(__name__)
 
+Progress: TypeAlias = Callable[[float, str], object]
+"""``progress(fraction, message)``: reports how far a round has come."""
 
-def pipeline_start(project):
+
+def pipeline_start(project: Project) -> None:
     """Queue a semi-supervised round on the ``cpu`` queue; returns at once."""
     from labeling.tasks import cpu_semisupervised_task
 
     task_send(cpu_semisupervised_task, project.pk)
 
 
-def representation(project, items, y, progress=None):
+def representation(
+    project: Project, items: Sequence[Item], y: ndarray, progress: Progress | None = None
+) -> tuple[ndarray, str, dict[str, dict[str, float]]]:
     """The features the round and the models work on: each candidate representation of
     ``items`` measured on the human labels ``y`` (``-1`` unlabeled) when every labeled
     class has two labels, the best reduced to at most 32 dimensions. Returns
@@ -85,11 +103,11 @@ def representation(project, items, y, progress=None):
 
 
 TEXT_HASH_FEATURES = 2**18
-_embedded: OrderedDict[object, np.ndarray] = OrderedDict()
+_embedded: OrderedDict[bytes, ndarray] = OrderedDict()
 _embedded_lock = threading.Lock()
 
 
-def _sentence_embeddings_cached(texts):
+def _sentence_embeddings_cached(texts: Sequence[str]) -> ndarray:
     """MiniLM vectors of ``texts``, each text embedded once per process (rounds and runs
     embed the same items again and again); at most ``CROWDLOOP_TEXT_EMBEDDING_CACHE``
     vectors are kept, the least recently used dropped first."""
@@ -112,14 +130,14 @@ def _sentence_embeddings_cached(texts):
     return np.stack([known[key] for key in keys]) if keys else np.zeros((0, 384), dtype=np.float32)
 
 
-def _text_features(items, progress=None):
+def _text_features(items: Sequence[Item], progress: Progress | None = None) -> dict[str, ndarray]:
     """Texts: hashed TF-IDF + SVD always (no vocabulary, no download); with the optional
     ``text-embeddings`` extra, all-MiniLM-L6-v2 sentence embeddings too, and the human
     labels choose between them (:func:`representation`)."""
     from ml.features import TextFeatures, sentence_embeddings_available
 
     texts = [item.text for item in items]
-    candidates = {}
+    candidates: dict[str, ndarray] = {}
     if settings.CROWDLOOP_TEXT_EMBEDDINGS and sentence_embeddings_available():
         if progress:
             progress(0.15, "sentence embeddings")
@@ -131,7 +149,7 @@ def _text_features(items, progress=None):
     return candidates
 
 
-def _features(project, items, progress=None):
+def _features(project: Project, items: Sequence[Item], progress: Progress | None = None) -> dict[str, ndarray]:
     """Candidate representations of ``items``."""
     from ml.features import ImageFeatures
 
@@ -158,7 +176,7 @@ def _features(project, items, progress=None):
     return candidates
 
 
-def project_semisupervised(project):
+def project_semisupervised(project: Project) -> PipelineRun | None:
     """Run one round for ``project``; returns the run or ``None`` if one is running."""
     run = pipeline_run_start(project, PipelineKind.CLUSTER)
     if run is None:
@@ -173,7 +191,7 @@ def project_semisupervised(project):
         raise
 
 
-def _round(project, run):
+def _round(project: Project, run: PipelineRun) -> PipelineRun:
     from ml.active import select
     from ml.cluster import (
         default_n_clusters,
@@ -241,7 +259,10 @@ def _round(project, run):
     )
 
 
-def _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, representatives, coords):
+def _cold_round(
+    project: Project, run: PipelineRun, items: Sequence[Item], y: ndarray, X: ndarray, n_clusters: int,
+    cluster_labels: ndarray, kmeans: KMeans, representatives: ndarray, coords: ndarray,
+) -> PipelineRun:
     """A round before two classes have human labels: clusters, the map and coverage
     priorities, so that the first unknown items served are representatives of uncovered
     clusters. No pseudo-labels: nothing to spread yet."""
@@ -262,7 +283,7 @@ def _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, r
     )
 
 
-def _model_probabilities(project, items, label_ids):
+def _model_probabilities(project: Project, items: Sequence[Item], label_ids: Sequence[int]) -> ndarray | None:
     """The active model's class probabilities per item (from its Prediction rows)."""
     if project.active_run_id is None:
         return None
@@ -286,7 +307,10 @@ def _model_probabilities(project, items, label_ids):
     return proba
 
 
-def _save(project, items, label_ids, labeler, cluster_labels, representatives, coords, selection):
+def _save(
+    project: Project, items: Sequence[Item], label_ids: Sequence[int], labeler: PseudoLabeler, cluster_labels: ndarray,
+    representatives: ndarray, coords: ndarray, selection: Selection,
+) -> None:
     ids = [item.pk for item in items]
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     labeled = {item.pk for item in items if item.status == ItemStatus.LABELED} | known
@@ -312,7 +336,9 @@ def _save(project, items, label_ids, labeler, cluster_labels, representatives, c
         hot.pseudo_labels_changed(items[0].project_id)
 
 
-def _map_save(items, cluster_labels, representatives, coords, selection):
+def _map_save(
+    items: Sequence[Item], cluster_labels: ndarray, representatives: ndarray, coords: ndarray, selection: Selection
+) -> None:
     """Replace the items' clusters and 2-D map, and save the selection's priorities.
     Call inside the round's transaction."""
     ids = [item.pk for item in items]
@@ -327,7 +353,7 @@ def _map_save(items, cluster_labels, representatives, coords, selection):
     _priorities_save(ids, priority)
 
 
-def _priorities_save(ids, priority):
+def _priorities_save(ids: Sequence[int], priority: Mapping[int, tuple[float, str]]) -> None:
     """Save the round's selection scores. A started item (answered, still servable) keeps
     the higher score that consensus gave it for finishing it (see
     ``consensus.FINISH_PRIORITY``)."""
@@ -346,7 +372,7 @@ def _priorities_save(ids, priority):
     Item.objects.bulk_update(changed, ["priority", "priority_reason"], batch_size=2000)
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
