@@ -27,6 +27,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -61,7 +62,6 @@ from labeling.services.pipeline import (
 )
 
 if TYPE_CHECKING:
-    from sklearn.cluster import KMeans
 
     from ml.active import Selection
     from ml.propagation import PseudoLabeler
@@ -192,24 +192,9 @@ def project_semisupervised(project: Project) -> PipelineRun | None:
 
 
 def _round(project: Project, run: PipelineRun) -> PipelineRun:
-    from ml.active import select
-    from ml.cluster import (
-        default_n_clusters,
-        fit_clusters,
-        nearest_to_centroids,
-        project_2d,
-    )
-    from ml.propagation import PseudoLabeler
-
     pipeline_run_progress(run, 0.05, "loading items")
     items = list(Item.objects.filter(project=project, split=Split.POOL).order_by("id").only("id", "image", "text", "status"))
-    positions, label_ids = bridge.label_positions(project)
-    index = {item.pk: i for i, item in enumerate(items)}
-    y = np.full(len(items), -1, dtype=np.int64)
-    for item_id, label_id in human_labels(project).items():
-        if item_id in index:
-            y[index[item_id]] = positions[label_id]
-    n_classes = len(label_ids)
+    y, label_ids = _human_label_positions(project, items)
     if not items or (y < 0).sum() == 0:
         reason = "every item has a human label" if items else "no items"
         return pipeline_run_finish(run, result={"skipped": reason, "human_labels": int((y >= 0).sum())})
@@ -218,17 +203,60 @@ def _round(project: Project, run: PipelineRun) -> PipelineRun:
     X, chosen, scores = representation(project, items, y, progress=lambda p, m: pipeline_run_progress(run, p, m))
 
     pipeline_run_progress(run, 0.4, f"clustering {len(items)} items ({chosen})")
-    n_clusters = default_n_clusters(len(items), n_classes)
+    clusters = _clusters_fit(X, len(label_ids))
+    if cold:
+        return _cold_round(project, run, items, y, X, clusters)
+    return _warm_round(project, run, items, y, X, label_ids, clusters, chosen, scores)
+
+
+@dataclass(frozen=True)
+class _Clusters:
+    """The round's clusters of the items (a label per item, the centroids, each
+    cluster's most representative item) and their 2-D map."""
+
+    n_clusters: int
+    labels: ndarray
+    centers: ndarray
+    representatives: ndarray
+    coords: ndarray
+
+
+def _human_label_positions(project: Project, items: Sequence[Item]) -> tuple[ndarray, list[int]]:
+    """The human labels of ``items`` as class positions (``-1``: none) and the project's
+    label ids."""
+    positions, label_ids = bridge.label_positions(project)
+    index = {item.pk: i for i, item in enumerate(items)}
+    y = np.full(len(items), -1, dtype=np.int64)
+    for item_id, label_id in human_labels(project).items():
+        if item_id in index:
+            y[index[item_id]] = positions[label_id]
+    return y, label_ids
+
+
+def _clusters_fit(X: ndarray, n_classes: int) -> _Clusters:
+    """Many more clusters than classes, their representatives and a 2-D map of ``X``."""
+    from ml.cluster import default_n_clusters, fit_clusters, nearest_to_centroids, project_2d
+
+    n_clusters = default_n_clusters(len(X), n_classes)
     cluster_labels, kmeans = fit_clusters(X, n_clusters, random_state=0)
     representatives = nearest_to_centroids(X, cluster_labels, kmeans.cluster_centers_)
     coords = project_2d(X, random_state=0)
+    return _Clusters(n_clusters, cluster_labels, kmeans.cluster_centers_, representatives, coords)
 
-    if cold:
-        return _cold_round(project, run, items, y, X, n_clusters, cluster_labels, kmeans, representatives, coords)
 
+def _warm_round(
+    project: Project, run: PipelineRun, items: Sequence[Item], y: ndarray, X: ndarray, label_ids: Sequence[int],
+    clusters: _Clusters, chosen: str, scores: dict[str, dict[str, float]],
+) -> PipelineRun:
+    """A round once two classes have human labels: calibrated pseudo-labels spread from
+    them, and selection scores from coverage, uncertainty and model disagreement."""
+    from ml.active import select
+    from ml.propagation import PseudoLabeler
+
+    n_classes = len(label_ids)
     pipeline_run_progress(run, 0.6, "spreading labels")
     labeler = PseudoLabeler(precision_target=project.pseudo_label_precision, random_state=0).fit(
-        X, y, cluster_labels=cluster_labels
+        X, y, cluster_labels=clusters.labels
     )
     model_proba = _model_probabilities(project, items, label_ids)
 
@@ -239,10 +267,10 @@ def _round(project: Project, run: PipelineRun) -> PipelineRun:
     strategies = ("coverage", "margin") + (("disagreement",) if model_proba is not None else ())
     selection = select(
         int(servable.sum()), y=y, strategies=strategies, exclude=np.flatnonzero(~servable & (y < 0)),
-        X=X, cluster_labels=cluster_labels, centers=kmeans.cluster_centers_,
+        X=X, cluster_labels=clusters.labels, centers=clusters.centers,
         proba=proba, model_proba=model_proba, classes=np.arange(n_classes), random_state=0,
     )
-    _save(project, items, label_ids, labeler, cluster_labels, representatives, coords, selection)
+    _save(project, items, label_ids, labeler, clusters, selection)
     accepted = int((labeler.accepted_ & (y < 0)).sum())
     return pipeline_run_finish(
         run,
@@ -251,7 +279,7 @@ def _round(project: Project, run: PipelineRun) -> PipelineRun:
             "human_labels": int((y >= 0).sum()),
             "representation": chosen,
             "representation_scores": scores,
-            "clusters": int(n_clusters),
+            "clusters": int(clusters.n_clusters),
             "pseudo_labels": int((y < 0).sum()),
             "accepted": accepted,
             "calibration": _jsonable(labeler.calibration_),
@@ -260,8 +288,7 @@ def _round(project: Project, run: PipelineRun) -> PipelineRun:
 
 
 def _cold_round(
-    project: Project, run: PipelineRun, items: Sequence[Item], y: ndarray, X: ndarray, n_clusters: int,
-    cluster_labels: ndarray, kmeans: KMeans, representatives: ndarray, coords: ndarray,
+    project: Project, run: PipelineRun, items: Sequence[Item], y: ndarray, X: ndarray, clusters: _Clusters
 ) -> PipelineRun:
     """A round before two classes have human labels: clusters, the map and coverage
     priorities, so that the first unknown items served are representatives of uncovered
@@ -272,13 +299,13 @@ def _cold_round(
     servable = np.array([item.status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) for item in items])
     selection = select(
         int(servable.sum()), y=y, strategies=("coverage",), exclude=np.flatnonzero(~servable & (y < 0)),
-        X=X, cluster_labels=cluster_labels, centers=kmeans.cluster_centers_, random_state=0,
+        X=X, cluster_labels=clusters.labels, centers=clusters.centers, random_state=0,
     )
     with transaction.atomic():
-        _map_save(items, cluster_labels, representatives, coords, selection)
+        _map_save(items, clusters, selection)
     return pipeline_run_finish(
         run,
-        result={"items": len(items), "human_labels": int((y >= 0).sum()), "clusters": int(n_clusters),
+        result={"items": len(items), "human_labels": int((y >= 0).sum()), "clusters": int(clusters.n_clusters),
                 "cold_start": True, "pseudo_labels": 0, "accepted": 0},
     )
 
@@ -308,8 +335,8 @@ def _model_probabilities(project: Project, items: Sequence[Item], label_ids: Seq
 
 
 def _save(
-    project: Project, items: Sequence[Item], label_ids: Sequence[int], labeler: PseudoLabeler, cluster_labels: ndarray,
-    representatives: ndarray, coords: ndarray, selection: Selection,
+    project: Project, items: Sequence[Item], label_ids: Sequence[int], labeler: PseudoLabeler, clusters: _Clusters,
+    selection: Selection,
 ) -> None:
     ids = [item.pk for item in items]
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
@@ -325,7 +352,7 @@ def _save(
     ]
     accepted_ids = [p.item_id for p in pseudo if p.accepted]
     with transaction.atomic():
-        _map_save(items, cluster_labels, representatives, coords, selection)
+        _map_save(items, clusters, selection)
         PseudoLabel.objects.filter(item_id__in=ids).delete()
         PseudoLabel.objects.bulk_create(pseudo, batch_size=2000)
         Item.objects.filter(pk__in=accepted_ids, status=ItemStatus.UNLABELED).update(status=ItemStatus.PSEUDO_LABELED)
@@ -336,15 +363,13 @@ def _save(
         hot.pseudo_labels_changed(items[0].project_id)
 
 
-def _map_save(
-    items: Sequence[Item], cluster_labels: ndarray, representatives: ndarray, coords: ndarray, selection: Selection
-) -> None:
+def _map_save(items: Sequence[Item], clusters: _Clusters, selection: Selection) -> None:
     """Replace the items' clusters and 2-D map, and save the selection's priorities.
     Call inside the round's transaction."""
     ids = [item.pk for item in items]
-    rep = set(int(i) for i in representatives if i >= 0)
+    rep = set(int(i) for i in clusters.representatives if i >= 0)
     embeddings = [
-        ItemEmbedding(item_id=item.pk, cluster=int(cluster_labels[i]), x=float(coords[i, 0]), y=float(coords[i, 1]), is_representative=i in rep)
+        ItemEmbedding(item_id=item.pk, cluster=int(clusters.labels[i]), x=float(clusters.coords[i, 0]), y=float(clusters.coords[i, 1]), is_representative=i in rep)
         for i, item in enumerate(items)
     ]
     priority = {ids[int(i)]: (float(score), reason[:120]) for i, score, reason in zip(selection.indices, selection.scores, selection.reasons, strict=True)}
