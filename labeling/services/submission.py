@@ -8,7 +8,7 @@ after a submission that could break one (a control answer, a skip, a fast answer
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from labeling.models import (
     LabelClass,
     Lease,
     Project,
+    QualityRules,
     Skip,
     Worker,
     WorkerDecision,
@@ -117,33 +118,42 @@ def task_answers_submit(
             .only("id", "project_id", "status", "answer_count")
             .order_by("pk")
         }
-        outcomes, inputs, skips, consumed, rules_due = _answers_judge(
-            worker, project, answers, leases, items, labels, now
-        )
-        if consumed:
-            Lease.objects.filter(pk__in=sorted(consumed)).update(expires_at=now)
-        if skips:
-            Skip.objects.bulk_create(skips, ignore_conflicts=True)
-        rows = answers_insert(worker=worker, inputs=inputs, source=AnswerSource.WORKER, now=now, items_locked=True)
+        judged = _answers_judge(worker, project, answers, leases, items, labels, now)
+        if judged.consumed:
+            Lease.objects.filter(pk__in=sorted(judged.consumed)).update(expires_at=now)
+        if judged.skips:
+            Skip.objects.bulk_create(judged.skips, ignore_conflicts=True)
+        rows = answers_insert(worker=worker, inputs=judged.inputs, source=AnswerSource.WORKER, now=now, items_locked=True)
     if any(row.correct is not None for row in rows):
         control_record_forget(worker.pk, project.pk)
     answers_settle(project.pk, rows)
     worker.answer_total += len(rows)
-    decision = worker_rules_apply(worker, project, now=now) if rules_due else None
+    decision = worker_rules_apply(worker, project, now=now) if judged.rules_due else None
     status = WorkerStatus.ACTIVE
     if decision is not None:
         worker.refresh_from_db()
         status = worker_status_in(worker, project)
-    return SubmitResult(outcomes=outcomes, decision=decision, worker=worker, status=status)
+    return SubmitResult(outcomes=judged.outcomes, decision=decision, worker=worker, status=status)
+
+
+@dataclass
+class _Judged:
+    """What a batch of answers comes to: an outcome per answer, the answers and skips to
+    store, the leases to close, and whether the quality rules may have been broken (a
+    control answer, a skip or a fast answer)."""
+
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    inputs: list[AnswerInput] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    consumed: set[int] = field(default_factory=set)
+    rules_due: bool = False
 
 
 def _answers_judge(
     worker: Worker, project: Project, answers: Sequence[TaskAnswer], leases: Mapping[str, Lease],
     items: Mapping[int, Item], labels: Mapping[str, LabelClass], now: datetime,
-) -> tuple[list[TaskOutcome], list[AnswerInput], list[Skip], set[int], bool]:
-    """Each answer's outcome, the answers and skips to store, the leases to close, and
-    whether the quality rules may have been broken (a control answer, a skip or a fast
-    answer)."""
+) -> _Judged:
+    """Judge each answer of a batch (:class:`_Judged`). Call with the items locked."""
     by_id = {label.pk: label for label in labels.values()}
     item_ids = list(items)
     stored = {
@@ -155,16 +165,10 @@ def _answers_judge(
     skipped = set()
     if any(answer.label is None for answer in answers):
         skipped = set(Skip.objects.filter(worker=worker, item_id__in=item_ids).values_list("item_id", flat=True))
-    control_leases = [lease for lease in leases.values() if lease.is_control]
-    explained, control_labels = set(), {}
-    if control_leases:
-        explained = feedback.explained_item_ids(worker, item_ids)
-        control_labels = selection.control_label_of(
-            [items[lease.item_id] for lease in control_leases if lease.item_id not in explained]
-        )
+    explained, control_labels = _controls_known(worker, leases, items)
     budget = feedback.FeedbackBudget(worker, project, now)
     rules = quality_rules_for(project) if any(a.time_ms is not None for a in answers) else None
-    outcomes, inputs, skips, consumed, rules_due = [], [], [], set(), False
+    judged = _Judged()
     for answer in answers:
         lease = leases[answer.lease_id]
         item = items[lease.item_id]
@@ -172,41 +176,79 @@ def _answers_judge(
         control = by_id.get(control_id) if control_id is not None else None
         previous = stored.get(answer.key)
         if previous is not None or (answer.label is None and item.pk in skipped):
-            told = None
-            if previous is not None and previous.correct is False and item.pk in explained:
-                known_id = selection.control_label_of([item]).get(item.pk)
-                label = by_id.get(known_id) if known_id is not None else None
-                told = feedback.feedback_payload(label) if label is not None else None
-            outcomes.append(TaskOutcome(lease.public_id, answer.key, "duplicate", told, previous is None))
+            told = _feedback_again(item, previous, explained, by_id)
+            judged.outcomes.append(TaskOutcome(lease.public_id, answer.key, "duplicate", told, previous is None))
             continue
-        is_open = lease.expires_at > now and lease.pk not in consumed
-        if is_open and not lease.is_control and item.answer_count >= project.max_answers_per_item:
-            consumed.add(lease.pk)  # the item is full: this lease closes
-            is_open = False
-        if not is_open:
-            outcomes.append(TaskOutcome(lease.public_id, answer.key, "expired"))
+        if not _lease_open(lease, item, project, judged.consumed, now):
+            judged.outcomes.append(TaskOutcome(lease.public_id, answer.key, "expired"))
             continue
-        consumed.add(lease.pk)
+        judged.consumed.add(lease.pk)
         if answer.label is None:
-            skips.append(Skip(item=item, worker=worker))
-            outcomes.append(TaskOutcome(lease.public_id, answer.key, "stored", skipped=True))
-            rules_due = True
+            judged.skips.append(Skip(item=item, worker=worker))
+            judged.outcomes.append(TaskOutcome(lease.public_id, answer.key, "stored", skipped=True))
+            judged.rules_due = True
             continue
-        label = labels[answer.label]
-        correct = None if control is None else (label.pk == control.pk) != (answer.verdict is False)
-        inputs.append(
-            AnswerInput(
-                item=item, label_id=label.pk, task_ref=answer.key, verdict=answer.verdict,
-                is_control=control is not None, correct=correct, time_taken_ms=answer.time_ms,
-            )
+        _answer_take(judged, answer, lease, item, labels[answer.label], control, rules, budget)
+    return judged
+
+
+def _controls_known(
+    worker: Worker, leases: Mapping[str, Lease], items: Mapping[int, Item]
+) -> tuple[set[int], dict[int, int]]:
+    """The items among ``items`` already explained to ``worker`` (no longer control for
+    them), and the known label id of each other item leased to them as control."""
+    control_leases = [lease for lease in leases.values() if lease.is_control]
+    if not control_leases:
+        return set(), {}
+    explained = feedback.explained_item_ids(worker, list(items))
+    control_labels = selection.control_label_of(
+        [items[lease.item_id] for lease in control_leases if lease.item_id not in explained]
+    )
+    return explained, control_labels
+
+
+def _feedback_again(
+    item: Item, previous: Answer | None, explained: set[int], by_id: Mapping[int, LabelClass]
+) -> dict[str, Any] | None:
+    """For a retried answer: the feedback its first try got, if it missed a control item
+    that was explained."""
+    if previous is None or previous.correct is not False or item.pk not in explained:
+        return None
+    known_id = selection.control_label_of([item]).get(item.pk)
+    label = by_id.get(known_id) if known_id is not None else None
+    return feedback.feedback_payload(label) if label is not None else None
+
+
+def _lease_open(lease: Lease, item: Item, project: Project, consumed: set[int], now: datetime) -> bool:
+    """Whether ``lease`` still takes an answer: open and not used in this batch, and for
+    an unknown item below the answer cap (a full item's lease closes: it joins
+    ``consumed``)."""
+    is_open = lease.expires_at > now and lease.pk not in consumed
+    if is_open and not lease.is_control and item.answer_count >= project.max_answers_per_item:
+        consumed.add(lease.pk)  # the item is full: this lease closes
+        is_open = False
+    return is_open
+
+
+def _answer_take(
+    judged: _Judged, answer: TaskAnswer, lease: Lease, item: Item, label: LabelClass, control: LabelClass | None,
+    rules: QualityRules | None, budget: feedback.FeedbackBudget,
+) -> None:
+    """Add ``answer`` (naming ``label``; ``control``: the item's known label when it is
+    control for this worker) to ``judged``, graded, with feedback on a miss."""
+    correct = None if control is None else (label.pk == control.pk) != (answer.verdict is False)
+    judged.inputs.append(
+        AnswerInput(
+            item=item, label_id=label.pk, task_ref=answer.key, verdict=answer.verdict,
+            is_control=control is not None, correct=correct, time_taken_ms=answer.time_ms,
         )
-        if not lease.is_control:
-            item.answer_count += 1
-        fast = rules is not None and answer.time_ms is not None and answer.time_ms < (rules.min_answer_ms or 0)
-        rules_due = rules_due or control is not None or fast
-        told = budget.explain(item, control) if correct is False else None
-        outcomes.append(TaskOutcome(lease.public_id, answer.key, "stored", told))
-    return outcomes, inputs, skips, consumed, rules_due
+    )
+    if not lease.is_control:
+        item.answer_count += 1
+    fast = rules is not None and answer.time_ms is not None and answer.time_ms < (rules.min_answer_ms or 0)
+    judged.rules_due = judged.rules_due or control is not None or fast
+    told = budget.explain(item, control) if correct is False else None
+    judged.outcomes.append(TaskOutcome(lease.public_id, answer.key, "stored", told))
 
 
 def answer_undo(*, worker: Worker, key: str, now: datetime | None = None) -> Lease:
