@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from django.conf import settings
@@ -200,15 +201,39 @@ def _consensus_save(
     current = {item.pk: item.status for item in items}
     known = set(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
     existing = set(Consensus.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
-    rows: list[Consensus] = []
-    moves: dict[str, list[int]] = {}
-    finish: dict[int, float] = {}
     held = audit.held_items(ids)
+    outcome = _consensus_outcome(project, label_ids, posteriors, method, current, known, held, believed)
+    _consensus_write(outcome, existing, held)
+    newly_labeled = len(outcome.moves.get(ItemStatus.LABELED, []))
+    if newly_labeled:
+        from labeling.services.loop import labels_arrived
+
+        project_id = project.pk
+        transaction.on_commit(lambda: labels_arrived(project_id, newly_labeled))
+
+
+@dataclass
+class _Outcome:
+    """What new posteriors come to: the consensus rows, the items moving to each status,
+    and the priority of each started item."""
+
+    rows: list[Consensus] = field(default_factory=list)
+    moves: dict[str, list[int]] = field(default_factory=dict)
+    finish: dict[int, float] = field(default_factory=dict)
+
+
+def _consensus_outcome(
+    project: Project, label_ids: Sequence[int], posteriors: Posteriors, method: str, current: Mapping[int, str],
+    known: Collection[int], held: Mapping[int, dict[int, int]], believed: Collection[int],
+) -> _Outcome:
+    """Each item's consensus row and status (``current``: its status now; ``known``: items
+    with a known label; ``held``: :func:`~labeling.services.audit.held_items`)."""
+    outcome = _Outcome()
     for item_id, (posterior, n_answers, n_votes) in posteriors.items():
         top = max(range(len(posterior)), key=posterior.__getitem__)
         confidence = min(max(float(posterior[top]), 0.0), 1.0)
         label_id = label_ids[top] if n_votes or item_id in known else None
-        rows.append(
+        outcome.rows.append(
             Consensus(
                 item_id=item_id, label_id=label_id, confidence=confidence,
                 posterior=[round(float(p), 6) for p in posterior], n_answers=n_answers, method=method,
@@ -220,17 +245,26 @@ def _consensus_save(
         )
         status = audit.status_held(project, status, label_id, n_answers, held.get(item_id))
         if status != current.get(item_id):
-            moves.setdefault(status, []).append(item_id)
+            outcome.moves.setdefault(status, []).append(item_id)
         if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_votes:
-            finish[item_id] = FINISH_PRIORITY + bridge.settle_chance(posterior, TYPICAL_ACCURACY, project.consensus_threshold)
+            outcome.finish[item_id] = FINISH_PRIORITY + bridge.settle_chance(
+                posterior, TYPICAL_ACCURACY, project.consensus_threshold
+            )
+    return outcome
+
+
+def _consensus_write(outcome: _Outcome, existing: Collection[int], held: Mapping[int, dict[int, int]]) -> None:
+    """Write ``outcome`` in one transaction (``existing``: items with a consensus row
+    already), and settle the audit's decisions on the ``held`` items it moved."""
     fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
     now = timezone.now()
+    rows = outcome.rows
     for row in rows:
         row.updated_at = now
     with transaction.atomic():
         Consensus.objects.bulk_update([r for r in rows if r.item_id in existing], fields, batch_size=1000)
         Consensus.objects.bulk_create([r for r in rows if r.item_id not in existing], batch_size=1000)
-        for status, moved in sorted(moves.items()):
+        for status, moved in sorted(outcome.moves.items()):
             Item.objects.filter(pk__in=sorted(moved)).update(status=status)
         Item.objects.bulk_update(
             [
@@ -238,20 +272,16 @@ def _consensus_save(
                     pk=item_id, priority=round(score, 6),
                     priority_reason=f"started: one more answer settles it with p={score - FINISH_PRIORITY:.2f}",
                 )
-                for item_id, score in sorted(finish.items())
+                for item_id, score in sorted(outcome.finish.items())
             ],
             ["priority", "priority_reason"],
             batch_size=1000,
         )
         if held:
             label_of = {row.item_id: row.label_id for row in rows}
-            audit.decisions_settle({i: (s, label_of[i]) for s, moved in moves.items() for i in moved if i in held})
-    newly_labeled = len(moves.get(ItemStatus.LABELED, []))
-    if newly_labeled:
-        from labeling.services.loop import labels_arrived
-
-        project_id = project.pk
-        transaction.on_commit(lambda: labels_arrived(project_id, newly_labeled))
+            audit.decisions_settle(
+                {i: (s, label_of[i]) for s, moved in outcome.moves.items() for i in moved if i in held}
+            )
 
 
 # --- Full path --------------------------------------------------------------------------------
