@@ -73,7 +73,7 @@ from labeling.models import (  # noqa: E402
     LabelClass,
     PseudoLabel,
 )
-from labeling.services import challenges, control_pool  # noqa: E402
+from labeling.services import challenge_plans, challenges, control_pool  # noqa: E402
 from labeling.services.media import image_render  # noqa: E402
 from labeling.services.sites import site_create  # noqa: E402
 from tests.labeling.widget_bots import (  # noqa: E402
@@ -106,7 +106,7 @@ class Clock:
 
     def install(self, rng, mix):
         issue = challenges.challenge_issue
-        self.natural_order = challenges._kinds_in_order
+        self.natural_order = challenge_plans._kinds_in_order
         if mix == "even":
             kinds = (ChallengeKind.GRID, ChallengeKind.CHOICE, ChallengeKind.VERIFY)
 
@@ -114,7 +114,7 @@ class Clock:
                 first = rng.choice(kinds)
                 return [first, *(kind for kind in kinds if kind != first)]
 
-            challenges._kinds_in_order = kinds_in_order
+            challenge_plans._kinds_in_order = kinds_in_order
 
         def issue_and_tick(**kwargs):
             self.now += self.step
@@ -357,7 +357,7 @@ def main():
         "honest by kind |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
-    even_order = challenges._kinds_in_order
+    even_order = challenge_plans._kinds_in_order
     rules = (
         ("automatic (default), the site's own kind order", {}, clock.natural_order),
         (f"automatic (default), first kind drawn: {args.mix}", {}, even_order),
@@ -365,7 +365,7 @@ def main():
          clock.natural_order),
     )
     for name, options, order in rules if args.honest_tries else ():
-        challenges._kinds_in_order = order
+        challenge_plans._kinds_in_order = order
         ControlPoolEntry.objects.update(served_total=0, window_served=0, window_start=None, retired_at=None)
         site = site_for(project, **options)
         guess = guesses(site, args.honest_tries, args.seed)

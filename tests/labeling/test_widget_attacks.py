@@ -16,7 +16,7 @@ import random
 import pytest
 from django.test import Client
 
-from labeling.services import challenges
+from labeling.services import challenge_plans, challenges
 from labeling.services.sites import site_create
 from tests.labeling.widget_bots import (
     MemorisingBot,
@@ -88,7 +88,7 @@ def test_a_memorising_bot_wins_when_controls_recur_and_prompts_point_at_them(att
 
     keep = list(KnownLabel.objects.order_by("item_id").values_list("item_id", flat=True)[:30])
     KnownLabel.objects.exclude(item_id__in=keep).delete()
-    monkeypatch.setattr(challenges, "_controls_for", _controls_with_the_target)
+    monkeypatch.setattr(challenge_plans, "_controls_for", _controls_with_the_target)
     record = challenges.control_pool.exposures_record  # and a grid's controls do not retire
     monkeypatch.setattr(challenges.control_pool, "exposures_record", lambda **kw: record(**{**kw, "retire": False}))
     client = Client()
@@ -104,7 +104,7 @@ def test_a_memorising_bot_wins_when_controls_recur_and_prompts_point_at_them(att
 def _controls_with_the_target(project, worker, n, target, rng, exclude_ids=(), now=None):
     """The old planning: control tiles whose label is the target."""
     pool = challenges.control_pool.pool_pick(project, worker=worker, n=n, exclude_ids=exclude_ids, rng=rng, now=now)
-    return challenges._with_items([pair for pair in pool if pair[1] == target][:n])
+    return challenge_plans._with_items([pair for pair in pool if pair[1] == target][:n])
 
 
 def test_dhash_still_recognises_a_picture_across_renderings():

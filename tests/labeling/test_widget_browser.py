@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 
 from labeling.models import Answer, Challenge, ChallengeKind, ChallengeStatus
-from labeling.services import challenges
+from labeling.services import challenge_plans
 from labeling.services.demo import demo_site_create, demo_site_secret
 from tests.conftest import service_missing
 from tests.labeling.axe_support import axe_violations
@@ -70,7 +70,7 @@ def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies
     live_server, browser_page, monkeypatch, kind
 ):
     page = browser_page
-    monkeypatch.setattr(challenges, "_kinds_in_order", lambda rng, **_: [kind])
+    monkeypatch.setattr(challenge_plans, "_kinds_in_order", lambda rng, **_: [kind])
     # A grid needs up to 8 control items of its target label (positives, drawn at random).
     project = project_make(labels=[str(k) for k in range(10)], gold_per_class=10, unknown=20)
     site = demo_site_create(project, hostnames=["localhost", "127.0.0.1"], min_solve_ms=0)
