@@ -2,6 +2,7 @@
 import logging
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core.files import File
@@ -49,7 +50,7 @@ def import_job_create(*, project: Project, upload: File, user: Any = None, split
     return job
 
 
-def import_job_run(job_id: Any) -> ImportJob:
+def import_job_run(job_id: UUID | str) -> ImportJob:
     """Run a queued import job, or resume one whose worker was lost: from its committed
     cursor, so that every entry is imported exactly once (the cursor and the report so
     far are written in each batch's transaction, and items are unique by content). A
