@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -142,6 +143,13 @@ def model_fit(
     return items, proba, confidence, metrics, cnn
 
 
+def checkpoint_dir(run: TrainingRun) -> Path:
+    """The folder of ``run``'s resumable checkpoints, under ``MEDIA_ROOT`` so that a worker
+    on another host resumes a lost run (the media storage must be a file system every
+    worker host mounts); deleted once the run succeeded and its model file is saved."""
+    return Path(default_storage.path(f"runs/{run.pk}/checkpoints"))
+
+
 def _estimate(
     correct: float, n: int, method: str, wilson_interval: Callable[[float, int], tuple[float, float]]
 ) -> dict[str, Any]:
@@ -206,7 +214,7 @@ def _cnn_compete(
     X_watch, y_watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
     result = fit(
         pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], X_watch, y_watch, config,
-        checkpoint_dir=default_storage.path(f"runs/{run.pk}/checkpoints"), resume=True, init_state=init_state,
+        checkpoint_dir=checkpoint_dir(run), resume=True, init_state=init_state,
         on_epoch=on_epoch,
     )
     from ml.inference import predict

@@ -13,6 +13,7 @@ task, or the reaper's re-enqueue, takes it over and resumes from its last checkp
 the data it froze at its start. Never "running" for ever.
 """
 import logging
+import shutil
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -172,6 +173,8 @@ def _execute(run: TrainingRun) -> TrainingRun:
             fields.update(artifact=run.artifact.name, config={**run.config, "resolved": cnn.config}, device=cnn.device)
         if not runs.run_succeed(run, **fields):
             raise runs.RunLost(f"training run {run.pk} was taken over before it finished")
+        scratch = modeling.checkpoint_dir(run)
+        transaction.on_commit(lambda: shutil.rmtree(scratch, ignore_errors=True))
         project.refresh_from_db(fields=["active_run"])
         promoted, reason = modeling.promotion_decide(project, run)
         run.metrics["promotion"] = {"promoted": promoted, "reason": reason}

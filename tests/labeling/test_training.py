@@ -1,5 +1,6 @@
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -45,8 +46,19 @@ def project(owner):
 
 
 def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
-    project, owner, celery_eager, django_capture_on_commit_callbacks
+    project, owner, celery_eager, django_capture_on_commit_callbacks, settings, monkeypatch
 ):
+    import ml.training
+
+    checkpoints = []
+    real_fit = ml.training.fit
+
+    def fit_recording(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        checkpoints.extend(sorted(Path(kwargs["checkpoint_dir"]).iterdir()))
+        return result
+
+    monkeypatch.setattr(ml.training, "fit", fit_recording)
     client = APIClient()
     client.force_authenticate(owner)
     with django_capture_on_commit_callbacks(execute=True):
@@ -54,6 +66,11 @@ def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.status == RunStatus.SUCCEEDED, run.error
+    # Resumable checkpoints on the shared media storage while the run lasts (a worker on
+    # another host resumes from them), deleted once it succeeded and its model is saved.
+    assert checkpoints and all(path.is_relative_to(Path(settings.MEDIA_ROOT)) for path in checkpoints)
+    assert not any(path.exists() for path in checkpoints)
+    assert run.artifact and Path(run.artifact.path).exists()
     assert run.metrics["kind"] == "cnn", run.metrics
     assert run.device == "cpu" and 1 <= run.epoch <= 3 and len(run.history) == run.epoch
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(run.history[0])
