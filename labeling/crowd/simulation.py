@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from unittest import mock
 
+from labeling import clock
 from labeling.crowd.doors import widget_visit, worker_session
 from labeling.crowd.people import KINDS, kinds_split, person_make
 from labeling.crowd.transport import ClientTransport, HttpTransport
@@ -127,13 +127,11 @@ class Ledger:
 
 
 class VirtualClock:
-    """Simulated seconds. :meth:`installed` makes the server's clock this one:
-    ``django.utils.timezone.now`` and the rate limiter's ``_now``."""
+    """Simulated seconds. :meth:`installed` makes the server's clock this one (see
+    :mod:`labeling.clock`)."""
 
     def __init__(self, start=None):
-        from django.utils import timezone
-
-        self.start = start or timezone.now()
+        self.start = start or clock.now()
         self.t = 0.0
 
     def now(self):
@@ -148,13 +146,7 @@ class VirtualClock:
 
     @contextmanager
     def installed(self):
-        from django.utils import timezone
-
-        from labeling.services import ratelimit
-
-        epoch = self.start.timestamp()
-        with mock.patch.object(timezone, "now", self.datetime), \
-                mock.patch.object(ratelimit, "_now", lambda: epoch + self.t):
+        with clock.installed(self.datetime):
             yield self
 
 

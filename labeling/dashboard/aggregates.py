@@ -14,9 +14,8 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.db.models import BooleanField, Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Mod, TruncHour
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     Consensus,
@@ -81,7 +80,7 @@ def _cached(key, ttl, compute):
 def answers_last_hour(project_ids, now=None):
     """``{project_id: answers in the last hour}``: cached per project for a minute,
     the missing ones computed in one grouped query."""
-    now = now or timezone.now()
+    now = now or clock.now()
     keys = {_key("last-hour", pk): pk for pk in project_ids}
     found = cache.get_many(list(keys))
     result = {keys[key]: value for key, value in found.items()}
@@ -107,7 +106,7 @@ def answers_per_hour(project, now=None):
     start of the current hour are counted again: after the first call the query reads
     one hour of answers, not thirty days.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     current = now.replace(minute=0, second=0, microsecond=0)
     start = current.replace(hour=0) - timedelta(days=29)
     key = _key("hours", project.pk)
@@ -129,7 +128,7 @@ def throughput(project, now=None):
     """Answers per hour (last 48 h) and per day (last 30 days, UTC), cached for a minute."""
 
     def compute():
-        at = now or timezone.now()
+        at = now or clock.now()
         hours = answers_per_hour(project, now=at)
         hour0 = at.replace(minute=0, second=0, microsecond=0) - timedelta(hours=47)
         day0 = at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
@@ -237,7 +236,7 @@ def label_breakdown(project):
             "per_class": per_class,
             "pool_total": sum(sources.values()),
             "holdout_total": holdout,
-            "computed_at": timezone.now().isoformat(),
+            "computed_at": clock.now().isoformat(),
         }
 
     return _cached(_key("labels", project.pk), AGGREGATE_TTL_S, compute)
@@ -261,7 +260,7 @@ def agreement(project):
             "answers": sum(per_item[item] for item in rated),
             "fleiss_kappa": None,
             "krippendorff_alpha": None,
-            "computed_at": timezone.now().isoformat(),
+            "computed_at": clock.now().isoformat(),
         }
         if rated and label_ids:
             table = ratings_table(

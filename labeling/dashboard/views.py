@@ -11,12 +11,12 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from labeling import clock
 from labeling import selectors as core_selectors
 from labeling.dashboard import aggregates, audit_selectors, charts, figures, forms, selectors, services
 from labeling.models import KnownLabelSource, Split
@@ -351,7 +351,7 @@ def training_start(request, slug):
         messages.error(request, f"Training not started: {exc}")
         return redirect("dashboard:training", slug=project.slug)
     messages.success(request, "Training requested: the run shows below as soon as it is queued, then its progress.")
-    requested = timezone.now().isoformat(timespec="microseconds")
+    requested = clock.now().isoformat(timespec="microseconds")
     return redirect(reverse("dashboard:training", args=[project.slug]) + _query(request, requested=requested))
 
 

@@ -12,8 +12,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Consensus,
     ControlPoolEntry,
@@ -106,7 +106,7 @@ def control_pool_stats(project: Project, now: datetime | None = None) -> dict[st
     exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times, or
     once under a prompt naming a label),
     serves in the current window and serves in all."""
-    now = now or timezone.now()
+    now = now or clock.now()
     current = Q(window_start__gt=now - timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S))
     retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES) | Q(retired_at__isnull=False)
     spent = current & Q(window_served__gte=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW)

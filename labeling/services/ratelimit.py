@@ -17,13 +17,13 @@ Client addresses: ``X-Forwarded-For`` is believed only from ``CROWDLOOP_TRUSTED_
 import hashlib
 import ipaddress
 import threading
-import time
 from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
+from labeling import clock
 from labeling.cache import REDIS_DOWN, redis_errors
 
 
@@ -37,7 +37,7 @@ class RateLimited(Exception):
 
 
 def _now():
-    return time.time()
+    return clock.timestamp()
 
 
 def _counters():

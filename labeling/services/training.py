@@ -17,8 +17,8 @@ import logging
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     DataKind,
@@ -97,7 +97,7 @@ def training_run_create(project, *, config=None, user=None):
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 def training_run_execute(run_id):
