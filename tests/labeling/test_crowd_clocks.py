@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from labeling import clock
-from labeling.crowd.simulation import VirtualClock
+from labeling.crowd.clocks import VirtualClock
 from labeling.services import ratelimit, selection, submission
 from labeling.services.projects import project_create
 
