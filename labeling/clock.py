@@ -5,7 +5,7 @@ Server code reads the time through :func:`now` (an aware datetime) or :func:`tim
 can run on another clock: ``with clock.installed(fn): ...`` makes ``fn`` the clock of
 every thread of the process (the request threads of an in-process server included)
 until the block ends. The simulated crowd runs the server on simulated seconds this
-way (its ``VirtualClock``). Without an installed clock the time is
+way (:class:`labeling.crowd.clocks.VirtualClock`). Without an installed clock the time is
 ``django.utils.timezone.now()``, looked up at each call.
 """
 import threading
