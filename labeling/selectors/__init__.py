@@ -12,8 +12,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Consensus,
     ControlPoolEntry,
@@ -107,7 +107,7 @@ def control_pool_stats(project: Project, now: datetime | None = None) -> dict[st
     once under a prompt naming a label),
     serves in the current window and serves in all; and the reserve below which the
     widget asks only choice questions."""
-    now = now or timezone.now()
+    now = now or clock.now()
     current = Q(window_start__gt=now - timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S))
     retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES) | Q(retired_at__isnull=False)
     spent = current & Q(window_served__gte=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW)

@@ -21,9 +21,8 @@ The model's label is kept for the owner; nothing sends it to a worker.
 import logging
 
 from django.db import transaction
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     AuditAction,
@@ -68,7 +67,7 @@ class AuditRefused(Exception):
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 def audit_queue(project) -> None:

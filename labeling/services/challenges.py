@@ -23,8 +23,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Challenge,
     ChallengeItem,
@@ -98,7 +98,7 @@ class AnswerOutcome:
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 def _rng():

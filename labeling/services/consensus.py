@@ -16,9 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     Consensus,
@@ -199,7 +198,7 @@ def _consensus_save(project, label_ids, posteriors, method, items=None, believed
         if status in (ItemStatus.UNLABELED, ItemStatus.PSEUDO_LABELED) and n_votes:
             finish[item_id] = FINISH_PRIORITY + bridge.settle_chance(posterior, TYPICAL_ACCURACY, project.consensus_threshold)
     fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
-    now = timezone.now()
+    now = clock.now()
     for row in rows:
         row.updated_at = now
     with transaction.atomic():

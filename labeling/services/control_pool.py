@@ -34,8 +34,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     ChallengeItem,
     Consensus,
@@ -50,7 +50,7 @@ READ_ROUNDS = 6
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 def certain_consensus(project):

@@ -17,7 +17,6 @@ Client addresses: ``X-Forwarded-For`` is believed only from ``CROWDLOOP_TRUSTED_
 import hashlib
 import ipaddress
 import threading
-import time
 from collections.abc import Iterable
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -27,6 +26,7 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
+from labeling import clock
 from labeling.cache import REDIS_DOWN, redis_errors
 
 
@@ -40,7 +40,7 @@ class RateLimited(Exception):
 
 
 def _now() -> float:
-    return time.time()
+    return clock.timestamp()
 
 
 def _counters() -> BaseCache:

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Answer, AnswerSource, Item, Lease, Skip, Worker, WorkerDecision, WorkerStatus
 from labeling.services import feedback, hot, selection
 from labeling.services.accounts import UndoRefused, UnknownTask, worker_ensure_active
@@ -25,7 +25,7 @@ from labeling.services.worker_status import worker_status_in
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 @dataclass

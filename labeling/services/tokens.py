@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.http import base36_to_int, int_to_base36
 
+from labeling import clock
 from labeling.models import Challenge, ChallengeStatus, SiteMode
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_secret, site_hostname_allowed
@@ -76,7 +76,7 @@ class ChallengeTokenGenerator:
         return f"{challenge.pk.hex}.{int_to_base36(ts)}.{digest}"
 
     def _now(self) -> datetime:
-        return timezone.now()
+        return clock.now()
 
 
 challenge_token_generator = ChallengeTokenGenerator()

@@ -21,8 +21,8 @@ from uuid import UUID
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     DataKind,
@@ -101,7 +101,7 @@ def training_run_create(project: Project, *, config: dict[str, Any] | None = Non
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def training_run_execute(run_id: UUID | str) -> TrainingRun:

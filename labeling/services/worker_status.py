@@ -8,8 +8,8 @@ active). Every change is logged as a reversible :class:`WorkerDecision`.
 from django.db import transaction
 from django.db.models import Case, CharField, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     Item,
@@ -33,7 +33,7 @@ class GlobalStatusRefused(PermissionError):
 
 
 def _now():
-    return timezone.now()
+    return clock.now()
 
 
 def _stricter(*statuses):
