@@ -145,6 +145,15 @@ def test_with_a_few_labels_a_cheap_candidate_is_the_model(owner, celery_eager, d
     predicted = dict(Prediction.objects.filter(run=run).values_list("item_id", "label__name"))
     assert sum(predicted[i] == label for i, label in truth.items()) >= 18
 
+    with django_capture_on_commit_callbacks(execute=True):
+        pinned = training_run_create(project, config=PINNED_CNN)
+    pinned.refresh_from_db()
+    assert pinned.status == RunStatus.SUCCEEDED, pinned.error
+    assert pinned.metrics["kind"] != "cnn" and not pinned.artifact
+    assert "fewer than 5 human labels fall in the validation share" in pinned.metrics["cnn"]["skipped"], (
+        "a pinned CNN that cannot be measured says so instead of silently training another model"
+    )
+
 
 def test_a_run_is_refused_without_enough_human_labels(owner):
     project = project_create(name="Empty", labels=["a", "b"], owner=owner)
