@@ -127,14 +127,14 @@ def model_fit(
     if pinned == "cnn" or (pinned == "auto" and _cnn_due(project, counts)):
         progress("training a CNN against the best candidate")
         outcome = _cnn_compete(run, project, app, config, items, X, y, selector.best_, on_epoch)
-        if outcome is None:
+        if outcome is None and pinned == "cnn":  # (on auto, the next run simply tries again)
             reason = (
                 f"no CNN: fewer than {MIN_COMPARED} human labels fall in the validation share "
                 f"({app['val_share']:.0%}) or the rest hold one class; {selector.best_} is the model"
             )
             metrics["cnn"] = {"skipped": reason, "human_labels": int(counts.sum())}
             progress(reason)
-        else:
+        elif outcome is not None:
             cnn_result, cnn_proba, val, cnn_hits, teacher_hits = outcome
             metrics["cnn"] = {"val_n": len(val), "accuracy": cnn_hits / len(val), "teacher_accuracy": teacher_hits / len(val),
                               "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
