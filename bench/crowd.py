@@ -91,17 +91,11 @@ def loop_busy(project):
 def crowd_against(base, args):
     """Run the crowd against the stack at ``base``, let the queue drain, read the
     database. Returns the ledger, the evaluation and the timings."""
+    from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+    from labeling.crowd.clocks import RealClock
+    from labeling.crowd.connectors import http_connector
     from labeling.crowd.evaluation import crowd_evaluate
-    from labeling.crowd.simulation import (
-        CrowdSpec,
-        RealClock,
-        SiteAccess,
-        crowd_accounts_provision,
-        crowd_people,
-        crowd_run,
-        http_connector,
-        shares_parse,
-    )
+    from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run, shares_parse
     from labeling.crowd.transport import HttpTransport
     from labeling.models import Project, Site
     from labeling.services.demo import DEMO_SITEKEY, DEMO_SLUG, demo_site_secret

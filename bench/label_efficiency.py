@@ -214,16 +214,10 @@ def checkpoint_row(project, ledger):
 
 def crowd_config(snapshot, slug, spammers, budgets, seed):
     """One crowd on a fresh copy of the prepared project, read at ``budgets``."""
-    from labeling.crowd.simulation import (
-        Beat,
-        CrowdSpec,
-        SiteAccess,
-        VirtualClock,
-        client_connector,
-        crowd_accounts_provision,
-        crowd_people,
-        crowd_run,
-    )
+    from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+    from labeling.crowd.clocks import Beat, VirtualClock
+    from labeling.crowd.connectors import client_connector
+    from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run
     from labeling.crowd.transport import ClientTransport
     from labeling.models import Project
     from labeling.services.demo import DEMO_SITEKEY, demo_site_secret

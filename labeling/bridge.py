@@ -162,13 +162,14 @@ class AggregateFit:
 
 
 def aggregate_fit(project, method="auto", init=None):
-    """Full truth inference over all counted answers of a project (see :class:`AggregateFit`)."""
+    """Full truth inference over all counted answers of a project (see :class:`AggregateFit`),
+    each answer weighted by its evidence weight (a lucky widget pass fits worker
+    parameters as little as it moves a label)."""
     positions, label_ids = label_positions(project)
     n_classes = len(label_ids)
-    rows = np.array(
-        list(counted_answers(project).order_by("id").values_list("item_id", "worker_id", "label_id")),
-        dtype=np.int64,
-    ).reshape(-1, 3)
+    triples = list(counted_answers(project).order_by("id").values_list("item_id", "worker_id", "label_id", "evidence_weight"))
+    rows = np.array([triple[:3] for triple in triples], dtype=np.int64).reshape(-1, 3)
+    weights = np.clip(np.array([triple[3] for triple in triples], dtype=float), 0.0, 1.0)
     known_rows = list(KnownLabel.objects.filter(item__project=project).values_list("item_id", "label_id"))
     item_ids = np.unique(np.concatenate([rows[:, 0], np.array([i for i, _ in known_rows], dtype=np.int64)]))
     worker_ids = np.unique(rows[:, 1])
@@ -184,7 +185,7 @@ def aggregate_fit(project, method="auto", init=None):
     for item_id, label_id in known_rows:
         known[np.searchsorted(item_ids, item_id)] = positions[label_id]
     estimator = make_aggregator(method, n_classes)
-    estimator.fit(answers, known=known, n_items=len(item_ids), n_workers=len(worker_ids), init=init)
+    estimator.fit(answers, known=known, n_items=len(item_ids), n_workers=len(worker_ids), init=init, weights=weights)
     return AggregateFit(
         label_ids=list(label_ids),
         item_ids=item_ids.tolist(),

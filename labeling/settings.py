@@ -331,6 +331,9 @@ CROWDLOOP_RENDER_IMAGES = env_bool("CROWDLOOP_RENDER_IMAGES", default=True)
 CROWDLOOP_CONTROL_WINDOW_S = int(os.environ.get("CROWDLOOP_CONTROL_WINDOW_S", 3600))
 CROWDLOOP_CONTROL_SERVES_PER_WINDOW = int(os.environ.get("CROWDLOOP_CONTROL_SERVES_PER_WINDOW", 4))
 CROWDLOOP_CONTROL_MAX_SERVES = int(os.environ.get("CROWDLOOP_CONTROL_MAX_SERVES", 12))
+# Grids and yes/no questions (which retire their control items) only while the control
+# pool holds more available items than this; below it, choice questions.
+CROWDLOOP_CONTROL_RESERVE = int(os.environ.get("CROWDLOOP_CONTROL_RESERVE", 100))
 CROWDLOOP_CONTROL_POOL_REFRESH_S = int(os.environ.get("CROWDLOOP_CONTROL_POOL_REFRESH_S", 60))
 # scope: (hits, per seconds). Counted in the cache (Redis in production).
 CROWDLOOP_RATE_LIMITS = {

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from django.db.models import Count
 
-from labeling.crowd.simulation import user_agent_for
+from labeling.crowd.connectors import user_agent_for
 from labeling.crowd.stats import percentile
 from labeling.models import (
     Answer,

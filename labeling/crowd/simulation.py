@@ -1,38 +1,34 @@
-"""Running a crowd: who comes, through which door, on which clock, until the budget ends.
+"""Running a crowd: who comes, through which door, until the budget ends.
 
 A discrete-event scheduler runs every person's visit (a generator from
-:mod:`labeling.crowd.doors`) in the order of the times they act. On a
-:class:`VirtualClock` (in-process runs: tests, the label-efficiency benchmark) seconds
-are simulated and the server's clock is the simulated one, so a person who thinks for
-four seconds does not cost four seconds, and the server still sees those four seconds
-(minimum solve times, leases, rate-limit windows, the Celery beat schedule). On a
-:class:`RealClock` (a running server) people wait for real.
+:mod:`labeling.crowd.doors`) in the order of the times they act, on a clock from
+:mod:`labeling.crowd.clocks` (simulated seconds in-process, real ones against a running
+server). What the crowd did is kept in a :class:`~labeling.crowd.ledger.Ledger`.
 
-Registered workers are a fixed group who log in and stay; widget visitors arrive one
-after another on a few "seats" (pages being visited at the same time), each a new
-person with a new address, whose kind is drawn from the crowd's shares.
+Registered workers are a fixed group who log in and stay (:mod:`labeling.crowd.accounts`);
+widget visitors arrive one after another on a few "seats" (pages being visited at the
+same time), each a new person with a new address, whose kind is drawn from the crowd's
+shares.
 """
 import heapq
 import itertools
 import logging
 import random
-import secrets
 import threading
 import time
-from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
-from unittest import mock
 
+from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+from labeling.crowd.clocks import RealClock
+from labeling.crowd.connectors import http_connector
 from labeling.crowd.doors import widget_visit, worker_session
-from labeling.crowd.people import KINDS, kinds_split, person_make
-from labeling.crowd.transport import ClientTransport, HttpTransport
+from labeling.crowd.ledger import Ledger
+from labeling.crowd.people import KINDS, person_make
+from labeling.crowd.transport import HttpTransport
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHARES = {"honest": 0.7, "spammer": 0.1, "same_answer": 0.05, "too_fast": 0.05, "colluder": 0.1}
-MAX_ERRORS_KEPT = 50
 
 
 @dataclass
@@ -76,224 +72,39 @@ class SiteAccess:
     server: object = None
 
 
-class Ledger:
-    """What the crowd did, as the crowd saw it: answers spent, challenges, passes,
-    blocks, errors; per kind and per door. The budget lives here."""
+class _Agenda:
+    """Visits in the order of the times they act next; of two at the same time, the
+    one scheduled first."""
 
-    def __init__(self, budget):
-        self.budget = budget
-        self.spent = 0
-        self.people = []
-        self.counts = defaultdict(Counter)  # kind -> event -> n
-        self.doors = Counter()
-        self.errors = []
-        self.error_count = 0
-        self.timings = defaultdict(list)  # endpoint -> seconds
+    def __init__(self):
+        self.queue = []
+        self.order = itertools.count()
 
-    def left(self):
-        return self.budget - self.spent
+    def __bool__(self):
+        return bool(self.queue)
 
-    def spend(self, person, n):
-        self.spent += n
-        self.counts[person.kind]["answers"] += n
-        self.doors[person.door] += n
+    def add(self, at, visit):
+        heapq.heappush(self.queue, (at, next(self.order), visit))
 
-    def note(self, person, event, n=1):
-        self.counts[person.kind][event] += n
+    def pop(self):
+        at, _, visit = heapq.heappop(self.queue)
+        return at, visit
 
-    def error(self, person, endpoint, reply):
-        self.error_count += 1
-        self.counts[person.kind]["errors"] += 1
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append((person.name, endpoint, reply.status, reply.body[:200]))
-
-    def collect_timings(self, transport):
-        for name, seconds, _ in transport.timings:
-            self.timings[name].append(seconds)
-        transport.timings.clear()
-
-    def summary(self):
-        kinds = Counter(person.kind for person in self.people)
-        return {
-            "spent": self.spent,
-            "by_door": dict(self.doors),
-            "people": dict(kinds),
-            "by_kind": {kind: dict(counter) for kind, counter in self.counts.items()},
-            "errors": self.error_count,
-        }
-
-
-# --- Clocks -----------------------------------------------------------------------------------
-
-
-class VirtualClock:
-    """Simulated seconds. :meth:`installed` makes the server's clock this one:
-    ``django.utils.timezone.now`` and the rate limiter's ``_now``."""
-
-    def __init__(self, start=None):
-        from django.utils import timezone
-
-        self.start = start or timezone.now()
-        self.t = 0.0
-
-    def now(self):
-        return self.t
-
-    def wait_until(self, t, stop=None):
-        self.t = max(self.t, t)
-        return True
-
-    def datetime(self):
-        return self.start + timedelta(seconds=self.t)
-
-    @contextmanager
-    def installed(self):
-        from django.utils import timezone
-
-        from labeling.services import ratelimit
-
-        epoch = self.start.timestamp()
-        with mock.patch.object(timezone, "now", self.datetime), \
-                mock.patch.object(ratelimit, "_now", lambda: epoch + self.t):
-            yield self
-
-
-class RealClock:
-    """Wall-clock seconds since the run started; waiting sleeps (and wakes on ``stop``).
-    ``speed`` > 1 makes people wait that many times less than they think (answer times
-    they report stay what they thought; minimum solve times are then too short for
-    honest people, so use it with a site that has none)."""
-
-    def __init__(self, speed=1.0):
-        self.started = time.monotonic()
-        self.speed = float(speed)
-
-    def now(self):
-        return (time.monotonic() - self.started) * self.speed
-
-    def wait_until(self, t, stop=None):
-        delay = (t - self.now()) / self.speed
-        if delay > 0:
-            if stop is not None:
-                return not stop.wait(delay)
-            time.sleep(delay)
-        return True
-
-    @contextmanager
-    def installed(self):
-        yield self
-
-
-class Beat:
-    """Celery beat for a virtual clock: the entries of ``CELERY_BEAT_SCHEDULE``, applied
-    when simulated time passes their period (in-process, with eager Celery)."""
-
-    def __init__(self, schedule):
-        self.entries = [(entry["task"], float(entry["schedule"])) for entry in schedule.values()]
-        self.next_at = {task: period for task, period in self.entries}
-
-    def tick(self, now):
-        from labeling.celery import app
-
-        for task, period in self.entries:
-            while now >= self.next_at[task]:
-                self.next_at[task] += period
-                app.tasks[task].apply()
-
-
-# --- Connecting people ------------------------------------------------------------------------
-
-
-def client_connector():
-    """People reach the server in-process through Django's test client, each from their
-    own address."""
-    addresses = itertools.count(1)
-
-    def connect(person, origin):
-        n = next(addresses)
-        address = f"198.18.{n // 250 % 250}.{n % 250 + 1}"
-        person.addresses = [address]
-        return ClientTransport(remote_addr=address, user_agent=user_agent_for(person), origin=origin)
-
-    return connect
-
-
-def http_connector(base_url, *, forwarded_for=False):
-    """People reach a running server over HTTP. With ``forwarded_for`` each person
-    sends their own address in ``X-Forwarded-For``, as a reverse proxy would (the
-    server believes it only from ``CROWDLOOP_TRUSTED_PROXIES``)."""
-    addresses = itertools.count(1)
-
-    def connect(person, origin):
-        n = next(addresses)
-        address = f"198.18.{n // 250 % 250}.{n % 250 + 1}"
-        person.addresses = [address, "127.0.0.1"] if forwarded_for else ["127.0.0.1"]
-        return HttpTransport(
-            base_url, user_agent=user_agent_for(person), origin=origin, forwarded_for=address if forwarded_for else None
-        )
-
-    return connect
-
-
-def user_agent_for(person):
-    """The User-Agent a simulated person sends (and a visitor is partly known by)."""
-    return f"Mozilla/5.0 (X11; Linux x86_64) crowdloop-sim/{person.name}"
-
-
-# --- Accounts ---------------------------------------------------------------------------------
-
-
-def crowd_accounts_provision(project, people, *, password=None):
-    """Create (or reset the password of) each worker's account and admit it to
-    ``project`` when the project is not open to all: the operator's part, done through
-    the workers service. Returns the password every simulated worker logs in with."""
-    from django.contrib.auth import get_user_model
-
-    from labeling.services.workers import (
-        membership_grant,
-        worker_for_user,
-        worker_sign_up,
-    )
-
-    password = password or secrets.token_urlsafe(16)
-    User = get_user_model()
-    for person in people:
-        if person.door != "worker":
-            continue
-        user = User.objects.filter(username=person.username).first()
-        if user is None:
-            user = worker_sign_up(username=person.username, password=password)
-        else:
-            user.set_password(password)
-            user.save(update_fields=["password"])
-        worker = worker_for_user(user)
-        if not project.open_to_all_workers:
-            membership_grant(project, worker)
-    return password
-
-
-# --- The run ----------------------------------------------------------------------------------
-
-
-def crowd_people(spec, *, run_tag=""):
-    """The registered workers of a crowd (visitors are made as they arrive)."""
-    rng = random.Random(spec.seed)
-    people = []
-    for i, kind in enumerate(kinds_split(spec.workers, spec.shares, rng)):
-        person = person_make(f"w{i}-{kind}", kind, "worker", rng, accuracy_range=spec.accuracy_range)
-        person.username = f"crowd{run_tag}-{i:03d}-{kind}".replace("_", "-")
-        people.append(person)
-    return people
+    def close(self):
+        """Close the visits still waiting."""
+        for _, _, visit in self.queue:
+            visit.close()
 
 
 def crowd_run(spec, *, slug, site, connect, clock, workers=None, password=None, ledger=None, on_step=None,
               beat=None, stop=None, max_wall_s=None, origin="http://localhost"):
     """Run the crowd until its budget is spent (or ``on_step(ledger)`` returns
     ``False``, ``stop`` is set, or ``max_wall_s`` real seconds pass). Returns the
-    :class:`Ledger`.
+    :class:`~labeling.crowd.ledger.Ledger`.
 
-    ``workers``: the registered workers (:func:`crowd_people`), whose accounts exist
-    with ``password`` (:func:`crowd_accounts_provision`). ``site``: a
+    ``workers``: the registered workers (:func:`~labeling.crowd.accounts.crowd_people`),
+    whose accounts exist with ``password``
+    (:func:`~labeling.crowd.accounts.crowd_accounts_provision`). ``site``: a
     :class:`SiteAccess` for the widget door, or ``None`` for workers only.
     ``connect(person, origin)`` returns a person's transport.
     """
@@ -301,69 +112,69 @@ def crowd_run(spec, *, slug, site, connect, clock, workers=None, password=None, 
     ledger = ledger or Ledger(spec.budget)
     workers = workers or []
     ledger.people.extend(workers)
-    transports = []
-    queue, order = [], itertools.count()
-
-    def schedule(at, visit):
-        heapq.heappush(queue, (at, next(order), visit))
-
+    agenda, transports = _Agenda(), []
     for person in workers:
         web = connect(person, None)
         transports.append(web)
         visit = worker_session(
             person, web, slug=slug, username=person.username, password=password, ledger=ledger, batch=spec.batch
         )
-        schedule(rng.uniform(0, 5), visit)
-
-    visitor_numbers = itertools.count()
-    kinds, weights = list(spec.shares), list(spec.shares.values())
-
-    def seat():
-        while ledger.left() > 0:
-            number = next(visitor_numbers)
-            kind = rng.choices(kinds, weights)[0]
-            person = person_make(f"v{number}-{kind}", kind, "widget", rng, accuracy_range=spec.accuracy_range)
-            ledger.people.append(person)
-            web = connect(person, origin)
-            try:
-                yield from widget_visit(person, web, site, ledger, max_tries=spec.max_tries)
-            finally:
-                ledger.collect_timings(web)
-                web.close()
-            yield rng.expovariate(1.0 / spec.visitor_gap_s) if spec.visitor_gap_s > 0 else 0.0
-
-    if site is not None and sum(weights) > 0:
+        agenda.add(rng.uniform(0, 5), visit)
+    if site is not None and sum(spec.shares.values()) > 0:
+        visitor_numbers = itertools.count()
         for _ in range(spec.visitor_seats):
-            schedule(rng.uniform(0, 5), seat())
-
-    wall_start = time.monotonic()
+            agenda.add(rng.uniform(0, 5), _visitor_seat(spec, site, connect, origin, ledger, rng, visitor_numbers))
     try:
         with clock.installed():
-            while queue:
-                at, _, visit = heapq.heappop(queue)
-                if not clock.wait_until(at, stop) or (stop is not None and stop.is_set()):
-                    break
-                if beat is not None:
-                    beat.tick(clock.now())
-                try:
-                    wait = next(visit)
-                except StopIteration:
-                    continue
-                schedule(clock.now() + max(float(wait), 0.0), visit)
-                if on_step is not None and on_step(ledger) is False:
-                    break
-                if max_wall_s is not None and time.monotonic() - wall_start > max_wall_s:
-                    logger.warning("crowd stopped after %.0f s of wall time", max_wall_s)
-                    break
+            _visits_run(agenda, clock, ledger, beat=beat, stop=stop, on_step=on_step, max_wall_s=max_wall_s)
     finally:
-        for _, _, visit in queue:
-            visit.close()
+        agenda.close()
         for web in transports:
             ledger.collect_timings(web)
             web.close()
         if site is not None and site.server is not None:
             ledger.collect_timings(site.server)
     return ledger
+
+
+def _visitor_seat(spec, site, connect, origin, ledger, rng, numbers):
+    """One page of ``site`` visited by one new person after another while the budget
+    lasts (a visit generator itself); ``numbers`` numbers the visitors of all seats."""
+    kinds, weights = list(spec.shares), list(spec.shares.values())
+    while ledger.left() > 0:
+        number = next(numbers)
+        kind = rng.choices(kinds, weights)[0]
+        person = person_make(f"v{number}-{kind}", kind, "widget", rng, accuracy_range=spec.accuracy_range)
+        ledger.people.append(person)
+        web = connect(person, origin)
+        try:
+            yield from widget_visit(person, web, site, ledger, max_tries=spec.max_tries)
+        finally:
+            ledger.collect_timings(web)
+            web.close()
+        yield rng.expovariate(1.0 / spec.visitor_gap_s) if spec.visitor_gap_s > 0 else 0.0
+
+
+def _visits_run(agenda, clock, ledger, *, beat, stop, on_step, max_wall_s):
+    """Advance the visits of ``agenda`` one step at a time, each at its time on
+    ``clock`` (ticking ``beat`` first), until none is left or the run is stopped."""
+    wall_start = time.monotonic()
+    while agenda:
+        at, visit = agenda.pop()
+        if not clock.wait_until(at, stop) or (stop is not None and stop.is_set()):
+            break
+        if beat is not None:
+            beat.tick(clock.now())
+        try:
+            wait = next(visit)
+        except StopIteration:
+            continue
+        agenda.add(clock.now() + max(float(wait), 0.0), visit)
+        if on_step is not None and on_step(ledger) is False:
+            break
+        if max_wall_s is not None and time.monotonic() - wall_start > max_wall_s:
+            logger.warning("crowd stopped after %.0f s of wall time", max_wall_s)
+            break
 
 
 def server_wait(base_url, *, stop=None, timeout_s=120.0):

@@ -14,9 +14,8 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.db.models import BooleanField, Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Mod, TruncHour
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     Consensus,
@@ -81,7 +80,7 @@ def _cached(key, ttl, compute):
 def answers_last_hour(project_ids, now=None):
     """``{project_id: answers in the last hour}``: cached per project for a minute,
     the missing ones computed in one grouped query."""
-    now = now or timezone.now()
+    now = now or clock.now()
     keys = {_key("last-hour", pk): pk for pk in project_ids}
     found = cache.get_many(list(keys))
     result = {keys[key]: value for key, value in found.items()}
@@ -107,7 +106,7 @@ def answers_per_hour(project, now=None):
     start of the current hour are counted again: after the first call the query reads
     one hour of answers, not thirty days.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     current = now.replace(minute=0, second=0, microsecond=0)
     start = current.replace(hour=0) - timedelta(days=29)
     key = _key("hours", project.pk)
@@ -129,7 +128,7 @@ def throughput(project, now=None):
     """Answers per hour (last 48 h) and per day (last 30 days, UTC), cached for a minute."""
 
     def compute():
-        at = now or timezone.now()
+        at = now or clock.now()
         hours = answers_per_hour(project, now=at)
         hour0 = at.replace(minute=0, second=0, microsecond=0) - timedelta(hours=47)
         day0 = at.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
@@ -155,92 +154,102 @@ def label_breakdown(project):
     verified), model (no other label, predicted by the active run), needs review, none.
     Held-out items are counted apart: they are for measuring, not labeling.
     """
+    return _cached(_key("labels", project.pk), AGGREGATE_TTL_S, lambda: _label_breakdown_compute(project))
 
-    def compute():
-        pool = Item.objects.filter(project=project, split=Split.POOL)
-        sources = dict.fromkeys(SOURCE_NAMES, 0)
-        holdout = 0
-        for split, status, known, n in (
-            Item.objects.filter(project=project)
-            .values_list("split", "status", "known_label__source")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            if split != Split.POOL:
-                holdout += n
-            elif known:
-                sources["gold" if known == KnownLabelSource.GOLD else "settled"] += n
-            elif status == ItemStatus.LABELED:
-                sources["consensus"] += n
-            elif status == ItemStatus.PSEUDO_LABELED:
-                sources["pseudo"] += n
-            elif status == ItemStatus.REVIEW:
-                sources["review"] += n
-            elif status == ItemStatus.UNLABELED:
-                sources["none"] += n
-        per_class = {}
 
-        def add(label_id, source, n):
-            per_class.setdefault(label_id, dict.fromkeys(LABEL_SOURCES, 0))[source] += n
+def _label_breakdown_compute(project):
+    pool = Item.objects.filter(project=project, split=Split.POOL)
+    sources, holdout = _item_sources(project)
+    per_class = {}
+    for label_id, source, n in _class_sources(project, pool):
+        per_class.setdefault(label_id, dict.fromkeys(LABEL_SOURCES, 0))[source] += n
+        if source == "verified":
+            sources["verified"] += n
+            sources["consensus"] -= n
+        elif source == "model":
+            sources["model"] += n
+            sources["none"] -= n
+    return {
+        "sources": sources,
+        "per_class": per_class,
+        "pool_total": sum(sources.values()),
+        "holdout_total": holdout,
+        "computed_at": clock.now().isoformat(),
+    }
 
-        for label_id, source, n in (
-            KnownLabel.objects.filter(item__in=pool)
-            .values_list("label_id", "source")
-            .annotate(n=Count("pk"))
-            .order_by()
-        ):
-            add(label_id, "gold" if source == KnownLabelSource.GOLD else "settled", n)
-        verified = Case(
-            When(item__pseudo_label__accepted=True, item__pseudo_label__label_id=F("label_id"), then=Value(True)),
-            default=Value(False),
-            output_field=BooleanField(),
+
+def _item_sources(project):
+    """``({source: pool items}, held-out items)`` from the items' known labels and
+    status alone: verified consensus counts as consensus and a model's guess as none
+    (:func:`_class_sources` tells them apart)."""
+    sources = dict.fromkeys(SOURCE_NAMES, 0)
+    holdout = 0
+    for split, status, known, n in (
+        Item.objects.filter(project=project)
+        .values_list("split", "status", "known_label__source")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        if split != Split.POOL:
+            holdout += n
+        elif known:
+            sources["gold" if known == KnownLabelSource.GOLD else "settled"] += n
+        elif status == ItemStatus.LABELED:
+            sources["consensus"] += n
+        elif status == ItemStatus.PSEUDO_LABELED:
+            sources["pseudo"] += n
+        elif status == ItemStatus.REVIEW:
+            sources["review"] += n
+        elif status == ItemStatus.UNLABELED:
+            sources["none"] += n
+    return sources, holdout
+
+
+def _class_sources(project, pool):
+    """``(label_id, source, n)`` over the ``pool`` items that have a class: known labels,
+    consensus (verified or not), accepted pseudo-labels, then the active run's guesses
+    for unlabeled items. One grouped query per kind."""
+    for label_id, source, n in (
+        KnownLabel.objects.filter(item__in=pool).values_list("label_id", "source").annotate(n=Count("pk")).order_by()
+    ):
+        yield label_id, "gold" if source == KnownLabelSource.GOLD else "settled", n
+    verified = Case(
+        When(item__pseudo_label__accepted=True, item__pseudo_label__label_id=F("label_id"), then=Value(True)),
+        default=Value(False),
+        output_field=BooleanField(),
+    )
+    for label_id, is_verified, n in (
+        Consensus.objects.filter(
+            item__in=pool, item__status=ItemStatus.LABELED, item__known_label__isnull=True, label__isnull=False
         )
-        for label_id, is_verified, n in (
-            Consensus.objects.filter(
-                item__in=pool, item__status=ItemStatus.LABELED, item__known_label__isnull=True, label__isnull=False
-            )
-            .annotate(verified=verified)
-            .values_list("label_id", "verified")
-            .annotate(n=Count("pk"))
-            .order_by()
-        ):
-            add(label_id, "verified" if is_verified else "consensus", n)
-            if is_verified:
-                sources["verified"] += n
-                sources["consensus"] -= n
+        .annotate(verified=verified)
+        .values_list("label_id", "verified")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        yield label_id, "verified" if is_verified else "consensus", n
+    for label_id, n in (
+        PseudoLabel.objects.filter(
+            item__in=pool, item__status=ItemStatus.PSEUDO_LABELED, item__known_label__isnull=True
+        )
+        .values_list("label_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        yield label_id, "pseudo", n
+    if project.active_run_id:
         for label_id, n in (
-            PseudoLabel.objects.filter(
-                item__in=pool, item__status=ItemStatus.PSEUDO_LABELED, item__known_label__isnull=True
+            Prediction.objects.filter(
+                run_id=project.active_run_id,
+                item__in=pool,
+                item__status=ItemStatus.UNLABELED,
+                item__known_label__isnull=True,
             )
             .values_list("label_id")
             .annotate(n=Count("pk"))
             .order_by()
         ):
-            add(label_id, "pseudo", n)
-        if project.active_run_id:
-            for label_id, n in (
-                Prediction.objects.filter(
-                    run_id=project.active_run_id,
-                    item__in=pool,
-                    item__status=ItemStatus.UNLABELED,
-                    item__known_label__isnull=True,
-                )
-                .values_list("label_id")
-                .annotate(n=Count("pk"))
-                .order_by()
-            ):
-                add(label_id, "model", n)
-                sources["model"] += n
-                sources["none"] -= n
-        return {
-            "sources": sources,
-            "per_class": per_class,
-            "pool_total": sum(sources.values()),
-            "holdout_total": holdout,
-            "computed_at": timezone.now().isoformat(),
-        }
-
-    return _cached(_key("labels", project.pk), AGGREGATE_TTL_S, compute)
+            yield label_id, "model", n
 
 
 def agreement(project):
@@ -261,7 +270,7 @@ def agreement(project):
             "answers": sum(per_item[item] for item in rated),
             "fleiss_kappa": None,
             "krippendorff_alpha": None,
-            "computed_at": timezone.now().isoformat(),
+            "computed_at": clock.now().isoformat(),
         }
         if rated and label_ids:
             table = ratings_table(
@@ -302,52 +311,59 @@ def cluster_points(project):
         .first()
     )
     key = _key("map", project.pk, latest or 0, project.active_run_id or 0)
+    return _cached(key, AGGREGATE_TTL_S, lambda: _cluster_points_compute(project))
 
-    def compute():
-        embeddings = ItemEmbedding.objects.filter(item__project=project)
-        total = embeddings.count()
-        if total > MAP_MAX_POINTS:
-            step = math.ceil(total / MAP_MAX_POINTS)
-            embeddings = embeddings.annotate(bucket=Mod("item_id", step)).filter(
-                Q(bucket=0) | Q(is_representative=True)
-            )
-        if project.active_run_id:
-            prediction = Prediction.objects.filter(item=OuterRef("item_id"), run_id=project.active_run_id)
-            predicted = Subquery(prediction.values("label_id")[:1])
-        else:
-            predicted = Value(None, output_field=IntegerField())
-        rows = (
-            embeddings.annotate(predicted=predicted)
-            .order_by("-is_representative", "item_id")
-            .values_list(
-                "item_id",
-                "x",
-                "y",
-                "cluster",
-                "is_representative",
-                "item__status",
-                "item__known_label__label_id",
-                "item__known_label__source",
-                "item__consensus__label_id",
-                "item__pseudo_label__label_id",
-                "predicted",
-            )[: int(MAP_MAX_POINTS * 1.2)]
-        )
-        points = []
-        for item_id, x, y, cluster, representative, status, known, known_source, consensus, pseudo, predicted in rows:
-            if known:
-                source, label = ("gold" if known_source == KnownLabelSource.GOLD else "settled"), known
-            elif status == ItemStatus.LABELED:
-                source, label = ("verified" if pseudo == consensus else "consensus"), consensus
-            elif status == ItemStatus.PSEUDO_LABELED:
-                source, label = "pseudo", pseudo
-            elif status == ItemStatus.REVIEW:
-                source, label = "review", consensus
-            elif predicted:
-                source, label = "model", predicted
-            else:
-                source, label = "none", None
-            points.append((item_id, x, y, cluster, representative, source, label))
-        return {"points": points, "total": total}
 
-    return _cached(key, AGGREGATE_TTL_S, compute)
+def _cluster_points_compute(project):
+    embeddings = ItemEmbedding.objects.filter(item__project=project)
+    total = embeddings.count()
+    if total > MAP_MAX_POINTS:
+        step = math.ceil(total / MAP_MAX_POINTS)
+        embeddings = embeddings.annotate(bucket=Mod("item_id", step)).filter(Q(bucket=0) | Q(is_representative=True))
+    points = []
+    for item_id, x, y, cluster, representative, *label_fields in _map_rows(project, embeddings):
+        points.append((item_id, x, y, cluster, representative, *_map_source(*label_fields)))
+    return {"points": points, "total": total}
+
+
+def _map_rows(project, embeddings):
+    """The map's rows of ``embeddings``: position, cluster, then what says an item's
+    label (status, known label and its source, consensus, pseudo-label, the active
+    run's guess), representatives first."""
+    if project.active_run_id:
+        prediction = Prediction.objects.filter(item=OuterRef("item_id"), run_id=project.active_run_id)
+        predicted = Subquery(prediction.values("label_id")[:1])
+    else:
+        predicted = Value(None, output_field=IntegerField())
+    return (
+        embeddings.annotate(predicted=predicted)
+        .order_by("-is_representative", "item_id")
+        .values_list(
+            "item_id",
+            "x",
+            "y",
+            "cluster",
+            "is_representative",
+            "item__status",
+            "item__known_label__label_id",
+            "item__known_label__source",
+            "item__consensus__label_id",
+            "item__pseudo_label__label_id",
+            "predicted",
+        )[: int(MAP_MAX_POINTS * 1.2)]
+    )
+
+
+def _map_source(status, known, known_source, consensus, pseudo, predicted):
+    """``(source, label_id)`` of a point on the map."""
+    if known:
+        return ("gold" if known_source == KnownLabelSource.GOLD else "settled"), known
+    if status == ItemStatus.LABELED:
+        return ("verified" if pseudo == consensus else "consensus"), consensus
+    if status == ItemStatus.PSEUDO_LABELED:
+        return "pseudo", pseudo
+    if status == ItemStatus.REVIEW:
+        return "review", consensus
+    if predicted:
+        return "model", predicted
+    return "none", None

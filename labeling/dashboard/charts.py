@@ -13,156 +13,10 @@ import math
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from labeling.dashboard.formatting import PALETTE_SIZE, class_css, fmt_number  # noqa: F401  (used by the figures)
+from labeling.dashboard import svg
+from labeling.dashboard.formatting import fmt_number
 
-CHAR_W = 7.2  # average glyph width at the chart font size (12 px), for layout only
-TICK_SPACING = 48  # the least room one x tick label needs, in px
 NARROW = 300  # the width of a chart drawn for a phone
-
-
-def _n(value):
-    """A coordinate, short."""
-    return f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
-
-
-def _attrs(attrs):
-    parts = []
-    for key, value in attrs.items():
-        if value is None or value is False:
-            continue
-        name = key.rstrip("_").replace("_", "-")
-        parts.append(f'{name}="{escape(_n(value) if isinstance(value, (int, float)) else value)}"')
-    return " ".join(parts)
-
-
-def _el(tag, content="", **attrs):
-    body = f"<{tag} {_attrs(attrs)}".rstrip()
-    return f"{body}>{content}</{tag}>" if content else f"{body}/>"
-
-
-def _title(text):
-    return f"<title>{escape(text)}</title>"
-
-
-def _text(x, y, text, **attrs):
-    return _el("text", escape(text), x=x, y=y, **attrs)
-
-
-def _truncate(text, n):
-    text = str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def nice_ticks(low, high, count=5):
-    """About ``count`` round tick values covering ``[low, high]``."""
-    if high < low:
-        low, high = high, low
-    if high == low:
-        high = low + 1
-    raw = (high - low) / max(count, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 10))
-    return ticks
-
-
-def _svg(width, height, label, body, css="chart", role="img"):
-    """``role="img"`` for a picture; a chart with links in it is a ``group`` (an image
-    may hold nothing interactive)."""
-    return mark_safe(
-        f'<svg class="{escape(css)}" viewBox="0 0 {_n(width)} {_n(height)}" width="{_n(width)}" '
-        f'height="{_n(height)}" role="{role}" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
-        f"{_title(label)}{body}</svg>"
-    )
-
-
-def _legend(entries, x, y, width):
-    """``entries``: ``[(name, css, shape)]`` laid out left to right, wrapping."""
-    out, cx, cy = [], x, y
-    for name, css, shape in entries:
-        label = _truncate(name, max(8, min(40, int((width - 20) / CHAR_W))))
-        w = 18 + CHAR_W * len(label) + 14
-        if cx + w > x + width and cx > x:
-            cx, cy = x, cy + 16
-        out.append(_marker(cx + 5, cy - 4, css, shape or "box", legend=True))
-        out.append(_text(cx + 14, cy, label, class_="legend-text"))
-        cx += w
-    return "".join(out), cy
-
-
-def _marker(x, y, css, shape, legend=False, title=None):
-    inner = _title(title) if title else ""
-    if shape == "line":
-        return _el("line", inner, x1=x - 5, y1=y, x2=x + 5, y2=y, class_=f"line {css}")
-    if shape == "square":
-        return _el("rect", inner, x=x - 3.5, y=y - 3.5, width=7, height=7, class_=f"pt {css}")
-    if shape == "ring":
-        return _el("circle", inner, cx=x, cy=y, r=4, class_=f"ring {css}")
-    if shape == "small":
-        return _el("circle", inner, cx=x, cy=y, r=2.5, class_=f"pt faint {css}")
-    if shape == "dot":
-        return _el("circle", inner, cx=x, cy=y, r=4, class_=f"pt {css}")
-    return _el("rect", inner, x=x - 5, y=y - 5, width=10, height=10, rx=2, class_=f"bar {css}")
-
-
-class _Axes:
-    """A plot area with linear scales, grid, ticks and axis labels."""
-
-    def __init__(self, width, height, x_domain, y_domain, *, left=58, right=18, top=34, bottom=48):
-        self.width, self.height = width, height
-        self.left, self.right, self.top, self.bottom = left, right, top, bottom
-        self.x0, self.x1 = x_domain
-        self.y0, self.y1 = y_domain
-        if self.x1 == self.x0:
-            self.x1 = self.x0 + 1
-        if self.y1 == self.y0:
-            self.y1 = self.y0 + 1
-
-    def px(self, x):
-        return self.left + (x - self.x0) / (self.x1 - self.x0) * (self.width - self.left - self.right)
-
-    def py(self, y):
-        return self.height - self.bottom - (y - self.y0) / (self.y1 - self.y0) * (self.height - self.top - self.bottom)
-
-    def frame(self, x_ticks, y_ticks, x_label, y_label, x_fmt, y_fmt):
-        out = []
-        for tick in y_ticks:
-            y = self.py(tick)
-            out.append(_el("line", x1=self.left, x2=self.width - self.right, y1=y, y2=y, class_="grid"))
-            out.append(_text(self.left - 6, y + 4, y_fmt(tick), class_="tick", text_anchor="end"))
-        for tick, label in x_ticks:
-            x = self.px(tick)
-            out.append(
-                _el("line", x1=x, x2=x, y1=self.height - self.bottom, y2=self.height - self.bottom + 4, class_="axis")
-            )
-            out.append(_text(x, self.height - self.bottom + 17, label, class_="tick", text_anchor="middle"))
-        base = self.height - self.bottom
-        out.append(_el("line", x1=self.left, x2=self.width - self.right, y1=base, y2=base, class_="axis"))
-        out.append(_el("line", x1=self.left, x2=self.left, y1=self.top, y2=base, class_="axis"))
-        out.append(
-            _text(
-                (self.left + self.width - self.right) / 2,
-                self.height - 8,
-                _truncate(x_label, int((self.width - 10) / CHAR_W)),
-                class_="axis-label",
-                text_anchor="middle",
-            )
-        )
-        mid = (self.top + base) / 2
-        out.append(
-            _text(14, mid, y_label, class_="axis-label", text_anchor="middle", transform=f"rotate(-90 14 {_n(mid)})")
-        )
-        return "".join(out)
-
-
-def _empty(width, height, label, message):
-    return _svg(width, height, label, _text(width / 2, height / 2, message, class_="empty", text_anchor="middle"))
 
 
 def line_chart(series, *, title, x_label, y_label, y_domain=None, percent=False, integer_x=True, width=640, height=280):
@@ -173,23 +27,23 @@ def line_chart(series, *, title, x_label, y_label, y_domain=None, percent=False,
     """
     points = [(x, y) for s in series for x, y in s["points"] if y is not None]
     if not points:
-        return _empty(width, height, title, "no data yet")
+        return svg.empty(width, height, title, "no data yet")
     xs = [x for x, _ in points]
     ys = [y for _, y in points]
     if y_domain is None:
         low = min(0.0, min(ys))
-        y_ticks = nice_ticks(low, max(ys))
+        y_ticks = svg.nice_ticks(low, max(ys))
     else:
-        y_ticks = nice_ticks(*y_domain)
+        y_ticks = svg.nice_ticks(*y_domain)
     x_low, x_high = min(xs), max(xs)
     if x_low == x_high:
         x_low, x_high = (x_low - 1, x_high + 1) if x_low < 0 or x_low >= 1 else (0, 1)
-    x_ticks = nice_ticks(x_low, x_high, max(2, min(6, int((width - 76) // 55))))
+    x_ticks = svg.nice_ticks(x_low, x_high, max(2, min(6, int((width - 76) // 55))))
     if integer_x:
         x_ticks = sorted({int(round(t)) for t in x_ticks if abs(t - round(t)) < 1e-9}) or [min(xs)]
-    legend, legend_y = _legend([(s["name"], s["css"], "line") for s in series], 58, 16, width - 68)
+    legend, legend_y = svg.legend([(s["name"], s["css"], "line") for s in series], 58, 16, width - 68)
     height += legend_y - 16
-    axes = _Axes(
+    axes = svg.Axes(
         width,
         height,
         (min(min(xs), x_ticks[0]), max(max(xs), x_ticks[-1])),
@@ -214,26 +68,26 @@ def line_chart(series, *, title, x_label, y_label, y_domain=None, percent=False,
             runs.append(run)
         for part in runs:
             if len(part) > 1:
-                coords = " ".join(f"{_n(axes.px(x))},{_n(axes.py(y))}" for x, y in part)
-                body.append(_el("polyline", points=coords, class_=f"line {s['css']}"))
+                coords = " ".join(f"{svg.num(axes.px(x))},{svg.num(axes.py(y))}" for x, y in part)
+                body.append(svg.el("polyline", points=coords, class_=f"line {s['css']}"))
         if len(points) <= 80:
             for x, y in s["points"]:
                 if y is not None:
                     tip = f"{s['name']}: {fmt_number(x)} → {fmt_number(y, percent)}"
-                    body.append(_marker(axes.px(x), axes.py(y), s["css"], "dot", title=tip))
+                    body.append(svg.marker(axes.px(x), axes.py(y), s["css"], "dot", title=tip))
     body.append(legend)
-    return _svg(width, height, title, "".join(body))
+    return svg.document(width, height, title, "".join(body))
 
 
 def column_chart(buckets, *, title, x_label, y_label, css="s-answers", width=640, height=240, label_every=None):
     """Vertical bars, one per bucket: ``[(tick_label, tooltip, value)]``."""
     if not buckets or not any(value for _, _, value in buckets):
-        return _empty(width, height, title, "no answers in this period")
+        return svg.empty(width, height, title, "no answers in this period")
     values = [value for _, _, value in buckets]
-    y_ticks = nice_ticks(0, max(values), 4)
-    axes = _Axes(width, height, (0, len(buckets)), (0, y_ticks[-1]), top=16)
+    y_ticks = svg.nice_ticks(0, max(values), 4)
+    axes = svg.Axes(width, height, (0, len(buckets)), (0, y_ticks[-1]), top=16)
     plot_w = width - axes.left - axes.right
-    every = max(label_every or 1, math.ceil(len(buckets) * TICK_SPACING / plot_w))
+    every = max(label_every or 1, math.ceil(len(buckets) * svg.TICK_SPACING / plot_w))
     x_ticks = [(i + 0.5, label) for i, (label, _, _) in enumerate(buckets) if i % every == 0]
     body = [axes.frame(x_ticks, y_ticks, x_label, y_label, fmt_number, fmt_number)]
     slot = (width - axes.left - axes.right) / len(buckets)
@@ -242,9 +96,9 @@ def column_chart(buckets, *, title, x_label, y_label, css="s-answers", width=640
             continue
         top = axes.py(value)
         body.append(
-            _el(
+            svg.el(
                 "rect",
-                _title(f"{tip}: {fmt_number(value)}"),
+                svg.tooltip(f"{tip}: {fmt_number(value)}"),
                 x=axes.px(i) + slot * 0.12,
                 y=top,
                 width=max(slot * 0.76, 1),
@@ -252,7 +106,7 @@ def column_chart(buckets, *, title, x_label, y_label, css="s-answers", width=640
                 class_=f"bar {css}",
             )
         )
-    return _svg(width, height, title, "".join(body))
+    return svg.document(width, height, title, "".join(body))
 
 
 def hbar_chart(rows, *, title, x_label, legend=(), percent=False, x_max=None, marker=None, marker_label="", width=640):
@@ -263,115 +117,158 @@ def hbar_chart(rows, *, title, x_label, legend=(), percent=False, x_max=None, ma
     (a threshold), with ``marker_label``.
     """
     if not rows:
-        return _empty(width, 80, title, "no data yet")
-    names = [_truncate(label, 22) for label, _ in rows]
-    left = int(min(max(CHAR_W * max(len(n) for n in names) + 16, 60), 190, width // 3))
-    legend_svg, legend_y = _legend([(name, css, "box") for name, css in legend], left, 16, width - left - 10)
+        return svg.empty(width, 80, title, "no data yet")
+    names = [svg.truncate(label, 22) for label, _ in rows]
+    left = int(min(max(svg.CHAR_W * max(len(n) for n in names) + 16, 60), 190, width // 3))
+    legend_svg, legend_y = svg.legend([(name, css, "box") for name, css in legend], left, 16, width - left - 10)
     top = legend_y + 16 if legend else 14
     bar_h = 22
     height = top + bar_h * len(rows) + 48
     totals = [sum(v for _, v, _ in segments) for _, segments in rows]
     high = x_max if x_max is not None else max(max(totals), 1)
-    x_ticks = nice_ticks(0, high, 5)
+    x_ticks = svg.nice_ticks(0, high, 5)
     if x_max is not None:
         x_ticks = [t for t in x_ticks if t <= x_max + 1e-9]
-    axes = _Axes(
+    axes = svg.Axes(
         width, height, (0, x_ticks[-1] if x_max is None else x_max), (0, len(rows)), left=left, top=top, right=48
     )
     out = []
     for tick in x_ticks:
         x = axes.px(tick)
-        out.append(_el("line", x1=x, x2=x, y1=top, y2=height - axes.bottom, class_="grid"))
-        out.append(_text(x, height - axes.bottom + 16, fmt_number(tick, percent), class_="tick", text_anchor="middle"))
+        out.append(svg.el("line", x1=x, x2=x, y1=top, y2=height - axes.bottom, class_="grid"))
+        out.append(
+            svg.text_at(x, height - axes.bottom + 16, fmt_number(tick, percent), class_="tick", text_anchor="middle")
+        )
     for i, ((label, segments), short) in enumerate(zip(rows, names)):
-        y = top + i * bar_h
-        out.append(_text(left - 6, y + bar_h / 2 + 4, short, class_="tick", text_anchor="end"))
-        if short != str(label):
-            out[-1] = out[-1].replace("</text>", f"{_title(label)}</text>")
-        x = 0.0
-        for name, value, css in segments:
-            if value <= 0:
-                continue
-            w = axes.px(x + value) - axes.px(x)
-            tip = (
-                f"{label} · {name}: {fmt_number(value, percent)}" if name else f"{label}: {fmt_number(value, percent)}"
-            )
-            out.append(
-                _el(
-                    "rect", _title(tip), x=axes.px(x), y=y + 3, width=max(w, 0.8), height=bar_h - 6, class_=f"bar {css}"
-                )
-            )
-            x += value
-        if len(segments) > 1 or percent:
-            out.append(_text(axes.px(x) + 4, y + bar_h / 2 + 4, fmt_number(x, percent), class_="tick value"))
+        out += _hbar_row(axes, label, short, segments, y=top + i * bar_h, bar_h=bar_h, percent=percent)
     base = height - axes.bottom
-    out.append(_el("line", x1=left, x2=width - axes.right, y1=base, y2=base, class_="axis"))
-    out.append(_el("line", x1=left, x2=left, y1=top, y2=base, class_="axis"))
-    out.append(_text((left + width - axes.right) / 2, height - 8, x_label, class_="axis-label", text_anchor="middle"))
+    out.append(svg.el("line", x1=left, x2=width - axes.right, y1=base, y2=base, class_="axis"))
+    out.append(svg.el("line", x1=left, x2=left, y1=top, y2=base, class_="axis"))
+    out.append(
+        svg.text_at((left + width - axes.right) / 2, height - 8, x_label, class_="axis-label", text_anchor="middle")
+    )
     if marker is not None:
         x = axes.px(marker)
-        out.append(_el("line", _title(marker_label), x1=x, x2=x, y1=top - 4, y2=base, class_="marker"))
+        out.append(svg.el("line", svg.tooltip(marker_label), x1=x, x2=x, y1=top - 4, y2=base, class_="marker"))
     if legend:
         out.append(legend_svg)
-    return _svg(width, height, title, "".join(out))
+    return svg.document(width, height, title, "".join(out))
+
+
+def _hbar_row(axes, label, short, segments, *, y, bar_h, percent):
+    """One row of :func:`hbar_chart` at ``y``: its label (``short``, the whole one as a
+    tooltip when cut), its segments and, when stacked or a share, its total."""
+    out = [svg.text_at(axes.left - 6, y + bar_h / 2 + 4, short, class_="tick", text_anchor="end")]
+    if short != str(label):
+        out[-1] = out[-1].replace("</text>", f"{svg.tooltip(label)}</text>")
+    x = 0.0
+    for name, value, css in segments:
+        if value <= 0:
+            continue
+        w = axes.px(x + value) - axes.px(x)
+        tip = f"{label} · {name}: {fmt_number(value, percent)}" if name else f"{label}: {fmt_number(value, percent)}"
+        out.append(
+            svg.el(
+                "rect",
+                svg.tooltip(tip),
+                x=axes.px(x),
+                y=y + 3,
+                width=max(w, 0.8),
+                height=bar_h - 6,
+                class_=f"bar {css}",
+            )
+        )
+        x += value
+    if len(segments) > 1 or percent:
+        out.append(svg.text_at(axes.px(x) + 4, y + bar_h / 2 + 4, fmt_number(x, percent), class_="tick value"))
+    return out
 
 
 def heatmap(matrix, labels, *, title, x_label="predicted", y_label="true", width=None):
     """A confusion matrix: counts (or probabilities) with each row shaded by its share."""
     k = len(labels)
     if not matrix or k == 0:
-        return _empty(520, 80, title, "no confusion matrix yet")
-    short = [_truncate(label, 14) for label in labels]
+        return svg.empty(520, 80, title, "no confusion matrix yet")
+    short = [svg.truncate(label, 14) for label in labels]
     cell = 44 if k <= 6 else 30 if k <= 12 else 20
-    left = int(min(max(CHAR_W * max(len(s) for s in short) + 30, 60), 130))
-    top = int(min(max(CHAR_W * max(len(s) for s in short) + 24, 50), 120))
+    left = int(min(max(svg.CHAR_W * max(len(s) for s in short) + 30, 60), 130))
+    top = int(min(max(svg.CHAR_W * max(len(s) for s in short) + 24, 50), 120))
     width = width or left + cell * k + 16
     height = top + cell * k + 16
     out = []
-    show_values = cell >= 30
     for i, row in enumerate(matrix[:k]):
-        total = sum(row) or 1
-        y = top + i * cell
-        out.append(_text(left - 6, y + cell / 2 + 4, short[i], class_="tick", text_anchor="end"))
-        for j, value in enumerate(row[:k]):
-            share = value / total
-            x = left + j * cell
-            css = "heat diag" if i == j else "heat"
-            tip = f"true {labels[i]}, {x_label} {labels[j]}: {fmt_number(value)} ({fmt_number(share, True)} of the row)"
+        out += _heatmap_row(i, row, labels, short[i], x_label=x_label, left=left, top=top, cell=cell)
+    out += _heatmap_labels(short, x_label, y_label, left=left, top=top, cell=cell)
+    return svg.document(width, height, title, "".join(out), css="chart heatmap")
+
+
+def _heatmap_row(i, row, labels, short, *, x_label, left, top, cell):
+    """Row ``i`` of :func:`heatmap` (true class ``labels[i]``): its label and its cells,
+    each shaded by its share of the row, with the value when cells are big enough."""
+    k = len(labels)
+    total = sum(row) or 1
+    y = top + i * cell
+    out = [svg.text_at(left - 6, y + cell / 2 + 4, short, class_="tick", text_anchor="end")]
+    for j, value in enumerate(row[:k]):
+        share = value / total
+        x = left + j * cell
+        css = "heat diag" if i == j else "heat"
+        tip = f"true {labels[i]}, {x_label} {labels[j]}: {fmt_number(value)} ({fmt_number(share, True)} of the row)"
+        out.append(
+            svg.el(
+                "rect",
+                svg.tooltip(tip),
+                x=x,
+                y=y,
+                width=cell - 1,
+                height=cell - 1,
+                class_=css,
+                fill_opacity=f"{0.06 + 0.94 * share:.3f}",
+            )
+        )
+        if cell >= 30 and value:
+            text_css = "cell-text on-dark" if share > 0.55 else "cell-text"
             out.append(
-                _el(
-                    "rect",
-                    _title(tip),
-                    x=x,
-                    y=y,
-                    width=cell - 1,
-                    height=cell - 1,
-                    class_=css,
-                    fill_opacity=f"{0.06 + 0.94 * share:.3f}",
+                svg.text_at(
+                    x + cell / 2,
+                    y + cell / 2 + 4,
+                    fmt_number(value if value >= 1 or value == 0 else round(value, 2)),
+                    class_=text_css,
+                    text_anchor="middle",
                 )
             )
-            if show_values and value:
-                text_css = "cell-text on-dark" if share > 0.55 else "cell-text"
-                out.append(
-                    _text(
-                        x + cell / 2,
-                        y + cell / 2 + 4,
-                        fmt_number(value if value >= 1 or value == 0 else round(value, 2)),
-                        class_=text_css,
-                        text_anchor="middle",
-                    )
-                )
+    return out
+
+
+def _heatmap_labels(short, x_label, y_label, *, left, top, cell):
+    """The column labels of :func:`heatmap` (slanted) and its two axis labels."""
+    k = len(short)
+    out = []
     for j in range(k):
         x = left + j * cell + cell / 2
         out.append(
-            _text(x, top - 6, short[j], class_="tick", text_anchor="start", transform=f"rotate(-50 {_n(x)} {top - 6})")
+            svg.text_at(
+                x,
+                top - 6,
+                short[j],
+                class_="tick",
+                text_anchor="start",
+                transform=f"rotate(-50 {svg.num(x)} {top - 6})",
+            )
         )
-    out.append(_text(left + cell * k / 2, 12, f"{x_label} →", class_="axis-label", text_anchor="middle"))
+    out.append(svg.text_at(left + cell * k / 2, 12, f"{x_label} →", class_="axis-label", text_anchor="middle"))
     mid = top + cell * k / 2
     out.append(
-        _text(12, mid, f"{y_label} →", class_="axis-label", text_anchor="middle", transform=f"rotate(-90 12 {_n(mid)})")
+        svg.text_at(
+            12,
+            mid,
+            f"{y_label} →",
+            class_="axis-label",
+            text_anchor="middle",
+            transform=f"rotate(-90 12 {svg.num(mid)})",
+        )
     )
-    return _svg(width, height, title, "".join(out), css="chart heatmap")
+    return out
 
 
 def stack_bar(segments, *, label):
@@ -383,9 +280,9 @@ def stack_bar(segments, *, label):
             continue
         w = 100 * value / total
         out.append(
-            _el(
+            svg.el(
                 "rect",
-                _title(f"{name}: {fmt_number(value)} ({fmt_number(value / total, True)})"),
+                svg.tooltip(f"{name}: {fmt_number(value)} ({fmt_number(value / total, True)})"),
                 x=x,
                 y=0,
                 width=w,
@@ -395,7 +292,7 @@ def stack_bar(segments, *, label):
         )
         x += w
     if not out:
-        out.append(_el("rect", _title("no items"), x=0, y=0, width=100, height=10, class_="bar src-none"))
+        out.append(svg.el("rect", svg.tooltip("no items"), x=0, y=0, width=100, height=10, class_="bar src-none"))
     return mark_safe(
         f'<svg class="stackbar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">{"".join(out)}</svg>'
@@ -409,9 +306,9 @@ def scatter_map(points, *, title, legend, width=960, height=600):
     projection carry no unit, so only a frame is drawn.
     """
     if not points:
-        return _empty(width, 120, title, "no map yet: run clustering first")
+        return svg.empty(width, 120, title, "no map yet: run clustering first")
     pad = 14
-    legend_svg, legend_y = _legend(legend, pad, 16, width - 2 * pad) if legend else ("", 6)
+    legend_svg, legend_y = svg.legend(legend, pad, 16, width - 2 * pad) if legend else ("", 6)
     top = legend_y + 18
     height += top - 40
     xs = [p["x"] for p in points]
@@ -420,15 +317,23 @@ def scatter_map(points, *, title, legend, width=960, height=600):
     y0, y1 = min(ys), max(ys)
     sx = (width - 2 * pad) / ((x1 - x0) or 1)
     sy = (height - top - pad) / ((y1 - y0) or 1)
-    out = [_el("rect", x=pad / 2, y=top - pad / 2, width=width - pad, height=height - top, class_="frame")]
+    out = [svg.el("rect", x=pad / 2, y=top - pad / 2, width=width - pad, height=height - top, class_="frame")]
     for p in points:
         x = pad + (p["x"] - x0) * sx
         y = height - pad - (p["y"] - y0) * sy
         out.append(
-            _el("a", _marker(x, y, p["css"], p["shape"], title=p["title"]), href=p["href"], class_="point", aria_label=p["title"])
+            svg.el(
+                "a",
+                svg.marker(x, y, p["css"], p["shape"], title=p["title"]),
+                href=p["href"],
+                class_="point",
+                aria_label=p["title"],
+            )
         )
     out.append(legend_svg)
-    return _svg(width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"), role="group")
+    return svg.document(
+        width, height, title, "".join(out), css="chart map" + ("" if legend else " scales"), role="group"
+    )
 
 
 def responsive(draw, **kwargs):

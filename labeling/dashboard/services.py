@@ -10,8 +10,8 @@ import logging
 from datetime import timedelta
 
 from django.core.cache import cache
-from django.utils import timezone
 
+from labeling import clock
 from labeling.dashboard.aggregates import cache_keys
 from labeling.dashboard.selectors import project_stats
 from labeling.models import Split, WorkerStatus
@@ -30,7 +30,7 @@ def stats_refresh_if_stale(projects, now=None):
     """
     from labeling.tasks import project_stats_refresh_task
 
-    now = now or timezone.now()
+    now = now or clock.now()
     queued = []
     for project in projects:
         stats = project_stats(project)

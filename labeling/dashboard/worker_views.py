@@ -7,7 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling.dashboard import charts, figures, forms, selectors, services
+from labeling.dashboard import figures, forms, selectors, services
+from labeling.dashboard.formatting import fmt_number
 from labeling.dashboard.views import _context, _page, _project, _query
 
 WORKER_COLUMNS = [
@@ -99,7 +100,7 @@ def worker_detail(request, slug, worker_id):
             worker=worker,
             confusion=confusion,
             status_form=forms.WorkerStatusForm(),
-            here_text=charts.fmt_number(detail["correct_here"] / detail["controls_here"], True)
+            here_text=fmt_number(detail["correct_here"] / detail["controls_here"], True)
             if detail["controls_here"]
             else "–",
             **detail,

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from labeling.models.core import Item, LabelClass, Project, _unit_interval
+from labeling.models.fields import ClockDateTimeField
 
 
 class AuditKind(models.TextChoices):
@@ -42,7 +43,7 @@ class AuditDecision(models.Model):
     answers_before = models.PositiveIntegerField(default=0, help_text="Counted answers when the audit acted.")
     outcome = models.CharField(max_length=10, choices=AuditOutcome.choices, default=AuditOutcome.PENDING)
     final_label = models.ForeignKey(LabelClass, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     reversed_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(

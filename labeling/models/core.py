@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from labeling.models.fields import ClockDateTimeField
+
 
 def _unit_interval(field, name):
     return models.CheckConstraint(
@@ -49,7 +51,7 @@ class Project(models.Model):
     active_run = models.ForeignKey(
         "TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
@@ -125,7 +127,7 @@ class Item(models.Model):
     consensus_stale_since = models.DateTimeField(
         null=True, blank=True, help_text="Set by the answer path, cleared once the item's consensus includes them."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
@@ -165,7 +167,7 @@ class KnownLabel(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     suspended_at = models.DateTimeField(
         null=True, blank=True, help_text="Set while the label audit doubts it: not used as control until the owner checks it."
     )
@@ -189,7 +191,7 @@ class ProjectStats(models.Model):
     items_total = models.PositiveIntegerField(default=0)
     known_total = models.PositiveIntegerField(default=0)
     answers_total = models.PositiveIntegerField(default=0)
-    refreshed_at = models.DateTimeField(auto_now=True)
+    refreshed_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "project stats"
@@ -214,7 +216,7 @@ class BackgroundRun(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the run.")
     worker = models.CharField(max_length=200, blank=True, help_text="The worker holding (or last holding) the run.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
 from labeling.models.core import Item, LabelClass, Project, _unit_interval
+from labeling.models.fields import ClockDateTimeField
 
 
 class WorkerKind(models.TextChoices):
@@ -35,7 +36,7 @@ class Worker(models.Model):
     control_total = models.PositiveIntegerField(default=0)
     control_correct = models.PositiveIntegerField(default=0)
     skill = models.FloatField(null=True, blank=True, help_text="Accuracy estimated by truth inference.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -88,7 +89,7 @@ class Answer(models.Model):
         help_text="How far truth inference trusts this answer over a blind guess, in [0, 1]: for a widget answer, "
         "the chance that its challenge was passed by someone who looked rather than by a random guesser.",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     objects = AnswerQuerySet.as_manager()
 
@@ -108,7 +109,7 @@ class Consensus(models.Model):
     posterior = models.JSONField(default=list, blank=True)
     n_answers = models.PositiveIntegerField(default=0)
     method = models.CharField(max_length=30)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "consensus results"
@@ -144,7 +145,7 @@ class Site(models.Model):
     min_solve_ms = models.PositiveIntegerField(default=1500, help_text="Faster solves fail.")
     challenges_issued = models.PositiveIntegerField(default=0)
     challenges_passed = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -238,7 +239,7 @@ class Lease(models.Model):
     public_id = models.CharField(max_length=32, unique=True)
     is_control = models.BooleanField(default=False)
     expires_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "worker"], name="lease_one_per_item_worker")]
@@ -248,7 +249,7 @@ class Lease(models.Model):
 class Skip(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="skips")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "worker"], name="skip_one_per_item_worker")]
@@ -259,7 +260,7 @@ class ProjectMembership(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="memberships")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "worker"], name="membership_unique")]
@@ -329,7 +330,7 @@ class WorkerDecision(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reversed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -343,7 +344,7 @@ class WorkerSkill(models.Model):
     accuracy = models.FloatField()
     confusion = models.JSONField(default=list, blank=True)
     n_answers = models.PositiveIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
@@ -385,7 +386,7 @@ class ControlPoolEntry(models.Model):
     retired_at = models.DateTimeField(
         null=True, blank=True, help_text="Shown as control with a prompt naming a label (grid, verify): never again."
     )
-    joined_at = models.DateTimeField(auto_now_add=True)
+    joined_at = ClockDateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "shuffle_key"], name="controlpool_shuffle_idx")]

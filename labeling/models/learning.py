@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from labeling.models.core import BackgroundRun, Item, LabelClass, Project, _unit_interval
+from labeling.models.fields import ClockDateTimeField
 
 
 class PseudoLabelSource(models.TextChoices):
@@ -19,7 +20,7 @@ class PseudoLabel(models.Model):
     confidence = models.FloatField()
     source = models.CharField(max_length=20, choices=PseudoLabelSource.choices)
     accepted = models.BooleanField(default=False, help_text="Meets the project's precision target.")
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = ClockDateTimeField(auto_now=True)
 
     class Meta:
         constraints = [_unit_interval("confidence", "pseudolabel_confidence_unit")]

@@ -1,6 +1,8 @@
 """The outbox: Celery messages recorded in the transaction that makes their job."""
 from django.db import models
 
+from labeling.models.fields import ClockDateTimeField
+
 
 class OutboxMessage(models.Model):
     """One Celery task to send. Written in the same transaction as the row it acts on
@@ -15,7 +17,7 @@ class OutboxMessage(models.Model):
     args = models.JSONField(default=list)
     kwargs = models.JSONField(default=dict)
     countdown = models.FloatField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     available_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -2,6 +2,8 @@
 from django.conf import settings
 from django.db import models
 
+from labeling.models.fields import ClockDateTimeField
+
 
 class OwnerToken(models.Model):
     """A personal API token of a project owner, sent as ``Authorization: Token <token>``.
@@ -17,7 +19,7 @@ class OwnerToken(models.Model):
     prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it by.")
     scoped = models.BooleanField(default=False, help_text="Reaches only the projects listed.")
     projects = models.ManyToManyField("Project", blank=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = ClockDateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 

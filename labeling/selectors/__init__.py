@@ -12,8 +12,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.http import Http404
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Consensus,
     ControlPoolEntry,
@@ -105,8 +105,9 @@ def control_pool_stats(project: Project, now: datetime | None = None) -> dict[st
     """The control pool of ``project`` in one query: items in it, those within their
     exposure budget now, those retired (served ``CROWDLOOP_CONTROL_MAX_SERVES`` times, or
     once under a prompt naming a label),
-    serves in the current window and serves in all."""
-    now = now or timezone.now()
+    serves in the current window and serves in all; and the reserve below which the
+    widget asks only choice questions."""
+    now = now or clock.now()
     current = Q(window_start__gt=now - timedelta(seconds=settings.CROWDLOOP_CONTROL_WINDOW_S))
     retired = Q(served_total__gte=settings.CROWDLOOP_CONTROL_MAX_SERVES) | Q(retired_at__isnull=False)
     spent = current & Q(window_served__gte=settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW)
@@ -117,6 +118,7 @@ def control_pool_stats(project: Project, now: datetime | None = None) -> dict[st
         served_window=Sum("window_served", filter=current, default=0),
         served_total=Sum("served_total", default=0),
     )
+    row["reserve"] = settings.CROWDLOOP_CONTROL_RESERVE
     return row
 
 

@@ -24,9 +24,9 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
-from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from labeling import clock
 from labeling.models import AccessibilityPass, Challenge, ChallengeStatus, Lease, SiteMode
 from labeling.services.challenges import ChallengeRefused
 from labeling.services.ratelimit import ratelimit_enforce
@@ -42,7 +42,7 @@ _COOKIE_SALT = "crowdloop.services.accessibility.cookie"
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def email_digest(email: str) -> str:

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Lease, Project, ProjectMembership, Worker, WorkerKind, WorkerStatus
 from labeling.services.worker_status import status_here_of, status_holding, worker_status_in
 
@@ -39,7 +39,7 @@ class ProjectNotFound(WorkerError):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 

@@ -22,8 +22,8 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.db.models import Case, DateTimeField, F, IntegerField, Value, When
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Answer, Item, Worker
 
 
@@ -82,7 +82,7 @@ def answers_insert(
     the write lock at ``BEGIN``). The insert still ignores a conflicting row, so that
     a broken guarantee can never store an answer twice.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     rows = [
         Answer(
             worker=worker, item=answer.item, label_id=answer.label_id, source=source, task_ref=answer.task_ref,

@@ -17,9 +17,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.bridge import wilson_interval
 from labeling.models import Answer, Item, LabelClass, Lease, Prediction, Project, PseudoLabel, QualityRules, Worker
 from labeling.services import control_pool, hot, selection
@@ -35,7 +34,7 @@ MAX_CONTROL_SHARE = 0.5
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 @dataclass

@@ -27,9 +27,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     AuditAction,
@@ -77,7 +76,7 @@ class AuditRefused(Exception):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def audit_queue(project: Project) -> None:

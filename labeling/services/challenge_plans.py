@@ -54,6 +54,9 @@ def challenge_plan(
     the transaction that saves the challenge (unknown tiles are leased here)."""
     n_labels = len(hot.project_labels(project))
     kinds = [kind] if kind else _kinds_in_order(rng, choice_first=site.difficulty_auto and n_labels >= 3)
+    if not kind and not control_pool.pool_holds_reserve(project, now=now):
+        # Grids and yes/no questions retire their controls: a small pool serves choices.
+        kinds = [candidate for candidate in kinds if candidate == ChallengeKind.CHOICE]
     for candidate in kinds:
         if site.difficulty_auto:
             n_control = difficulty.pass_rule(candidate, n_labels).controls + extra

@@ -29,8 +29,8 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Challenge,
     ChallengeItem,
@@ -99,7 +99,7 @@ class AnswerOutcome:
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def _rng() -> random.Random:
@@ -260,7 +260,7 @@ def challenge_payload(
             items.append({"id": tile.public_id, "text": tile.item.text})
         else:
             items.append({"id": tile.public_id, "image": image_url(challenge.pk, tile.public_id)})
-    payload = {
+    payload: dict[str, Any] = {
         "id": str(challenge.pk), "kind": challenge.kind, "prompt": prompt, "items": items, "expires_at": expires_at,
     }
     if challenge.kind == ChallengeKind.CHOICE:

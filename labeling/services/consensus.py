@@ -22,9 +22,8 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
-from labeling import bridge
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     Consensus,
@@ -257,7 +256,7 @@ def _consensus_write(outcome: _Outcome, existing: Collection[int], held: Mapping
     """Write ``outcome`` in one transaction (``existing``: items with a consensus row
     already), and settle the audit's decisions on the ``held`` items it moved."""
     fields = ["label_id", "confidence", "posterior", "n_answers", "method", "updated_at"]
-    now = timezone.now()
+    now = clock.now()
     rows = outcome.rows
     for row in rows:
         row.updated_at = now

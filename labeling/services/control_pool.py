@@ -17,6 +17,12 @@ is a coin flip), so anyone who saw it there knows its label far better than by c
 from then on (the prompt-inference bot of the attack suite read labels this way).
 Choice questions name no label, so they may show an item up to its budget.
 
+Retiring spends the pool far faster than choice questions do (a grid or a yes/no
+question spends its control items whole), so prompts that retire are asked only while
+the pool holds more than ``CROWDLOOP_CONTROL_RESERVE`` available items
+(:func:`pool_holds_reserve`); below that the widget asks choice questions, which a
+small pool sustains, until consensus grows the pool again.
+
 Whoever memorises control items (by their pixels, or by what prompts they came with)
 meets each one a few times at most before it retires, while consensus brings new ones.
 """
@@ -31,8 +37,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     ChallengeItem,
     Consensus,
@@ -49,7 +55,7 @@ READ_ROUNDS = 6
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def certain_consensus(project: Project) -> QuerySet[Consensus]:
@@ -109,6 +115,27 @@ def _refresh_if_stale(project: Project, rng: random.Random) -> None:
     if clock - _refreshed.get(key, -math.inf) >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
         pool_refresh(project, rng=rng)
         _refreshed[key] = clock
+
+
+_reserve_seen: dict[tuple[int, datetime], tuple[float, bool]] = {}  # (project id, created) -> (monotonic time, held)
+
+
+def pool_holds_reserve(project: Project, *, now: datetime | None = None) -> bool:
+    """Whether more than ``CROWDLOOP_CONTROL_RESERVE`` control items of ``project`` are
+    available: prompts that retire their controls are asked only then. One bounded count
+    (it reads at most reserve + 1 rows), at most once per
+    ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process; so concurrent
+    processes may each spend a few grids' worth below the reserve, never the pool."""
+    reserve = settings.CROWDLOOP_CONTROL_RESERVE
+    if reserve <= 0:
+        return True
+    key, clock = (project.pk, project.created_at), time.monotonic()
+    seen = _reserve_seen.get(key)
+    if seen is None or clock - seen[0] >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
+        available = _available(project, now or _now()).order_by()
+        held = available.values("pk")[: reserve + 1].count() > reserve
+        seen = _reserve_seen[key] = (clock, held)
+    return seen[1]
 
 
 def _available(project: Project, now: datetime) -> QuerySet[ControlPoolEntry]:

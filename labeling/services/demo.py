@@ -10,12 +10,16 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.crypto import salted_hmac
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from labeling.models import (
@@ -30,7 +34,7 @@ from labeling.models import (
     Split,
 )
 from labeling.services import hot
-from labeling.services.imports import ImportEntry, LabelRole, items_import
+from labeling.services.imports import ImportEntry, ImportReport, LabelRole, items_import
 from labeling.services.projects import project_create, project_stats_refresh
 from labeling.services.sites import (
     FAIL_TEST_SECRET,
@@ -49,7 +53,7 @@ GOLD_PER_CLASS = 3
 UPSCALE = 4
 
 
-def digit_png(values):
+def digit_png(values: ArrayLike) -> bytes:
     """An 8x8 array of 0..16 ink values as a dark-on-white grayscale PNG, upscaled."""
     pixels = (255 - np.asarray(values, dtype=np.float64) * (255.0 / 16.0)).round().astype(np.uint8)
     image = Image.fromarray(pixels, mode="L").resize((8 * UPSCALE, 8 * UPSCALE), Image.Resampling.NEAREST)
@@ -58,7 +62,10 @@ def digit_png(values):
     return buffer.getvalue()
 
 
-def demo_project_create(*, owner=None, progress=None, gold_per_class=GOLD_PER_CLASS, seed=0):
+def demo_project_create(
+    *, owner: Any = None, progress: Callable[[int], None] | None = None, gold_per_class: int = GOLD_PER_CLASS,
+    seed: int = 0,
+) -> tuple[Project, ImportReport]:
     """Create (or complete) the digits demo project; safe to run twice."""
     from sklearn.datasets import load_digits
 
@@ -92,7 +99,7 @@ def demo_project_create(*, owner=None, progress=None, gold_per_class=GOLD_PER_CL
     return project, report
 
 
-def _gold_choose(project, per_class, seed):
+def _gold_choose(project: Project, per_class: int, seed: int) -> None:
     """Make ``per_class`` random pool items of each class gold (if none are yet)."""
     if KnownLabel.objects.filter(item__project=project).exists():
         return
@@ -122,13 +129,13 @@ TEST_FAIL_SITEKEY = FAIL_TEST_SITEKEY
 TEST_FAIL_SECRET = FAIL_TEST_SECRET
 
 
-def demo_site_secret():
+def demo_site_secret() -> str:
     """The demo site's secret, derived from ``SECRET_KEY`` so that the demo sign-up
     page (the "site owner's server") can verify without storing it anywhere."""
     return "0x" + salted_hmac("crowdloop.services.demo.site-secret", DEMO_SITEKEY, algorithm="sha256").hexdigest()
 
 
-def demo_site_create(project, *, hostnames=None, **difficulty):
+def demo_site_create(project: Project, *, hostnames: list[str] | None = None, **difficulty: Any) -> Site:
     """The site behind ``/demo/signup/``: the digits project, on local hostnames and
     those of ``ALLOWED_HOSTS`` (not Django's test client's ``testserver``). Safe to run
     twice; the secret is derived, not stored."""
@@ -149,7 +156,7 @@ def demo_site_create(project, *, hostnames=None, **difficulty):
     return site
 
 
-def widget_test_keys_create():
+def widget_test_keys_create() -> list[Site]:
     """The published test keys (hCaptcha's and reCAPTCHA's test pairs pass, one pair
     fails); see :func:`labeling.services.sites.widget_test_keys_ensure`."""
     return widget_test_keys_ensure()
@@ -161,14 +168,14 @@ DEMO_WORKER = "worker"
 DEMO_MIN_ANSWER_MS = 300  # an 8x8 digit takes a practised worker well under the default 800 ms
 
 
-def demo_crowd_open(project):
+def demo_crowd_open(project: Project) -> None:
     """Open the demo project to every registered worker, with rules suited to digits."""
     Project.objects.filter(pk=project.pk).update(open_to_all_workers=True)
     hot.project_forget(project)
     QualityRules.objects.get_or_create(project=project, defaults={"min_answer_ms": DEMO_MIN_ANSWER_MS})
 
 
-def demo_worker_create():
+def demo_worker_create() -> str | None:
     """Create the demo worker account; returns its new password, or ``None`` if it exists."""
     user = get_user_model().objects.filter(username=DEMO_WORKER).first()
     if user is not None:
@@ -186,7 +193,7 @@ DEMO_ADMIN = "admin"
 DEMO_ACCOUNTS = (DEMO_ADMIN, DEMO_WORKER)
 
 
-def demo_admin_create():
+def demo_admin_create() -> tuple[Any, str | None]:
     """Create the demo superuser; returns ``(user, new password)``, the password ``None``
     if the account exists."""
     User = get_user_model()
@@ -199,14 +206,14 @@ def demo_admin_create():
     return admin, password
 
 
-def demo_passwords_path():
+def demo_passwords_path() -> Path:
     """Where the demo keeps the passwords it generated, readable by their owner only, so
     that a newcomer who lost the first run's output can print them again. A demo on the
     local machine only: the file holds nothing but the two demo accounts' passwords."""
     return settings.DATA_DIR / "demo-passwords.json"
 
 
-def _passwords_read():
+def _passwords_read() -> dict[str, Any]:
     try:
         data = json.loads(demo_passwords_path().read_text())
     except (OSError, ValueError):
@@ -214,7 +221,7 @@ def _passwords_read():
     return data if isinstance(data, dict) else {}
 
 
-def _password_remember(username, password):
+def _password_remember(username: str, password: str) -> None:
     data = {**_passwords_read(), username: password}
     path = demo_passwords_path()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -222,13 +229,13 @@ def _password_remember(username, password):
         json.dump(data, handle)
 
 
-def demo_passwords():
+def demo_passwords() -> dict[str, str | None]:
     """``{username: password}`` of the demo accounts that exist; the password is ``None``
     when the remembered one is missing or no longer right (changed by hand)."""
     remembered = _passwords_read()
     users = get_user_model().objects.filter(username__in=DEMO_ACCOUNTS)
     found = {user.username: user for user in users}
-    result = {}
+    result: dict[str, str | None] = {}
     for username in DEMO_ACCOUNTS:
         user = found.get(username)
         if user is None:
@@ -238,7 +245,7 @@ def demo_passwords():
     return result
 
 
-def demo_passwords_reset():
+def demo_passwords_reset() -> dict[str, str]:
     """Give each existing demo account a new random password; returns them by user name."""
     result = {}
     for user in get_user_model().objects.filter(username__in=DEMO_ACCOUNTS).order_by("username"):
@@ -257,7 +264,7 @@ class PortBusy(Exception):
     """The demo's web server could not listen where it was asked to; the message says why."""
 
 
-def port_check(host, port):
+def port_check(host: str, port: int) -> None:
     """Raise :class:`PortBusy` unless a server could listen on ``host:port`` now, the
     way Django's runserver binds (``SO_REUSEADDR``, so a port in ``TIME_WAIT`` is fine)."""
     if not 0 < port < 65536:

@@ -10,11 +10,16 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.core.files.storage import default_storage
 
-from labeling.models import Consensus, Item, ItemStatus, KnownLabel, PseudoLabel, Split
+from labeling.models import Consensus, Item, ItemStatus, KnownLabel, Project, PseudoLabel, Split
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
@@ -46,7 +51,7 @@ class ExportRow:
     split: str
 
 
-def export_rows(project, options=ExportOptions()):
+def export_rows(project: Project, options: ExportOptions = ExportOptions()) -> Iterator[ExportRow]:
     """Yield one :class:`ExportRow` per item, in id order, reading in chunks."""
     names = dict(project.label_classes.values_list("id", "name"))
     pool = Item.objects.filter(project=project)
@@ -85,14 +90,15 @@ def export_rows(project, options=ExportOptions()):
             if label is None and options.only_labeled:
                 continue
             yield ExportRow(
-                item_id=item_id, source_name=source_name, text=text, image=image, label=names.get(label),
+                item_id=item_id, source_name=source_name, text=text, image=image,
+                label=None if label is None else names.get(label),
                 label_source=label_source, confidence=None if confidence is None else round(confidence, 6),
                 n_answers=n_answers, split=split,
             )
         last = ids[-1]
 
 
-def csv_safe(value):
+def csv_safe(value: object) -> object:
     """Escape a cell a spreadsheet would run as a formula."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
@@ -102,23 +108,26 @@ def csv_safe(value):
 class _Sink(io.RawIOBase):
     """A write-only stream whose written bytes are drained by the generator."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.chunks: list[bytes] = []
 
-    def writable(self):
+    def writable(self) -> bool:
         return True
 
-    def write(self, data):
-        self.chunks.append(bytes(data))
-        return len(data)
+    def write(self, data: "ReadableBuffer") -> int:
+        chunk = bytes(data)
+        self.chunks.append(chunk)
+        return len(chunk)
 
-    def drain(self):
+    def drain(self) -> bytes:
         data = b"".join(self.chunks)
         self.chunks = []
         return data
 
 
-def export_stream(project, fmt, options=ExportOptions(), progress=None):
+def export_stream(
+    project: Project, fmt: str, options: ExportOptions = ExportOptions(), progress: Callable[[int], None] | None = None
+) -> Iterator[bytes]:
     """Yield the export of ``project`` in format ``fmt`` as byte chunks."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -130,7 +139,7 @@ def export_stream(project, fmt, options=ExportOptions(), progress=None):
     )
 
 
-def _counting(rows, progress):
+def _counting(rows: Iterable[ExportRow], progress: Callable[[int], None]) -> Iterator[ExportRow]:
     for row in rows:
         progress(1)
         yield row
@@ -139,7 +148,7 @@ def _counting(rows, progress):
 CSV_FIELDS = ["item_id", "source_name", "text", "image", "label", "label_source", "confidence", "n_answers", "split"]
 
 
-def _csv(project, rows):
+def _csv(project: Project, rows: Iterable[ExportRow]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_FIELDS)
@@ -153,7 +162,7 @@ def _csv(project, rows):
     yield buffer.getvalue().encode("utf-8")
 
 
-def _jsonl(project, rows):
+def _jsonl(project: Project, rows: Iterable[ExportRow]) -> Iterator[bytes]:
     batch = []
     for row in rows:
         batch.append(json.dumps(asdict(row), ensure_ascii=False))
@@ -164,13 +173,13 @@ def _jsonl(project, rows):
         yield ("\n".join(batch) + "\n").encode("utf-8")
 
 
-def safe_folder(name):
+def safe_folder(name: str) -> str:
     """A label as a folder name: no path separators, no dot-only names."""
     cleaned = re.sub(r"[\\/\x00-\x1f]", "_", name).strip() or "_"
     return "_" + cleaned if set(cleaned) <= {"."} else cleaned
 
 
-def _imagefolder(project, rows):
+def _imagefolder(project: Project, rows: Iterable[ExportRow]) -> Iterator[bytes]:
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
         for row in rows:
@@ -182,13 +191,13 @@ def _imagefolder(project, rows):
     yield sink.drain()
 
 
-def _labelstudio(project, rows):
+def _labelstudio(project: Project, rows: Iterable[ExportRow]) -> Iterator[bytes]:
     """Label Studio's JSON export: a list of tasks with one annotation of ``choices``."""
     to_name = "text" if project.data_kind == "text" else "image"
     yield b"["
     for n, row in enumerate(rows):
         data = {"text": row.text} if to_name == "text" else {"image": default_storage.url(row.image)}
-        task = {"id": row.item_id, "data": data, "meta": {"crowdloop": {"label_source": row.label_source, "confidence": row.confidence, "n_answers": row.n_answers}}}
+        task: dict[str, Any] = {"id": row.item_id, "data": data, "meta": {"crowdloop": {"label_source": row.label_source, "confidence": row.confidence, "n_answers": row.n_answers}}}
         if row.label is not None:
             task["annotations"] = [
                 {

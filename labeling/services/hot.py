@@ -7,22 +7,25 @@ deleted (:func:`invalidation_connect`, wired in the app config), so an owner's c
 reaches the next request. Keys carry the project's creation time, so that a reused
 primary key (a rolled-back test database) never reads another project's entry.
 """
+from typing import Any
+
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from labeling.models import LabelClass, Project, QualityRules, Site
 
 
-def _timeout():
+def _timeout() -> int:
     return settings.CROWDLOOP_HOT_CACHE_S
 
 
-def _project_key(kind, project_id):
+def _project_key(kind: str, project_id: int) -> str:
     return f"crowdloop:hot:{kind}:{project_id}"
 
 
-def project_labels(project):
+def project_labels(project: Project) -> list[LabelClass]:
     """The project's label classes in order (cached)."""
     key = _project_key("labels", project.pk)
     hit = cache.get(key)
@@ -33,7 +36,7 @@ def project_labels(project):
     return labels
 
 
-def project_rules(project):
+def project_rules(project: Project) -> QualityRules:
     """The project's quality rules, or the defaults (unsaved) when it has none (cached)."""
     key = _project_key("rules", project.pk)
     hit = cache.get(key)
@@ -44,7 +47,7 @@ def project_rules(project):
     return rules
 
 
-def project_has_pseudo_labels(project):
+def project_has_pseudo_labels(project: Project) -> bool:
     """Whether the project has pseudo-labeled items to verify (cached a few seconds: a
     new round's proposals reach the widget that much later, and no challenge tries a
     verify plan while there is nothing to verify)."""
@@ -59,15 +62,15 @@ def project_has_pseudo_labels(project):
     return found
 
 
-def pseudo_labels_changed(project_id):
+def pseudo_labels_changed(project_id: int) -> None:
     cache.delete(_project_key("pseudo", project_id))
 
 
-def _site_key(sitekey):
+def _site_key(sitekey: str) -> str:
     return f"crowdloop:hot:site:{sitekey}"
 
 
-def site_by_key(sitekey):
+def site_by_key(sitekey: str) -> tuple[Site | None, list[Project]]:
     """``(site, its projects)`` for a sitekey, or ``(None, [])`` (cached when found)."""
     key = _site_key(sitekey)
     hit = cache.get(key)
@@ -80,35 +83,35 @@ def site_by_key(sitekey):
     return entry
 
 
-def site_forget(site):
+def site_forget(site: Site) -> None:
     """Drop a site's entry after an update that sends no signal (``QuerySet.update``)."""
     cache.delete(_site_key(site.sitekey))
 
 
-def project_forget(project):
+def project_forget(project: Project) -> None:
     """Drop what is cached of a project (and the sites that serve it) after an update
     that sends no signal (``QuerySet.update``)."""
     _forget_project(Project, project)
     _forget_site(Project, project)
 
 
-def _forget_labels(sender, instance, **kwargs):
+def _forget_labels(sender: type[Model], instance: LabelClass, **kwargs: Any) -> None:
     cache.delete(_project_key("labels", instance.project_id))
 
 
-def _forget_rules(sender, instance, **kwargs):
+def _forget_rules(sender: type[Model], instance: QualityRules, **kwargs: Any) -> None:
     cache.delete(_project_key("rules", instance.project_id))
 
 
-def _forget_project(sender, instance, **kwargs):
+def _forget_project(sender: type[Model], instance: Project, **kwargs: Any) -> None:
     cache.delete_many([_project_key(kind, instance.pk) for kind in ("labels", "rules", "pseudo")])
 
 
-def _forget_project_sites(sender, instance, **kwargs):
+def _forget_project_sites(sender: type[Model], instance: Project, **kwargs: Any) -> None:
     _forget_site(sender, instance)
 
 
-def _forget_site(sender, instance, **kwargs):
+def _forget_site(sender: type[Model], instance: Site | Project, **kwargs: Any) -> None:
     if isinstance(instance, Site):
         cache.delete(_site_key(instance.sitekey))
     else:  # a project's side of the site-project relation
@@ -116,7 +119,7 @@ def _forget_site(sender, instance, **kwargs):
             cache.delete(_site_key(sitekey))
 
 
-def invalidation_connect():
+def invalidation_connect() -> None:
     post_save.connect(_forget_labels, sender=LabelClass, dispatch_uid="hot-labels-save")
     post_delete.connect(_forget_labels, sender=LabelClass, dispatch_uid="hot-labels-delete")
     post_save.connect(_forget_rules, sender=QualityRules, dispatch_uid="hot-rules-save")

@@ -7,6 +7,7 @@ job commits its cursor with its items and resumes after a crash exactly where it
 """
 import hashlib
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -22,19 +23,24 @@ from labeling.models import (
     KnownLabel,
     KnownLabelSource,
     LabelClass,
+    Project,
     PseudoLabel,
     Split,
 )
-from labeling.services.media import ImageRejected, image_normalise
+from labeling.services.media import ImageRejected, NormalisedImage, image_normalise
 from labeling.services.readers import (  # noqa: F401  (re-exported for callers)
     ImportEntry,
     ImportProblem,
     ImportRefused,
     ImportReport,
+    StrPath,
     read_source,
 )
 
 logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+OnBatch = Callable[[int, ImportReport], None]
 
 
 @dataclass
@@ -43,11 +49,7 @@ class _Prepared:
     checksum: str
     label: LabelClass | None
     original: bytes | None = None
-    extension: str = ""
-    image_png: bytes | None = None
-    thumbnail_png: bytes | None = None
-    width: int | None = None
-    height: int | None = None
+    image: NormalisedImage | None = None
 
 
 class LabelRole:
@@ -57,8 +59,11 @@ class LabelRole:
     EVALUATION = "evaluation"
 
 
-def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, progress=None, batch_size=None,
-                 start=0, report=None, on_batch=None):
+def items_import(
+    project: Project, entries: Sequence[ImportEntry], *, problems: Iterable[ImportProblem] = (),
+    label_role: str = LabelRole.GOLD, progress: Progress | None = None, batch_size: int | None = None,
+    start: int = 0, report: ImportReport | None = None, on_batch: OnBatch | None = None,
+) -> ImportReport:
     """Import ``entries`` into ``project`` and return an :class:`ImportReport`.
 
     Items whose content is already in the project are counted as duplicates and
@@ -77,12 +82,12 @@ def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, pr
         if names:
             classes = _label_classes_create(project, names)
             report.label_classes_created = names
-    seen = set()
-    batch = []
+    seen: set[str] = set()
+    batch: list[_Prepared] = []
     for index, entry in enumerate(entries[start:], start=start):
-        prepared, problem = _read_entry(project, entry, classes)
-        if problem:
-            report.problems.append(ImportProblem(entry.name, problem))
+        prepared = _read_entry(project, entry, classes)
+        if isinstance(prepared, str):
+            report.problems.append(ImportProblem(entry.name, prepared))
         elif prepared.checksum in seen:
             report.duplicates += 1
         else:
@@ -103,11 +108,11 @@ def items_import(project, entries, *, problems=(), label_role=LabelRole.GOLD, pr
     return report
 
 
-def _natural_key(name):
+def _natural_key(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def _label_classes_create(project, names):
+def _label_classes_create(project: Project, names: list[str]) -> dict[str, LabelClass]:
     with transaction.atomic():
         created = LabelClass.objects.bulk_create(
             [LabelClass(project=project, name=name, position=i) for i, name in enumerate(names)]
@@ -115,63 +120,63 @@ def _label_classes_create(project, names):
     return {label.name: label for label in created}
 
 
-def _read_entry(project, entry, classes):
-    """Cheap first pass: resolve the label, read the bytes, hash them."""
+def _read_entry(project: Project, entry: ImportEntry, classes: dict[str, LabelClass]) -> _Prepared | str:
+    """Cheap first pass: resolve the label, read the bytes, hash them; or why the entry
+    cannot be imported."""
     label = None
     if entry.label:
         label = classes.get(entry.label)
         if label is None:
             known = ", ".join(sorted(classes, key=_natural_key)) or "none"
-            return None, f"unknown label {entry.label!r} (project labels: {known})"
+            return f"unknown label {entry.label!r} (project labels: {known})"
     if entry.text is not None:
         if project.data_kind != DataKind.TEXT:
-            return None, "a text cannot be imported into an image project"
+            return "a text cannot be imported into an image project"
         checksum = hashlib.sha256(entry.text.encode("utf-8")).hexdigest()
-        return _Prepared(entry=entry, checksum=checksum, label=label), None
+        return _Prepared(entry=entry, checksum=checksum, label=label)
     if project.data_kind != DataKind.IMAGE:
-        return None, "a file cannot be imported into a text project"
+        return "a file cannot be imported into a text project"
     try:
         data = entry.load()
     except OSError as exc:
-        return None, f"cannot be read: {exc}"
+        return f"cannot be read: {exc}"
     entry.data = None
-    return _Prepared(entry=entry, checksum=hashlib.sha256(data).hexdigest(), label=label, original=data), None
+    return _Prepared(entry=entry, checksum=hashlib.sha256(data).hexdigest(), label=label, original=data)
 
 
-def _normalise(prepared):
+def _normalise(prepared: _Prepared, original: bytes) -> str | None:
     """Second pass, for content not yet in the project: decode and normalise an image."""
     try:
-        image = image_normalise(
-            prepared.original,
+        prepared.image = image_normalise(
+            original,
             max_side=settings.CROWDLOOP_MAX_IMAGE_SIDE,
             thumbnail_side=settings.CROWDLOOP_THUMBNAIL_SIDE,
             max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS,
         )
     except ImageRejected as exc:
         return str(exc)
-    prepared.extension = image.extension
-    prepared.image_png = image.image_png
-    prepared.thumbnail_png = image.thumbnail_png
-    prepared.width, prepared.height = image.width, image.height
     return None
 
 
-def _hook(on_batch, cursor, report):
+def _hook(on_batch: OnBatch | None, cursor: int, report: ImportReport) -> Callable[[], None] | None:
     return (lambda: on_batch(cursor, report)) if on_batch else None
 
 
-def _import_batch(project, batch, label_role, report, progress, after=None):
+def _import_batch(
+    project: Project, batch: list[_Prepared], label_role: str, report: ImportReport, progress: Progress | None,
+    after: Callable[[], None] | None = None,
+) -> None:
     existing = dict(
         Item.objects.filter(project=project, checksum__in=[p.checksum for p in batch]).values_list("checksum", "pk")
     )
-    labeled_again = [p for p in batch if p.checksum in existing and p.label is not None]
+    labeled_again = [(p, p.label) for p in batch if p.checksum in existing and p.label is not None]
     if labeled_again:
         _labels_merge(project, labeled_again, existing, label_role, report)
     fresh = []
     for prepared in batch:
         if prepared.checksum in existing:
             report.duplicates += 1
-        elif prepared.original is not None and (problem := _normalise(prepared)):
+        elif prepared.original is not None and (problem := _normalise(prepared, prepared.original)):
             report.problems.append(ImportProblem(prepared.entry.name, problem))
         else:
             fresh.append(prepared)
@@ -181,40 +186,43 @@ def _import_batch(project, batch, label_role, report, progress, after=None):
     _write_batch(project, fresh, label_role, after)
 
 
-def _labels_merge(project, batch, existing, label_role, report):
+def _labels_merge(
+    project: Project, batch: list[tuple[_Prepared, LabelClass]], existing: dict[str, int], label_role: str,
+    report: ImportReport,
+) -> None:
     """Labels of content already in the project are never dropped silently. Gold for an
     item already in the pool makes it gold (class folders imported after the pool);
     a different known label, or a held-out label for a pool item, is a problem that
     names the conflict and changes nothing."""
-    ids = [existing[p.checksum] for p in batch]
+    ids = [existing[p.checksum] for p, _ in batch]
     items = {item.pk: item for item in Item.objects.filter(pk__in=ids).only("id", "split", "status")}
     known = dict(KnownLabel.objects.filter(item_id__in=ids).values_list("item_id", "label_id"))
     truth = dict(EvaluationTruth.objects.filter(item_id__in=ids).values_list("item_id", "label_id"))
     names = dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
     gold, truths = [], []
-    for prepared in batch:
+    for prepared, label in batch:
         item = items[existing[prepared.checksum]]
         name = prepared.entry.name
         if label_role == LabelRole.GOLD:
             if item.split != Split.POOL:
                 report.problems.append(ImportProblem(name, "already imported as a held-out item; not made gold"))
-            elif item.pk in known and known[item.pk] != prepared.label.pk:
+            elif item.pk in known and known[item.pk] != label.pk:
                 report.problems.append(ImportProblem(
-                    name, f"already known as {names[known[item.pk]]!r}; the label {prepared.label.name!r} was not applied"
+                    name, f"already known as {names[known[item.pk]]!r}; the label {label.name!r} was not applied"
                 ))
             elif item.pk not in known:
-                gold.append((item, prepared.label))
+                gold.append((item, label))
         elif label_role == LabelRole.EVALUATION:
             if item.split != prepared.entry.split:
                 report.problems.append(ImportProblem(
                     name, "already in the labeling pool; a held-out item must never be served, so it was not moved"
                 ))
-            elif item.pk in truth and truth[item.pk] != prepared.label.pk:
+            elif item.pk in truth and truth[item.pk] != label.pk:
                 report.problems.append(ImportProblem(
-                    name, f"held-out label already {names[truth[item.pk]]!r}; {prepared.label.name!r} was not applied"
+                    name, f"held-out label already {names[truth[item.pk]]!r}; {label.name!r} was not applied"
                 ))
             elif item.pk not in truth:
-                truths.append(EvaluationTruth(item=item, label=prepared.label))
+                truths.append(EvaluationTruth(item=item, label=label))
     with transaction.atomic():
         KnownLabel.objects.bulk_create(
             [KnownLabel(item=item, label=label, source=KnownLabelSource.GOLD) for item, label in gold]
@@ -229,35 +237,38 @@ def _labels_merge(project, batch, existing, label_role, report):
         items_consensus_update([item.pk for item, _ in gold])
 
 
-def project_media_prefix(project):
+def project_media_prefix(project: Project) -> str:
     """Where ``project``'s own files lie in the media storage (``item_upload_path``)."""
     return f"projects/{project.pk}/"
 
 
-def _write_batch(project, fresh, label_role, after=None):
+def _write_batch(
+    project: Project, fresh: list[_Prepared], label_role: str, after: Callable[[], None] | None = None
+) -> None:
     """Write one batch atomically, with ``after()`` in the same transaction; files
     written for a batch that fails are removed."""
-    written = []
+    written: list[str] = []
     try:
         with transaction.atomic():
             items = []
             for prepared in fresh:
+                image = prepared.image
                 item = Item(
                     project=project,
                     checksum=prepared.checksum,
                     source_name=prepared.entry.name[:500],
                     split=prepared.entry.split,
                     text=prepared.entry.text or "",
-                    width=prepared.width,
-                    height=prepared.height,
+                    width=image.width if image else None,
+                    height=image.height if image else None,
                 )
                 if prepared.label is not None and label_role == LabelRole.GOLD:
                     item.status = ItemStatus.LABELED
-                if prepared.original is not None:
+                if prepared.original is not None and image is not None:
                     stem = f"projects/{project.pk}/items/{prepared.checksum[:2]}/{prepared.checksum}"
-                    item.original.name = _save(written, f"{stem}.{prepared.extension}", prepared.original)
-                    item.image.name = _save(written, f"{stem}_n.png", prepared.image_png)
-                    item.thumbnail.name = _save(written, f"{stem}_t.png", prepared.thumbnail_png)
+                    item.original.name = _save(written, f"{stem}.{image.extension}", prepared.original)
+                    item.image.name = _save(written, f"{stem}_n.png", image.image_png)
+                    item.thumbnail.name = _save(written, f"{stem}_t.png", image.thumbnail_png)
                 items.append(item)
             Item.objects.bulk_create(items)
             labeled = [(item, p.label) for item, p in zip(items, fresh, strict=True) if p.label is not None]
@@ -275,14 +286,17 @@ def _write_batch(project, fresh, label_role, after=None):
         raise
 
 
-def _save(written, name, content):
+def _save(written: list[str], name: str, content: bytes) -> str:
     saved = default_storage.save(name, ContentFile(content))
     written.append(saved)
     return saved
 
 
-def path_import(project, path, *, progress=None, on_total=None, label_role=LabelRole.GOLD, split=Split.POOL,
-                start=0, report=None, on_batch=None):
+def path_import(
+    project: Project, path: StrPath, *, progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None, label_role: str = LabelRole.GOLD, split: str = Split.POOL,
+    start: int = 0, report: ImportReport | None = None, on_batch: OnBatch | None = None,
+) -> ImportReport:
     """Read ``path`` and import it; ``on_total(n)`` learns the entry count first.
     ``start``, ``report`` and ``on_batch`` resume an import as :func:`items_import` says
     (entries are read in the same order each time).

@@ -1,12 +1,14 @@
 """Import jobs: an upload is stored, then imported by a Celery worker with progress."""
 import logging
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files import File
 from django.db.models import F
 
-from labeling.models import ImportJob, Split
+from labeling.models import ImportJob, Project, Split
 from labeling.services import runs
 from labeling.services.imports import ImportRefused, ImportReport, path_import
 from labeling.services.outbox import task_send
@@ -21,12 +23,12 @@ class UploadRejected(ValueError):
     """An upload refused before it is stored (size, type); ``field`` names the input at
     fault (``file`` or ``split``)."""
 
-    def __init__(self, message, *, field="file"):
+    def __init__(self, message: str, *, field: str = "file") -> None:
         super().__init__(message)
         self.field = field
 
 
-def import_job_create(*, project, upload, user=None, split=Split.POOL):
+def import_job_create(*, project: Project, upload: File, user: Any = None, split: str = Split.POOL) -> ImportJob:
     """Store ``upload`` and enqueue its import into ``split`` (the labeling pool, or a
     labeled held-out split); returns the queued :class:`ImportJob`."""
     if split not in Split.values:
@@ -48,7 +50,7 @@ def import_job_create(*, project, upload, user=None, split=Split.POOL):
     return job
 
 
-def import_job_run(job_id):
+def import_job_run(job_id: UUID | str) -> ImportJob:
     """Run a queued import job, or resume one whose worker was lost: from its committed
     cursor, so that every entry is imported exactly once (the cursor and the report so
     far are written in each batch's transaction, and items are unique by content). A
@@ -65,18 +67,18 @@ def import_job_run(job_id):
     step = max(1, settings.CROWDLOOP_IMPORT_BATCH_SIZE // 4)
     pending = 0
 
-    def progress(n):
+    def progress(n: int) -> None:
         nonlocal pending
         pending += n
         if pending >= step:
             ImportJob.objects.filter(pk=job.pk).update(processed=F("processed") + pending)
             pending = 0
 
-    def on_total(total):
+    def on_total(total: int) -> None:
         job.total = total
         ImportJob.objects.filter(pk=job.pk).update(total=total)
 
-    def on_batch(cursor, so_far):
+    def on_batch(cursor: int, so_far: ImportReport) -> None:
         """In the batch's transaction: raises RunLost (rolling the batch back) when the
         job is no longer this worker's."""
         nonlocal pending
@@ -87,7 +89,7 @@ def import_job_run(job_id):
     try:
         with runs.run_heartbeating(job):
             report = path_import(
-                job.project, default_storage.path(job.upload.name), progress=progress, on_total=on_total,
+                job.project, job.upload.path, progress=progress, on_total=on_total,
                 split=job.split, start=job.cursor, report=report, on_batch=on_batch,
             )
     except runs.RunLost as exc:

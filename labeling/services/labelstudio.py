@@ -8,17 +8,19 @@ import base64
 import binascii
 import io
 import json
+from collections.abc import Callable
 from pathlib import PurePosixPath
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 
-from labeling.services.readers import ImportEntry, ImportProblem, ImportRefused, text_problem
+from labeling.services.readers import ImportEntry, ImportProblem, ImportRefused, Read, text_problem
 
 
-def read_label_studio(handle, *, source="tasks.json", media_prefix=None):
+def read_label_studio(handle: IO[bytes], *, source: str = "tasks.json", media_prefix: str | None = None) -> Read:
     """Entries of a Label Studio JSON export: tasks with ``data.text`` or ``data.image``
     and, optionally, an annotation whose ``choices`` result gives the label.
 
@@ -57,7 +59,7 @@ def read_label_studio(handle, *, source="tasks.json", media_prefix=None):
     return entries, problems
 
 
-def _label_studio_choice(task):
+def _label_studio_choice(task: dict[str, Any]) -> str | None:
     """The first choice of the task's last annotation that was not cancelled."""
     for annotation in reversed(task.get("annotations") or []):
         if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
@@ -69,7 +71,9 @@ def _label_studio_choice(task):
     return None
 
 
-def _image_reference(reference, media_prefix):
+def _image_reference(
+    reference: str, media_prefix: str | None
+) -> tuple[Callable[[], bytes], None] | tuple[None, str]:
     """A loader for a task's image, or why there is none. ``/media/<name>`` is read only
     when ``<name>`` lies under ``media_prefix`` (the importing project's own files);
     the reason given never shows a path on the server."""
@@ -101,7 +105,7 @@ def _image_reference(reference, media_prefix):
     if prefix is None or pure.parts[: len(prefix.parts)] != prefix.parts or len(pure.parts) <= len(prefix.parts):
         return None, "image is not one of this project's files; embed images as data: URIs"
 
-    def load():
+    def load() -> bytes:
         try:
             with default_storage.open(str(pure), "rb") as image:
                 return image.read()

@@ -17,25 +17,26 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 
+from labeling.models import Project, TrainingRun
 from labeling.services.outbox import task_send
 
 logger = logging.getLogger(__name__)
 
 
-def _key(project_id):
+def _key(project_id: int) -> str:
     return f"crowdloop:labels-since-round:{project_id}"
 
 
-def _round_key(project_id):
+def _round_key(project_id: int) -> str:
     return f"crowdloop:labels-at-round:{project_id}"
 
 
-def labels_due(labels_then, *, growth, minimum):
+def labels_due(labels_then: float, *, growth: float, minimum: float) -> int:
     """How many new labels the next round (or model) waits for after ``labels_then``."""
     return max(int(minimum), int(growth * labels_then))
 
 
-def labels_arrived(project_id, n):
+def labels_arrived(project_id: int, n: int) -> bool:
     """Count ``n`` new human labels of a project; queue a round once enough arrived.
     Returns whether a round was queued."""
     cache.add(_key(project_id), 0, timeout=None)
@@ -62,7 +63,7 @@ def labels_arrived(project_id, n):
     return True
 
 
-def round_finished(project, human_labels):
+def round_finished(project: Project, human_labels: int) -> TrainingRun | None:
     """Note the labels a finished round saw (the base of the next due count) and start
     a training run if enough labels arrived since the last one."""
     from labeling.services.training import training_maybe_start
@@ -71,7 +72,7 @@ def round_finished(project, human_labels):
     return training_maybe_start(project)
 
 
-def import_finished(project, *, new_holdout=False):
+def import_finished(project: Project, *, new_holdout: bool = False) -> None:
     """After an import: the project's first (or next) round, at once; after new
     held-out items, also a model run, so that models are measured on them."""
     from labeling.services.semisupervised import pipeline_start

@@ -34,13 +34,13 @@ class NormalisedImage:
     height: int
 
 
-def _png(image):
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 
-def image_normalise(data, *, max_side, thumbnail_side, max_pixels):
+def image_normalise(data: bytes, *, max_side: int, thumbnail_side: int, max_pixels: int) -> NormalisedImage:
     """Decode ``data`` and return a normalised PNG (mode ``L`` or ``RGB``, longest side
     at most ``max_side``) and a thumbnail. Raises :class:`ImageRejected` with a reason."""
     image, fmt, (width, height) = image_decode(data, max_pixels=max_pixels)
@@ -57,7 +57,7 @@ def image_normalise(data, *, max_side, thumbnail_side, max_pixels):
     )
 
 
-def image_decode(data, *, max_pixels):
+def image_decode(data: bytes, *, max_pixels: int) -> tuple[Image.Image, str, tuple[int, int]]:
     """Decode ``data`` safely into an upright ``L`` or ``RGB`` image, as imports do;
     returns ``(image, format, (width, height))``. Raises :class:`ImageRejected`."""
     if not data:
@@ -89,7 +89,7 @@ def image_decode(data, *, max_pixels):
     return image, fmt, (width, height)
 
 
-def _to_standard_mode(image):
+def _to_standard_mode(image: Image.Image) -> Image.Image:
     """RGB for colour, L for grayscale; transparency is flattened onto white."""
     if image.mode in ("RGB", "L"):
         return image
@@ -107,12 +107,12 @@ def _to_standard_mode(image):
     return image.convert("L" if gray else "RGB")
 
 
-def _palette_is_gray(image):
+def _palette_is_gray(image: Image.Image) -> bool:
     palette = np.asarray(image.getpalette() or [], dtype=np.int32).reshape(-1, 3)
     return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
 
-def image_render(data, *, rng=None):
+def image_render(data: bytes, *, rng: random.Random | None = None) -> bytes:
     """A fresh PNG rendering of the normalised image ``data``, for one serve: a small
     random crop scaled back to the original size (a shift of a few pixels), a random
     resampling filter, a slight change of brightness and contrast, pixel noise and a new
@@ -135,7 +135,7 @@ def image_render(data, *, rng=None):
     return buffer.getvalue()
 
 
-def image_serve(data, *, rng=None):
+def image_serve(data: bytes, *, rng: random.Random | None = None) -> bytes:
     """The bytes to serve for the stored image ``data``: a fresh rendering, unless
     ``CROWDLOOP_RENDER_IMAGES`` is off (then the stored PNG itself)."""
     from django.conf import settings

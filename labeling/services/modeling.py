@@ -13,10 +13,15 @@ may become the project's active model.
    at least as well as the current active model on the human labels that neither
    trained on.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -24,17 +29,22 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from labeling import bridge
-from labeling.models import DataKind, EvaluationTruth, Item, Prediction, Split, TrainingRun
+from labeling.models import DataKind, EvaluationTruth, Item, Prediction, Project, Split, TrainingRun
 from labeling.selectors import human_labels
 
+if TYPE_CHECKING:
+    from ml.training import FitResult
+
 logger = logging.getLogger(__name__)
+
+OnEpoch = Callable[[int, int, dict[str, Any]], None]
 
 MIN_COMPARED = 5
 """Fewer shared out-of-sample items than this and two runs are compared on their own
 estimates instead (each with its interval)."""
 
 
-def in_validation(item_id, share):
+def in_validation(item_id: int, share: float) -> bool:
     """Whether a human-labeled item is in the fixed validation share: by a hash of its
     id, so that it stays there from run to run."""
     digest = hashlib.sha256(f"val:{item_id}".encode()).digest()
@@ -52,18 +62,18 @@ class FrozenDataset:
         return json.dumps({"human": sorted(self.human.items())}).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "FrozenDataset":
+    def from_json(cls, data: bytes) -> FrozenDataset:
         human = json.loads(data)["human"]
         if isinstance(human, dict):  # stored by an earlier version, as a JSON object
             return cls({int(item_id): position for item_id, position in human.items()})
         return cls({item_id: position for item_id, position in human})
 
 
-def _dataset_name(run):
+def _dataset_name(run: TrainingRun) -> str:
     return f"runs/{run.pk}/dataset.json"
 
 
-def dataset_frozen(run, project, label_ids):
+def dataset_frozen(run: TrainingRun, project: Project, label_ids: Sequence[int]) -> dict[int, int]:
     """The human labels a run learns from (``{item_id: position}``), chosen once and kept
     with the run, so that a run resumed after a crash fits the data it started with."""
     name = _dataset_name(run)
@@ -76,7 +86,10 @@ def dataset_frozen(run, project, label_ids):
     return dataset.human
 
 
-def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None):
+def model_fit(
+    run: TrainingRun, project: Project, app: dict[str, Any], config: dict[str, Any], label_ids: Sequence[int],
+    on_epoch: OnEpoch | None = None, progress: Callable[[str], None] | None = None,
+) -> tuple[list[Item], np.ndarray, np.ndarray, dict[str, Any], FitResult | None]:
     """Fit the run's model. Returns ``(items, proba, confidence, metrics, cnn)``: every
     item of the project, the chosen model's class probabilities for each, the calibrated
     probability that its top class is right (learned out of sample), the metrics to
@@ -101,7 +114,7 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
     selector = CandidateSelector(candidates=candidates, random_state=0).fit(X, y, n_classes=n_classes)
     best = selector.scores_[selector.best_]
     counts = np.bincount(y[y >= 0], minlength=n_classes)
-    metrics = {
+    metrics: dict[str, Any] = {
         "kind": selector.best_,
         "representation": chosen,
         "candidates": {name: {"accuracy": s.accuracy, "n": s.n} for name, s in selector.scores_.items()},
@@ -114,7 +127,14 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
     if pinned == "cnn" or (pinned == "auto" and _cnn_due(project, counts)):
         progress("training a CNN against the best candidate")
         outcome = _cnn_compete(run, project, app, config, items, X, y, selector.best_, on_epoch)
-        if outcome is not None:
+        if outcome is None and pinned == "cnn":  # (on auto, the next run simply tries again)
+            reason = (
+                f"no CNN: fewer than {MIN_COMPARED} human labels fall in the validation share "
+                f"({app['val_share']:.0%}) or the rest hold one class; {selector.best_} is the model"
+            )
+            metrics["cnn"] = {"skipped": reason, "human_labels": int(counts.sum())}
+            progress(reason)
+        elif outcome is not None:
             cnn_result, cnn_proba, val, cnn_hits, teacher_hits = outcome
             metrics["cnn"] = {"val_n": len(val), "accuracy": cnn_hits / len(val), "teacher_accuracy": teacher_hits / len(val),
                               "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
@@ -130,12 +150,21 @@ def model_fit(run, project, app, config, label_ids, on_epoch=None, progress=None
     return items, proba, confidence, metrics, cnn
 
 
-def _estimate(correct, n, method, wilson_interval):
+def checkpoint_dir(run: TrainingRun) -> Path:
+    """The folder of ``run``'s resumable checkpoints, under ``MEDIA_ROOT`` so that a worker
+    on another host resumes a lost run (the media storage must be a file system every
+    worker host mounts); deleted once the run succeeded and its model file is saved."""
+    return Path(default_storage.path(f"runs/{run.pk}/checkpoints"))
+
+
+def _estimate(
+    correct: float, n: int, method: str, wilson_interval: Callable[[float, int], tuple[float, float]]
+) -> dict[str, Any]:
     low, high = wilson_interval(correct, n)
     return {"accuracy": correct / n if n else None, "n": n, "low": low, "high": high, "method": method}
 
 
-def _cnn_due(project, counts):
+def _cnn_due(project: Project, counts: np.ndarray) -> bool:
     """A CNN competes on image projects with enough labels per class, once the labels grew
     by ``CROWDLOOP_CNN_GROWTH`` since its last attempt (a CNN run costs minutes on a CPU)."""
     if project.data_kind != DataKind.IMAGE:
@@ -151,7 +180,10 @@ def _cnn_due(project, counts):
     return counts.sum() >= (1 + settings.CROWDLOOP_CNN_GROWTH) * last["cnn"]["human_labels"]
 
 
-def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
+def _cnn_compete(
+    run: TrainingRun, project: Project, app: dict[str, Any], config: dict[str, Any], items: list[Item],
+    X: np.ndarray, y: np.ndarray, teacher: str, on_epoch: OnEpoch | None,
+) -> tuple[FitResult, np.ndarray, np.ndarray, int, int] | None:
     """Distil the best candidate into a CNN and score both on the validation labels.
 
     The teacher is refitted without the validation labels, so neither sees them. Returns
@@ -189,7 +221,7 @@ def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
     X_watch, y_watch = (pixels[early], targets[[position[i] for i in early]]) if len(early) else (None, None)
     result = fit(
         pixels[train], targets[[position[i] for i in train]], weights[[position[i] for i in train]], X_watch, y_watch, config,
-        checkpoint_dir=default_storage.path(f"runs/{run.pk}/checkpoints"), resume=True, init_state=init_state,
+        checkpoint_dir=checkpoint_dir(run), resume=True, init_state=init_state,
         on_epoch=on_epoch,
     )
     from ml.inference import predict
@@ -202,17 +234,19 @@ def _cnn_compete(run, project, app, config, items, X, y, teacher, on_epoch):
     return result, proba, val, cnn_hits, teacher_hits
 
 
-def _channels(items):
+def _channels(items: Sequence[Item]) -> int:
     from PIL import Image
 
-    first = next((item for item in items if item.image), None)
-    if first is None:
+    name = next((item.image.name for item in items if item.image.name), None)
+    if name is None:
         return 1
-    with default_storage.open(first.image.name, "rb") as handle, Image.open(handle) as image:
+    with default_storage.open(name, "rb") as handle, Image.open(handle) as image:
         return 1 if image.mode == "L" else 3
 
 
-def _holdout_accuracy(project, items, proba, label_ids):
+def _holdout_accuracy(
+    project: Project, items: Sequence[Item], proba: np.ndarray, label_ids: Sequence[int]
+) -> dict[str, Any]:
     """Accuracy on the held-out split's labels, where the owner imported one."""
     truth = dict(EvaluationTruth.objects.filter(item__project=project, item__split=Split.HOLDOUT).values_list("item_id", "label_id"))
     hits = [label_ids[int(proba[i].argmax())] == truth[item.pk] for i, item in enumerate(items) if item.pk in truth]
@@ -221,7 +255,9 @@ def _holdout_accuracy(project, items, proba, label_ids):
     return {"eval_accuracy": float(np.mean(hits)), "eval_n": len(hits)}
 
 
-def predictions_rows(run, items, proba, confidence, label_ids):
+def predictions_rows(
+    run: TrainingRun, items: Sequence[Item], proba: np.ndarray, confidence: np.ndarray, label_ids: Sequence[int]
+) -> list[Prediction]:
     """Prediction rows of every item: the top class of ``proba`` with its calibrated
     ``confidence``."""
     predicted = proba.argmax(axis=1)
@@ -231,7 +267,7 @@ def predictions_rows(run, items, proba, confidence, label_ids):
     ]
 
 
-def promotion_decide(project, run):
+def promotion_decide(project: Project, run: TrainingRun) -> tuple[bool, str]:
     """Whether ``run`` becomes the active model, with the reason; never on luck.
 
     The run's out-of-sample estimate (cross-validation, or the validation share for a
@@ -272,7 +308,7 @@ def promotion_decide(project, run):
     )
 
 
-def dataset_frozen_ids(run):
+def dataset_frozen_ids(run: TrainingRun) -> list[int]:
     """Item ids of the human labels ``run`` learned from (empty for an unknown run)."""
     name = _dataset_name(run)
     if not default_storage.exists(name):
@@ -281,5 +317,5 @@ def dataset_frozen_ids(run):
         return list(FrozenDataset.from_json(handle.read()).human)
 
 
-def _pct(value):
+def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"

@@ -24,8 +24,8 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _backlog = threading.Event()  # set when a send of this process failed
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def _eager() -> bool:

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import OwnerToken, Project
 
 PREFIX = "clo_"
@@ -28,7 +28,7 @@ _TOKEN_RE = re.compile(r"^clo_[A-Za-z0-9_-]{43}$")
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def token_hash(raw: str) -> str:

@@ -10,21 +10,29 @@ one prediction a hundred times slower on a busy two-core machine.
 Uploads are decoded as imports decode them (:func:`labeling.services.media.image_decode`)
 and scaled as training scales stored items, so a model sees the same pixels either way.
 """
+from __future__ import annotations
+
 import logging
 import threading
+import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 from PIL import Image
 
 from labeling import bridge
-from labeling.models import Item, TrainingRun
+from labeling.models import Item, Project, TrainingRun
 from labeling.services.media import ImageRejected, image_decode
+
+if TYPE_CHECKING:
+    from ml.inference import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-_models: OrderedDict[object, object] = OrderedDict()
+_models: OrderedDict[uuid.UUID, LoadedModel] = OrderedDict()
 _models_lock = threading.Lock()
 
 
@@ -32,13 +40,13 @@ class PredictionRefused(ValueError):
     """The project cannot predict now (no trained model); the message says why."""
 
 
-def predictions_cache_clear():
+def predictions_cache_clear() -> None:
     """Forget every loaded model of this process (tests, benchmarks)."""
     with _models_lock:
         _models.clear()
 
 
-def _model_of(project):
+def _model_of(project: Project) -> tuple[uuid.UUID, LoadedModel]:
     """``(run id, LoadedModel)`` of the project's active run, loaded once per process."""
     from ml.inference import load_model
 
@@ -69,13 +77,13 @@ def _model_of(project):
     return run_id, loaded
 
 
-def _input_shape(project, loaded):
+def _input_shape(project: Project, loaded: LoadedModel) -> tuple[int, int]:
     size = loaded.config.get("image_size", project.image_size)
     size = size[0] if isinstance(size, list) else size
     return int(size), int(loaded.config.get("in_channels", 1))
 
 
-def _pixels(image, size, channels):
+def _pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """An upright decoded image as ``(C, size, size)`` float32 in [0, 1]: first bounded to
     the stored copy's longest side, as an imported item is, then as training reads it."""
     side = settings.CROWDLOOP_MAX_IMAGE_SIDE
@@ -87,14 +95,14 @@ def _pixels(image, size, channels):
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def _upload_pixels(data, size, channels):
+def _upload_pixels(data: bytes, size: int, channels: int) -> np.ndarray:
     if len(data) > settings.CROWDLOOP_MAX_PREDICT_BYTES:
         raise ImageRejected(f"image of {len(data)} bytes, over the cap of {settings.CROWDLOOP_MAX_PREDICT_BYTES}")
     image, _, _ = image_decode(data, max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS)
     return _pixels(image, size, channels)
 
 
-def _rows(loaded, X):
+def _rows(loaded: LoadedModel, X: np.ndarray) -> list[tuple[Any, dict[Any, float]]]:
     """Label and probabilities per row of ``X``, as JSON-ready pairs."""
     from ml.inference import predict
 
@@ -106,7 +114,7 @@ def _rows(loaded, X):
     ]
 
 
-def model_predict(project, data):
+def model_predict(project: Project, data: bytes) -> dict[str, Any]:
     """Label and class probabilities of one uploaded image under the active model.
 
     Raises :class:`PredictionRefused` without a model and
@@ -118,7 +126,9 @@ def model_predict(project, data):
     return {"label": label, "probabilities": probabilities, "run": str(run_id)}
 
 
-def images_predict(project, images, *, unreadable=()):
+def images_predict(
+    project: Project, images: Iterable[tuple[str, bytes]], *, unreadable: Iterable[tuple[str, str]] = ()
+) -> dict[str, Any]:
     """Predict many uploaded images, ``[(name, bytes)]``, in one batch through the model.
 
     Returns ``{"run", "classes", "results"}``, a result per image in the given order:
@@ -128,7 +138,9 @@ def images_predict(project, images, *, unreadable=()):
     """
     run_id, loaded = _model_of(project)
     size, channels = _input_shape(project, loaded)
-    results, arrays, slots = [], [], []
+    results: list[dict[str, Any]] = []
+    arrays: list[np.ndarray] = []
+    slots: list[int] = []
     for name, data in images:
         try:
             arrays.append(_upload_pixels(data, size, channels))
@@ -142,7 +154,7 @@ def images_predict(project, images, *, unreadable=()):
     return {"run": str(run_id), "classes": list(loaded.classes), "results": results}
 
 
-def items_predict(project, item_ids):
+def items_predict(project: Project, item_ids: Sequence[int]) -> dict[str, Any]:
     """Predict the project's stored items ``item_ids`` (read as training reads them).
 
     Same answer as :func:`images_predict`, each result under ``"item"``; an id that is
@@ -154,7 +166,9 @@ def items_predict(project, item_ids):
         item.pk: item
         for item in Item.objects.filter(project=project, pk__in=set(item_ids)).exclude(image="").only("id", "image")
     }
-    results, present, slots = [], [], []
+    results: list[dict[str, Any]] = []
+    present: list[Item] = []
+    slots: list[int] = []
     for item_id in item_ids:
         if item_id not in found:
             results.append({"item": item_id, "error": "no image item with this id in the project"})
@@ -167,7 +181,7 @@ def items_predict(project, item_ids):
     return {"run": str(run_id), "classes": list(loaded.classes), "results": results}
 
 
-def _fill(results, slots, loaded, arrays):
+def _fill(results: list[dict[str, Any]], slots: list[int], loaded: LoadedModel, arrays: list[np.ndarray]) -> None:
     if not arrays:
         return
     X = np.stack(arrays).astype(np.float32, copy=False)

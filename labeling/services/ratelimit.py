@@ -17,30 +17,33 @@ Client addresses: ``X-Forwarded-For`` is believed only from ``CROWDLOOP_TRUSTED_
 import hashlib
 import ipaddress
 import threading
-import time
+from collections.abc import Iterable
 from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.http import HttpRequest
 
+from labeling import clock
 from labeling.cache import REDIS_DOWN, redis_errors
 
 
 class RateLimited(Exception):
     """A limit is reached; ``scope`` names it and ``retry_after`` is in seconds."""
 
-    def __init__(self, scope, retry_after):
+    def __init__(self, scope: str, retry_after: int) -> None:
         super().__init__(f"rate limit {scope!r} reached; retry in {retry_after} s")
         self.scope = scope
         self.retry_after = retry_after
 
 
-def _now():
-    return time.time()
+def _now() -> float:
+    return clock.timestamp()
 
 
-def _counters():
+def _counters() -> BaseCache:
     """The cache that holds the counters: the ``ratelimit`` alias when configured."""
     return caches["ratelimit" if "ratelimit" in settings.CACHES else "default"]
 
@@ -49,12 +52,12 @@ class LocalCounters:
     """Per-process fixed-window counters, used while Redis is unreachable. Bounded:
     expired counters are dropped once more than ``max_keys`` are held."""
 
-    def __init__(self, max_keys=100_000):
+    def __init__(self, max_keys: int = 100_000) -> None:
         self.max_keys = max_keys
-        self._counts = {}
+        self._counts: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
-    def count(self, key, timeout, now):
+    def count(self, key: str, timeout: float, now: float) -> int:
         with self._lock:
             count, expires = self._counts.get(key, (0, 0.0))
             if expires <= now:
@@ -64,7 +67,7 @@ class LocalCounters:
                 self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
             return count + 1
 
-    def clear(self):
+    def clear(self) -> None:
         with self._lock:
             self._counts.clear()
 
@@ -72,7 +75,7 @@ class LocalCounters:
 LOCAL_COUNTERS = LocalCounters()
 
 
-def _count_redis(cache, key, timeout):
+def _count_redis(cache: RedisCache, key: str, timeout: int) -> int:
     full_key = cache.make_and_validate_key(key)
     client = cache._cache.get_client(full_key, write=True)
     pipe = client.pipeline(transaction=False)
@@ -81,7 +84,7 @@ def _count_redis(cache, key, timeout):
     return int(pipe.execute()[0])
 
 
-def _count_add_incr(cache, key, timeout):
+def _count_add_incr(cache: BaseCache, key: str, timeout: int) -> int:
     cache.add(key, 0, timeout=timeout)
     try:
         return cache.incr(key)
@@ -92,7 +95,7 @@ def _count_add_incr(cache, key, timeout):
         return cache.incr(key)
 
 
-def _count(key, timeout, now):
+def _count(key: str, timeout: int, now: float) -> int:
     cache = _counters()
     if isinstance(cache, RedisCache):
         if not REDIS_DOWN.is_down():
@@ -106,7 +109,7 @@ def _count(key, timeout, now):
     return _count_add_incr(cache, key, timeout)
 
 
-def ratelimit_hit(scope, key, limit, window_s, *, now=None):
+def ratelimit_hit(scope: str, key: object, limit: int, window_s: float, *, now: float | None = None) -> bool:
     """Count one hit for ``key`` under ``scope``; ``True`` while within ``limit`` hits
     per ``window_s`` seconds, ``False`` once over it (the hit is counted either way)."""
     now = _now() if now is None else now
@@ -117,14 +120,14 @@ def ratelimit_hit(scope, key, limit, window_s, *, now=None):
     return _count(cache_key, window_s + 5, now) <= limit
 
 
-def ratelimit_retry_after(window_s, *, now=None):
+def ratelimit_retry_after(window_s: float, *, now: float | None = None) -> int:
     """Seconds until the current window of ``window_s`` ends."""
     now = _now() if now is None else now
     window_s = max(int(window_s), 1)
     return max(int(window_s - now % window_s), 1)
 
 
-def ratelimit_enforce(checks, *, now=None):
+def ratelimit_enforce(checks: Iterable[tuple[str, object]], *, now: float | None = None) -> None:
     """Hit every ``(scope, key)`` in ``checks`` against ``CROWDLOOP_RATE_LIMITS[scope]``
     (``(limit, window_s)``); raise :class:`RateLimited` for the first one over its limit.
 
@@ -144,7 +147,7 @@ def ratelimit_enforce(checks, *, now=None):
 
 
 @lru_cache(maxsize=8)
-def _networks(proxies):
+def _networks(proxies: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
     networks = []
     for entry in proxies:
         try:
@@ -154,7 +157,7 @@ def _networks(proxies):
     return tuple(networks)
 
 
-def _parse_ip(value):
+def _parse_ip(value: str | None) -> IPv4Address | IPv6Address | None:
     value = (value or "").strip()
     if value.startswith("[") and "]" in value:
         value = value[1 : value.index("]")]
@@ -164,7 +167,7 @@ def _parse_ip(value):
         return None
 
 
-def _trusted(address, networks):
+def _trusted(address: IPv4Address | IPv6Address | None, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
     if address is None:
         return False
     if address.version == 6 and address.ipv4_mapped:
@@ -172,7 +175,7 @@ def _trusted(address, networks):
     return any(address.version == net.version and address in net for net in networks)
 
 
-def client_ip(request):
+def client_ip(request: HttpRequest) -> str:
     """The client's IP address: ``REMOTE_ADDR``, or, when that is a trusted proxy, the
     right-most ``X-Forwarded-For`` entry that is not itself a trusted proxy."""
     remote = request.META.get("REMOTE_ADDR", "")

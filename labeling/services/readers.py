@@ -8,15 +8,19 @@ a path escaping its root, a symlink entry, a bomb) is refused with
 import csv
 import io
 import json
+import os
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 from django.conf import settings
 
 from labeling.models import DataKind, Split
+
+StrPath = str | os.PathLike[str]
 
 TEXT_SUFFIXES = {".csv", ".jsonl", ".ndjson", ".json"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -37,9 +41,12 @@ class ImportEntry:
     split: str = Split.POOL
     loader: Callable[[], bytes] | None = None
 
-    def load(self):
+    def load(self) -> bytes:
+        """The bytes, read now when lazy; raises ``OSError`` when they cannot be read."""
         if self.data is None and self.loader is not None:
             self.data = self.loader()
+        if self.data is None:
+            raise OSError("the entry has no content")
         return self.data
 
 
@@ -48,7 +55,7 @@ class ImportProblem:
     name: str
     reason: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name}: {self.reason}"
 
 
@@ -56,16 +63,16 @@ class ImportProblem:
 class ImportReport:
     created: int = 0
     duplicates: int = 0
-    problems: list = field(default_factory=list)
-    label_classes_created: list = field(default_factory=list)
+    problems: list[ImportProblem] = field(default_factory=list)
+    label_classes_created: list[str] = field(default_factory=list)
     gold_marked: int = 0
     """Items already in the project (same content) that this import's labels made gold."""
 
     @property
-    def processed(self):
+    def processed(self) -> int:
         return self.created + self.duplicates + len(self.problems)
 
-    def as_dict(self, max_problems=200):
+    def as_dict(self, max_problems: int = 200) -> dict[str, Any]:
         return {
             "created": self.created,
             "duplicates": self.duplicates,
@@ -76,7 +83,7 @@ class ImportReport:
         }
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> "ImportReport":
         """The report :meth:`as_dict` wrote (an import resumed from its cursor); problems
         beyond the ones kept are counted, without their details."""
         problems = [ImportProblem(p["name"], p["reason"]) for p in data.get("problems", [])]
@@ -90,8 +97,10 @@ class ImportReport:
 
 # --- Readers ------------------------------------------------------------------------------
 
+Read = tuple[list[ImportEntry], list[ImportProblem]]  # the entries read, and what could not be read
 
-def read_source(path, *, data_kind, media_prefix=None):
+
+def read_source(path: StrPath, *, data_kind: str, media_prefix: str | None = None) -> Read:
     """Return ``(entries, problems)`` for a path: a folder, a ``.zip``, a ``.csv``, a
     ``.jsonl`` or a Label Studio ``.json`` (whose media URLs may point only under
     ``media_prefix``). Entries of image sources load their bytes lazily."""
@@ -122,7 +131,7 @@ def read_source(path, *, data_kind, media_prefix=None):
     return entries, problems
 
 
-def _check_kind(entries, data_kind, source):
+def _check_kind(entries: list[ImportEntry], data_kind: str, source: str) -> None:
     has_text = any(entry.text is not None for entry in entries)
     if data_kind == DataKind.TEXT and entries and not has_text:
         raise ImportRefused(f"{source}: this is a text project; give a .csv or .jsonl of texts")
@@ -130,16 +139,16 @@ def _check_kind(entries, data_kind, source):
         raise ImportRefused(f"{source}: this is an image project; texts cannot be imported into it")
 
 
-def _label_from_parts(parts):
+def _label_from_parts(parts: Sequence[str]) -> str | None:
     """``class/file`` gives a label; a file at the top level has none."""
     return parts[0] if len(parts) >= 2 else None
 
 
-def _visible(parts):
+def _visible(parts: Iterable[str]) -> bool:
     return not any(part.startswith(".") or part == "__MACOSX" for part in parts)
 
 
-def _read_directory(root):
+def _read_directory(root: Path) -> Read:
     entries, problems = [], []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
@@ -163,7 +172,7 @@ def _read_directory(root):
     return entries, problems
 
 
-def read_zip(source, *, max_total=None, max_entries=None):
+def read_zip(source: StrPath | IO[bytes], *, max_total: int | None = None, max_entries: int | None = None) -> Read:
     """Entries of a zip of images (flat or one folder per class).
 
     Refuses the whole archive, before anything is written, when an entry name is
@@ -178,73 +187,94 @@ def read_zip(source, *, max_total=None, max_entries=None):
     except (zipfile.BadZipFile, OSError) as exc:
         raise ImportRefused(f"not a readable zip archive: {exc}") from exc
     with archive:
-        infos = archive.infolist()
-        if len(infos) > max_entries:
-            raise ImportRefused(f"zip has {len(infos)} entries, over the cap of {max_entries}")
-        files = []
-        for info in infos:
-            name = info.filename
-            pure = PurePosixPath(name.replace("\\", "/"))
-            if name.startswith(("/", "\\")) or pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
-                raise ImportRefused(f"zip entry {name!r} has an absolute path; archive refused")
-            if ".." in pure.parts:
-                raise ImportRefused(f"zip entry {name!r} climbs out of the archive with '..'; archive refused")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise ImportRefused(f"zip entry {name!r} is a symbolic link; archive refused")
-            if info.is_dir():
-                continue
-            files.append((info, pure.parts))
-        declared = sum(info.file_size for info, _ in files)
-        if declared > max_total:
-            raise ImportRefused(f"zip would unpack to {declared} bytes, over the cap of {max_total}")
-        contents: dict[str, bytes | Exception] = {}
-        total = 0
-        for info, parts in files:
-            if not _visible(parts):
-                continue
-            try:
-                with archive.open(info) as member:
-                    data = member.read(max_total - total + 1)
-            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-                contents[info.filename] = exc
-                continue
-            total += len(data)
-            if total > max_total:
-                raise ImportRefused(f"zip unpacks to more than the cap of {max_total} bytes; archive refused")
-            contents[info.filename] = data
+        files = _zip_files(archive, max_entries)
+        contents = _zip_contents(archive, files, max_total)
+    return _zip_entries(files, contents)
+
+
+_ZipFile = tuple[zipfile.ZipInfo, tuple[str, ...]]  # a file of the archive, and the parts of its path
+
+
+def _zip_files(archive: zipfile.ZipFile, max_entries: int) -> list[_ZipFile]:
+    """The archive's files, folders left out; refuses it past ``max_entries`` entries,
+    or for an entry with an absolute path, a ``..`` or a symbolic link."""
+    infos = archive.infolist()
+    if len(infos) > max_entries:
+        raise ImportRefused(f"zip has {len(infos)} entries, over the cap of {max_entries}")
+    files = []
+    for info in infos:
+        name = info.filename
+        pure = PurePosixPath(name.replace("\\", "/"))
+        if name.startswith(("/", "\\")) or pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+            raise ImportRefused(f"zip entry {name!r} has an absolute path; archive refused")
+        if ".." in pure.parts:
+            raise ImportRefused(f"zip entry {name!r} climbs out of the archive with '..'; archive refused")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ImportRefused(f"zip entry {name!r} is a symbolic link; archive refused")
+        if info.is_dir():
+            continue
+        files.append((info, pure.parts))
+    return files
+
+
+def _zip_contents(archive: zipfile.ZipFile, files: list[_ZipFile], max_total: int) -> dict[str, bytes | Exception]:
+    """Each visible file's bytes, or the error that kept them from being read, by name;
+    refuses the archive when the declared or the real uncompressed size passes ``max_total``."""
+    declared = sum(info.file_size for info, _ in files)
+    if declared > max_total:
+        raise ImportRefused(f"zip would unpack to {declared} bytes, over the cap of {max_total}")
+    contents: dict[str, bytes | Exception] = {}
+    total = 0
+    for info, parts in files:
+        if not _visible(parts):
+            continue
+        try:
+            with archive.open(info) as member:
+                data = member.read(max_total - total + 1)
+        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+            contents[info.filename] = exc
+            continue
+        total += len(data)
+        if total > max_total:
+            raise ImportRefused(f"zip unpacks to more than the cap of {max_total} bytes; archive refused")
+        contents[info.filename] = data
+    return contents
+
+
+def _zip_entries(files: list[_ZipFile], contents: dict[str, bytes | Exception]) -> Read:
+    """Entries of the files read, labeled by their folder below a shared top folder."""
     entries, problems = [], []
-    paths = [parts for info, parts in files if info.filename in contents]
-    strip = _common_root(paths)
+    strip = _common_root([parts for info, parts in files if info.filename in contents])
     for info, parts in files:
         if info.filename not in contents:
             continue
-        entry = contents[info.filename]
+        content = contents[info.filename]
         shown = "/".join(parts)
-        if isinstance(entry, Exception):
-            problems.append(ImportProblem(shown, f"cannot be read from the zip: {entry}"))
+        if isinstance(content, Exception):
+            problems.append(ImportProblem(shown, f"cannot be read from the zip: {content}"))
             continue
         parts = parts[strip:]
         if PurePosixPath(parts[-1]).suffix.lower() in TEXT_SUFFIXES:
             problems.append(ImportProblem(shown, "text files inside a zip are not imported"))
             continue
-        entries.append(ImportEntry(name=shown, data=entry, label=_label_from_parts(parts)))
+        entries.append(ImportEntry(name=shown, data=content, label=_label_from_parts(parts)))
     return entries, problems
 
 
-def _common_root(paths):
+def _common_root(paths: list[tuple[str, ...]]) -> int:
     """1 when every file sits below one shared top folder (``zip -r x.zip x/``), else 0."""
     if not paths or any(len(parts) < 2 for parts in paths):
         return 0
     return 1 if len({parts[0] for parts in paths}) == 1 else 0
 
 
-def _decode_lines(handle):
+def _decode_lines(handle: IO[bytes]) -> Iterator[str]:
     """Yield text lines, marking undecodable bytes instead of failing the whole file."""
     wrapper = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
     yield from wrapper
 
 
-def _bad_utf8(value):
+def _bad_utf8(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -252,7 +282,7 @@ def _bad_utf8(value):
     return False
 
 
-def read_csv(handle, *, source="upload.csv"):
+def read_csv(handle: IO[bytes], *, source: str = "upload.csv") -> Read:
     """Entries of a CSV with a ``text`` column and an optional ``label`` column.
 
     A row that cannot be read is a problem naming the lines it took with it (an unclosed
@@ -310,20 +340,20 @@ class _RecordedLines:
     """The lines of a text file, keeping those read since ``consumed`` was cleared:
     the raw lines of the CSV record being parsed."""
 
-    def __init__(self, lines):
+    def __init__(self, lines: Iterable[str]) -> None:
         self._lines = iter(lines)
-        self.consumed: list = []
+        self.consumed: list[str] = []
 
-    def __iter__(self):
+    def __iter__(self) -> "_RecordedLines":
         return self
 
-    def __next__(self):
+    def __next__(self) -> str:
         line = next(self._lines)
         self.consumed.append(line)
         return line
 
 
-def _unclosed_quote(raw_lines):
+def _unclosed_quote(raw_lines: list[str]) -> bool:
     """Whether a record's raw lines end inside a quoted field (the file ended first)."""
     try:
         for _ in csv.reader(raw_lines, strict=True):
@@ -333,11 +363,11 @@ def _unclosed_quote(raw_lines):
     return False
 
 
-def _lost(first, last):
+def _lost(first: int, last: int) -> str:
     return f"; lines {first}-{last} could not be read" if last > first else f"; line {first} could not be read"
 
 
-def read_jsonl(handle, *, source="upload.jsonl"):
+def read_jsonl(handle: IO[bytes], *, source: str = "upload.jsonl") -> Read:
     """Entries of JSON Lines: objects with ``text`` and an optional ``label``."""
     entries, problems = [], []
     for number, line in enumerate(_decode_lines(handle), start=1):
@@ -368,7 +398,7 @@ def read_jsonl(handle, *, source="upload.jsonl"):
     return entries, problems
 
 
-def text_problem(text, label):
+def text_problem(text: str, label: str) -> str | None:
     if _bad_utf8(text) or _bad_utf8(label):
         return "not valid UTF-8"
     if not text.strip():

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import BackgroundRun, ImportJob, PipelineKind, PipelineRun, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class RunLost(Exception):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def heartbeat_timeout() -> timedelta:

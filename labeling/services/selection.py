@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest, Least
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Answer, Consensus, Item, ItemStatus, KnownLabel, Lease, Project, Skip, Split, Worker
 from labeling.services import control_pool
 
@@ -32,7 +32,7 @@ WINDOW = 64
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 # --- Strategies: the order in which unknown items are served --------------------------------

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Min
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Item
 from labeling.services.outbox import task_send
 
@@ -72,7 +72,7 @@ def consensus_settle(project_id: int, item_ids: Iterable[int] | None = None, *, 
     an answer arriving during it marks its item again. Returns the items settled."""
     from labeling.services.consensus import items_consensus_update
 
-    now = now or timezone.now()
+    now = now or clock.now()
     marked = Item.objects.filter(project_id=project_id, consensus_stale_since__isnull=False)
     settled = 0
     while True:
@@ -139,7 +139,7 @@ def _enqueue_site_count(site_id: int, delay: float) -> None:
 def consensus_lag(project_id: int, *, now: datetime | None = None) -> tuple[float, float | None]:
     """Seconds the oldest answer not yet in consensus has waited (0 when none), and the
     lag of the last settling, for the dashboard."""
-    now = now or timezone.now()
+    now = now or clock.now()
     oldest = Item.objects.filter(project_id=project_id, consensus_stale_since__isnull=False).aggregate(
         at=Min("consensus_stale_since")
     )["at"]

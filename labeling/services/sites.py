@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import Project, Site, SiteMode
 from labeling.services import hot
 
@@ -153,7 +153,7 @@ def site_update(site: Site, *, allowed_hostnames: str | Iterable[str] | None = N
 def site_secret_rotate(site: Site, *, now: datetime | None = None) -> str:
     """Give the site a new secret and return it; the old one stops working at once."""
     secret = secret_new()
-    Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(secret), secret_rotated_at=now or timezone.now())
+    Site.objects.filter(pk=site.pk).update(secret_hash=secret_hash(secret), secret_rotated_at=now or clock.now())
     site.refresh_from_db(fields=["secret_hash", "secret_rotated_at"])
     return secret
 

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     AnswerSource,
@@ -41,7 +41,7 @@ from labeling.services.worker_status import worker_status_in
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 @dataclass

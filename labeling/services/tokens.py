@@ -7,13 +7,15 @@ import hmac
 import ipaddress
 import re
 import uuid
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.http import base36_to_int, int_to_base36
 
+from labeling import clock
 from labeling.models import Challenge, ChallengeStatus, SiteMode
 from labeling.services.ratelimit import ratelimit_enforce
 from labeling.services.sites import site_get_by_secret, site_hostname_allowed
@@ -34,10 +36,13 @@ class ChallengeTokenGenerator:
     key_salt = "crowdloop.services.tokens.ChallengeTokenGenerator"
     algorithm = "sha256"
 
-    def make_token(self, challenge):
+    def make_token(self, challenge: Challenge) -> str:
+        """The token of ``challenge``, which must have been answered."""
+        if challenge.answered_at is None:
+            raise ValueError(f"challenge {challenge.pk} is not answered; it has no token")
         return self._make_token_with_timestamp(challenge, int(challenge.answered_at.timestamp()))
 
-    def parse(self, token):
+    def parse(self, token: object) -> tuple[str, int] | None:
         """``(challenge id hex, timestamp)`` of a well-formed token, else ``None``."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             return None
@@ -50,7 +55,7 @@ class ChallengeTokenGenerator:
             return None
         return match.group(1), ts
 
-    def check_token(self, challenge, token, *, now=None):
+    def check_token(self, challenge: Challenge, token: str, *, now: datetime | None = None) -> str:
         """``"ok"``, ``"expired"`` or ``"invalid"`` for ``token`` against ``challenge``."""
         parsed = self.parse(token)
         if parsed is None or parsed[0] != challenge.pk.hex or challenge.answered_at is None:
@@ -65,13 +70,13 @@ class ChallengeTokenGenerator:
             return "invalid"
         return "ok"
 
-    def _make_token_with_timestamp(self, challenge, ts):
+    def _make_token_with_timestamp(self, challenge: Challenge, ts: int) -> str:
         value = f"{challenge.pk.hex}|{challenge.site_id}|{challenge.hostname}|{ts}"
         digest = salted_hmac(self.key_salt, value, algorithm=self.algorithm).hexdigest()
         return f"{challenge.pk.hex}.{int_to_base36(ts)}.{digest}"
 
-    def _now(self):
-        return timezone.now()
+    def _now(self) -> datetime:
+        return clock.now()
 
 
 challenge_token_generator = ChallengeTokenGenerator()
@@ -82,13 +87,13 @@ challenge_token_generator = ChallengeTokenGenerator()
 _IMAGE_SALT = "crowdloop.services.tokens.image"
 
 
-def image_signature(challenge_id, public_id):
+def image_signature(challenge_id: object, public_id: object) -> str:
     """The ``sig`` of a tile's image URL: valid for that challenge only (its expiry is
     checked against the challenge row)."""
     return salted_hmac(_IMAGE_SALT, f"{challenge_id}|{public_id}", algorithm="sha256").hexdigest()[:32]
 
 
-def image_signature_valid(challenge_id, public_id, sig):
+def image_signature_valid(challenge_id: object, public_id: object, sig: object) -> bool:
     if not isinstance(sig, str) or len(sig) != 32:
         return False
     return hmac.compare_digest(image_signature(challenge_id, public_id), sig)
@@ -99,7 +104,7 @@ def image_signature_valid(challenge_id, public_id, sig):
 _VISITOR_SALT = "crowdloop.services.tokens.visitor"
 
 
-def visitor_key(*, ip, user_agent, site_id):
+def visitor_key(*, ip: str, user_agent: str | None, site_id: object) -> str:
     """A keyed hash of client IP, User-Agent and site: who a visitor is, without a
     cookie and without storing the address."""
     value = f"{ip}|{(user_agent or '')[:512]}|{site_id}"
@@ -109,7 +114,9 @@ def visitor_key(*, ip, user_agent, site_id):
 # --- Siteverify -------------------------------------------------------------------------------
 
 
-def _result(codes=(), *, challenge_ts=None, hostname=None):
+def _result(
+    codes: Sequence[str] = (), *, challenge_ts: datetime | None = None, hostname: str | None = None
+) -> dict[str, Any]:
     return {
         "success": not codes,
         "challenge_ts": challenge_ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if challenge_ts else None,
@@ -118,7 +125,10 @@ def _result(codes=(), *, challenge_ts=None, hostname=None):
     }
 
 
-def challenge_verify(*, secret, response, sitekey=None, remoteip=None, caller_ip="", now=None):
+def challenge_verify(
+    *, secret: object, response: object, sitekey: object = None, remoteip: object = None, caller_ip: str = "",
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Siteverify: is ``response`` a fresh, unused token of a challenge passed on the
     site whose secret is ``secret``? Returns the reCAPTCHA/hCaptcha-shaped dict.
 
@@ -173,7 +183,7 @@ def challenge_verify(*, secret, response, sitekey=None, remoteip=None, caller_ip
     return result
 
 
-def _is_ip(value):
+def _is_ip(value: object) -> bool:
     try:
         ipaddress.ip_address(str(value).strip())
     except ValueError:

@@ -13,12 +13,16 @@ task, or the reaper's re-enqueue, takes it over and resumes from its last checkp
 the data it froze at its start. Never "running" for ever.
 """
 import logging
+import shutil
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     DataKind,
@@ -27,7 +31,7 @@ from labeling.models import (
     RunStatus,
     TrainingRun,
 )
-from labeling.selectors import human_labels
+from labeling.selectors import AnyUser, human_labels
 from labeling.services import hot, modeling, runs
 from labeling.services.outbox import task_send
 from labeling.services.training_config import (  # noqa: F401 (TrainingRefused is this module's error too)
@@ -43,7 +47,7 @@ logger = logging.getLogger(__name__)
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-def default_config(project):
+def default_config(project: Project) -> dict[str, Any]:
     """The config a run of ``project`` gets unless told otherwise."""
     config = {
         "arch": "cnn",
@@ -57,7 +61,7 @@ def default_config(project):
     return {**config, **APP_KEYS}
 
 
-def training_run_check(project, config=None, user=None):
+def training_run_check(project: Project, config: dict[str, Any] | None = None, user: AnyUser = None) -> dict[str, Any]:
     """The full config a run of ``project`` would get on behalf of ``user`` (``None``:
     the project's owner); raises :class:`TrainingRefused` when there is nothing to train
     on, and :class:`TrainingConfigInvalid` on a bad config value or a ``transfer_from``
@@ -77,7 +81,7 @@ def training_run_check(project, config=None, user=None):
     return config
 
 
-def training_run_create(project, *, config=None, user=None):
+def training_run_create(project: Project, *, config: dict[str, Any] | None = None, user: AnyUser = None) -> TrainingRun:
     """Queue a training run for ``project`` (or return the one already queued or
     running) on behalf of ``user``; refuses as :func:`training_run_check` does."""
     config = training_run_check(project, config, user)
@@ -96,11 +100,11 @@ def training_run_create(project, *, config=None, user=None):
     return run
 
 
-def _now():
-    return timezone.now()
+def _now() -> datetime:
+    return clock.now()
 
 
-def training_run_execute(run_id):
+def training_run_execute(run_id: UUID | str) -> TrainingRun:
     """Run, or resume from its checkpoint, a training run: queued, or running with a
     stale heartbeat (its worker was lost). A finished run, or one alive on another
     worker, is returned as it is. Raises ``TrainingRun.DoesNotExist`` for a run deleted
@@ -124,7 +128,7 @@ def training_run_execute(run_id):
     return TrainingRun.objects.filter(pk=run_id).first() or run
 
 
-def _execute(run):
+def _execute(run: TrainingRun) -> TrainingRun:
     from ml.batches import choose_device
     from ml.inference import export_model
 
@@ -139,7 +143,7 @@ def _execute(run):
     config.setdefault("n_classes", len(label_ids))
     human_answers = Answer.objects.filter(item__project=project).count()
 
-    def on_epoch(epoch, n_epochs, metrics):
+    def on_epoch(epoch: int, n_epochs: int, metrics: dict[str, Any]) -> None:
         row = {key: metrics.get(key) for key in ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")}
         row["epoch"] = epoch
         history = list(TrainingRun.objects.values_list("history", flat=True).get(pk=run.pk) or [])
@@ -147,7 +151,7 @@ def _execute(run):
         runs.run_progress(run, epoch / max(n_epochs, 1), f"epoch {epoch} of {n_epochs}",
                           epoch=epoch, n_epochs=n_epochs, history=history)
 
-    def progress(message):
+    def progress(message: str) -> None:
         runs.run_progress(run, message=message)
         logger.info("training run %s: %s", run.pk, message)
 
@@ -163,12 +167,14 @@ def _execute(run):
         Prediction.objects.filter(run=run).delete()
         Prediction.objects.bulk_create(modeling.predictions_rows(run, items, proba, confidence, label_ids), batch_size=2000)
         run.refresh_from_db()
-        fields = {"metrics": metrics}
-        if artifact is not None:
+        fields: dict[str, Any] = {"metrics": metrics}
+        if cnn is not None and artifact is not None:
             run.artifact.save(f"{run.pk}/model.zip", ContentFile(artifact), save=False)
             fields.update(artifact=run.artifact.name, config={**run.config, "resolved": cnn.config}, device=cnn.device)
         if not runs.run_succeed(run, **fields):
             raise runs.RunLost(f"training run {run.pk} was taken over before it finished")
+        scratch = modeling.checkpoint_dir(run)
+        transaction.on_commit(lambda: shutil.rmtree(scratch, ignore_errors=True))
         project.refresh_from_db(fields=["active_run"])
         promoted, reason = modeling.promotion_decide(project, run)
         run.metrics["promotion"] = {"promoted": promoted, "reason": reason}
@@ -180,7 +186,7 @@ def _execute(run):
     return run
 
 
-def training_maybe_start(project):
+def training_maybe_start(project: Project) -> TrainingRun | None:
     """Queue a run once the human labels grew by ``CROWDLOOP_TRAIN_GROWTH`` (at least
     ``CROWDLOOP_TRAIN_EVERY_LABELS``) since the last successful run; the first as soon as
     two classes have labels. Returns the run or ``None``."""

@@ -7,8 +7,10 @@ its key, never a run that fails half-way or a 500.
 """
 import math
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
-from labeling.models import RunStatus, TrainingRun
+from labeling.models import Project, RunStatus, TrainingRun
 
 #: Keys the application reads (the rest go to :func:`ml.training.fit`).
 APP_KEYS = {
@@ -31,16 +33,16 @@ class TrainingRefused(ValueError):
 class TrainingConfigInvalid(TrainingRefused):
     """Some config values are invalid; ``errors`` maps each key to what is wrong."""
 
-    def __init__(self, errors):
+    def __init__(self, errors: Mapping[str, str]) -> None:
         self.errors = dict(sorted(errors.items()))
         super().__init__("invalid config: " + "; ".join(f"{key}: {message}" for key, message in self.errors.items()))
 
 
-def _is_number(value):
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def transfer_source_get(run_id, *, project, requester):
+def transfer_source_get(run_id: object, *, project: Project, requester: Any) -> TrainingRun:
     """The successful run ``run_id`` that a run of ``project`` may start from.
 
     Allowed: a run of ``project`` itself, of another project owned by ``requester``, or
@@ -56,14 +58,14 @@ def transfer_source_get(run_id, *, project, requester):
         source.project_id == project.pk
         or (requester is not None and (requester.is_staff or source.project.owner_id == requester.pk))
     )
-    if not allowed:
+    if source is None or not allowed:
         raise TrainingConfigInvalid(
             {"transfer_from": f"no successful training run {pk} in a project you own; transfer starts only from those"}
         )
     return source
 
 
-def training_config_validate(project, config):
+def training_config_validate(project: Project, config: object) -> dict[str, Any]:
     """``config`` (defaults already merged in) checked key by key for ``project``;
     returns it. Raises :class:`TrainingConfigInvalid` naming every bad key."""
     # ml.config, not ml.nets / ml.training: checking a config must not load PyTorch.
@@ -99,7 +101,7 @@ def training_config_validate(project, config):
     return config
 
 
-def _message(exc, key):
+def _message(exc: Exception, key: str | None) -> str:
     """ml's message without the ``config['key']`` prefix the field name already gives."""
     text = str(exc)
     if key is not None:
@@ -109,7 +111,7 @@ def _message(exc, key):
     return text
 
 
-def _app_errors(config):
+def _app_errors(config: dict[str, Any]) -> dict[str, str]:
     errors = {}
     if config.get("model", "auto") not in MODEL_KINDS:
         errors["model"] = f"must be one of {', '.join(MODEL_KINDS)}"
@@ -127,7 +129,7 @@ def _app_errors(config):
     return errors
 
 
-def _is_uuid(value):
+def _is_uuid(value: object) -> bool:
     try:
         return isinstance(value, str) and uuid.UUID(value) is not None
     except ValueError:

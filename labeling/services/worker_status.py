@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Case, CharField, Count, Exists, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
+from labeling import clock
 from labeling.models import (
     Answer,
     Item,
@@ -39,7 +39,7 @@ class GlobalStatusRefused(PermissionError):
 
 
 def _now() -> datetime:
-    return timezone.now()
+    return clock.now()
 
 
 def _stricter(*statuses: str) -> str:

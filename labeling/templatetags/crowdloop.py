@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from labeling import selectors
+from labeling import clock, selectors
 from labeling.dashboard.formatting import fmt_number
 
 register = template.Library()
@@ -58,7 +58,7 @@ def _as_datetime(value):
 
 def relative(moment, now=None):
     """``3 minutes ago`` or ``in 2 hours``, to the largest unit."""
-    now = now or timezone.now()
+    now = now or clock.now()
     if moment <= now:
         span = timesince(moment, now, depth=1)
         return "just now" if span.startswith("0\xa0") else f"{span} ago"

@@ -142,10 +142,11 @@ class AutoAggregator(BaseAggregator):
         n_items: int | None = None,
         n_workers: int | None = None,
         init: Init | None = None,
+        weights: ArrayLike | None = None,
     ) -> Self:
         """Choose a method from the data, then fit it; see :meth:`BaseAggregator.fit`."""
         answers = np.asarray(answers)
-        check_answers(answers, self.n_classes, known, n_items, n_workers)
+        check_answers(answers, self.n_classes, known, n_items, n_workers, weights)
         method = choose_method(answers, self.n_classes, known)
         kwargs = (
             {}
@@ -161,7 +162,7 @@ class AutoAggregator(BaseAggregator):
         if init is not None and getattr(init, "method_", None) != method:
             init = None
         self.estimator_ = make_aggregator(method, self.n_classes, **kwargs).fit(
-            answers, known=known, n_items=n_items, n_workers=n_workers, init=init
+            answers, known=known, n_items=n_items, n_workers=n_workers, init=init, weights=weights
         )
         for name, value in vars(self.estimator_).items():
             if name.endswith("_") and not name.startswith("__"):

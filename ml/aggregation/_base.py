@@ -46,6 +46,7 @@ class Answers:
         "n_items",
         "n_per_item",
         "n_workers",
+        "weights",
         "workers",
     )
 
@@ -58,6 +59,7 @@ class Answers:
         n_workers: int,
         n_classes: int,
         known: ndarray,
+        weights: ndarray | None = None,
     ) -> None:
         self.items = items
         self.workers = workers
@@ -66,6 +68,7 @@ class Answers:
         self.n_workers = n_workers
         self.n_classes = n_classes
         self.known = known
+        self.weights = np.ones(items.size) if weights is None else weights
         self.known_idx = np.flatnonzero(known >= 0)
         self.known_lab = known[self.known_idx]
         self.n_per_item = np.bincount(items, minlength=n_items)
@@ -102,6 +105,7 @@ def check_answers(
     known: ArrayLike | None = None,
     n_items: int | None = None,
     n_workers: int | None = None,
+    weights: ArrayLike | None = None,
 ) -> Answers:
     """Validate an answers array and return an :class:`Answers`.
 
@@ -115,6 +119,8 @@ def check_answers(
         Clamped label per item or ``-1``.
     n_items, n_workers : int, optional
         Default to the largest index seen plus one (``len(known)`` for items when given).
+    weights : array-like of float, shape (n_answers,), optional
+        Each answer's weight in ``[0, 1]`` (default 1): how much evidence it carries.
 
     Returns
     -------
@@ -171,7 +177,18 @@ def check_answers(
             raise ValueError(
                 f"known holds {known[bad][0]}; entries must be -1 (unknown) or a label in [0, {n_classes})"
             )
-    return Answers(items, workers, labels, n_items, n_workers, n_classes, known)
+    return Answers(items, workers, labels, n_items, n_workers, n_classes, known, _check_weights(weights, items.size))
+
+
+def _check_weights(weights: ArrayLike | None, n_answers: int) -> ndarray | None:
+    if weights is None:
+        return None
+    checked = np.asarray(weights, dtype=float).ravel()
+    if checked.size != n_answers:
+        raise ValueError(f"weights must have one entry per answer ({n_answers}), got {checked.size}")
+    if checked.size and not (np.all(np.isfinite(checked)) and checked.min() >= 0.0 and checked.max() <= 1.0):
+        raise ValueError("weights must be finite and in [0, 1]")
+    return checked
 
 
 def softmax_rows(scores: ndarray) -> ndarray:
@@ -209,9 +226,10 @@ def one_coin_confusion(skills: ArrayLike, n_classes: int) -> ndarray:
 
 
 def vote_counts(data: Answers) -> ndarray:
-    """Votes per item and class, shape ``(n_items, n_classes)``, as floats."""
+    """Votes per item and class, shape ``(n_items, n_classes)``, as floats: each answer
+    counts its weight."""
     flat = data.items * data.n_classes + data.labels
-    counts = np.bincount(flat, minlength=data.n_items * data.n_classes)
+    counts = np.bincount(flat, weights=data.weights, minlength=data.n_items * data.n_classes)
     return counts.reshape(data.n_items, data.n_classes).astype(float)
 
 
@@ -264,6 +282,7 @@ class BaseAggregator(BaseEstimator):
         n_items: int | None = None,
         n_workers: int | None = None,
         init: Init | None = None,
+        weights: ArrayLike | None = None,
     ) -> Self:
         """Infer the posterior over true labels of every item.
 
@@ -278,12 +297,17 @@ class BaseAggregator(BaseEstimator):
             Default to the largest index in ``answers`` plus one.
         init : estimator or dict, optional
             Warm start: a fitted estimator of the same class, or its parameters.
+        weights : array-like of float, shape (n_answers,), optional
+            Evidence weight of each answer in ``[0, 1]`` (default 1). An answer's
+            log-likelihood counts ``weight`` times, in the posteriors and in the worker
+            parameters (a weighted likelihood, as ``sample_weight`` in scikit-learn): an
+            answer of weight 0 changes nothing.
 
         Returns
         -------
         self
         """
-        data = check_answers(answers, self.n_classes, known, n_items, n_workers)
+        data = check_answers(answers, self.n_classes, known, n_items, n_workers, weights)
         self._fit(data, init)
         self._finish(data)
         return self

@@ -117,7 +117,8 @@ class _EMAggregator(BaseAggregator):
         informative = np.flatnonzero(data.has_info)
         rows = np.concatenate([data.items, informative])
         columns = np.concatenate([data.workers * n_classes + data.labels, np.full(informative.size, n_cells)])
-        by_item = sparse.csr_matrix((np.ones(rows.size), (rows, columns)), shape=(data.n_items, n_cells + 1))
+        values = np.concatenate([data.weights, np.ones(informative.size)])
+        by_item = sparse.csr_matrix((values, (rows, columns)), shape=(data.n_items, n_cells + 1))
         # The transpose is a CSC view: the M-step then streams the posteriors item by item.
         return {
             "data": data,

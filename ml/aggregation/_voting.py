@@ -88,9 +88,9 @@ class MajorityVote(BaseAggregator):
         self._vote_labels = hard
 
         agree = np.bincount(
-            data.workers, weights=hard[data.items] == data.labels, minlength=data.n_workers
+            data.workers, weights=(hard[data.items] == data.labels) * data.weights, minlength=data.n_workers
         )
-        n_answered = np.bincount(data.workers, minlength=data.n_workers)
+        n_answered = np.bincount(data.workers, weights=data.weights, minlength=data.n_workers)
         self.skills_ = (agree + 1.0) / (n_answered + 2.0)
         self.confusions_ = one_coin_confusion(self.skills_, n_classes)
         self.posteriors_ = posteriors
@@ -151,11 +151,12 @@ class WeightedMajorityVote(BaseAggregator):
         n_items: int | None = None,
         n_workers: int | None = None,
         init: Init | None = None,
+        weights: ArrayLike | None = None,
     ) -> Self:
         """See :meth:`BaseAggregator.fit`; ``init`` is a fitted instance or ``{"skills": ...}``."""
         if self.skills is not None and n_workers is None:
             n_workers = np.asarray(self.skills).size
-        data = check_answers(answers, self.n_classes, known, n_items, n_workers)
+        data = check_answers(answers, self.n_classes, known, n_items, n_workers, weights)
         self._fit(data, init)
         self._finish(data)
         return self
@@ -176,15 +177,15 @@ class WeightedMajorityVote(BaseAggregator):
             skills, pooled = _skills_from_init(init, n_workers, type(self))
 
         def weighted_scores(weights: ndarray) -> ndarray:
-            scores = np.bincount(flat, weights=weights[data.workers], minlength=data.n_items * n_classes).reshape(
+            scores = np.bincount(flat, weights=weights[data.workers] * data.weights, minlength=data.n_items * n_classes).reshape(
                 data.n_items, n_classes
             )
             return scores + log_prior
 
         def agreement_skills(hard: ndarray) -> tuple[ndarray, float]:
             answer_truth = hard[data.items]
-            agree = np.bincount(data.workers, weights=answer_truth == data.labels, minlength=n_workers)
-            judged = np.bincount(data.workers, weights=answer_truth >= 0, minlength=n_workers)
+            agree = np.bincount(data.workers, weights=(answer_truth == data.labels) * data.weights, minlength=n_workers)
+            judged = np.bincount(data.workers, weights=(answer_truth >= 0) * data.weights, minlength=n_workers)
             return shrunk_accuracies(agree, judged, self.prior)
 
         hard = None

@@ -20,11 +20,13 @@ def _media_root(settings, media_root_dir):
 def _ratelimit_clock(monkeypatch, request):
     """Rate-limit windows are fixed in time: freeze their clock so that no window rolls
     over in the middle of a test (a flaky 429), at a time of each test's own, so that no
-    two tests share a counter in a shared cache such as Redis."""
+    two tests share a counter in a shared cache such as Redis. A clock installed for the
+    process (a simulated crowd's) still runs them."""
+    from labeling import clock
     from labeling.services import ratelimit
 
     frozen = 10**9 + (zlib.crc32(request.node.nodeid.encode()) % 100_000) * 3600 + 30
-    monkeypatch.setattr(ratelimit, "_now", lambda: float(frozen))
+    monkeypatch.setattr(ratelimit, "_now", lambda: float(frozen) if clock.current() is None else clock.timestamp())
 
 
 @pytest.fixture(autouse=True)

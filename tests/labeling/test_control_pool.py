@@ -179,7 +179,7 @@ def test_the_dashboard_selector_shows_pool_size_budget_and_exposures(settings):
     issue(site, client=visitor(1))
     issue(site, client=visitor(2))
     stats = selectors.control_pool_stats(project, now=NOW)
-    assert stats == {"size": 6, "retired": 0, "available": 2, "served_window": 4, "served_total": 4}
+    assert stats == {"size": 6, "retired": 0, "available": 2, "served_window": 4, "served_total": 4, "reserve": 100}
 
 
 def test_the_dashboard_overview_shows_the_control_pool(admin_client):
@@ -187,6 +187,7 @@ def test_the_dashboard_overview_shows_the_control_pool(admin_client):
     control_pool.pool_refresh(project)
     page = admin_client.get(f"/dashboard/{project.slug}/").content.decode()
     assert "Control pool: 6 of 6" in page
+    assert "At or below the reserve of 100: the widget asks choice questions only" in page
 
 
 def test_choice_controls_carry_each_label_alike_whatever_the_pools_mix(settings):
@@ -208,3 +209,53 @@ def test_choice_controls_carry_each_label_alike_whatever_the_pools_mix(settings)
         labels += [tile.expected_label_id for tile in challenge.tiles.all() if tile.is_control]
     assert len(labels) == 120
     assert 0.2 < labels.count(common.pk) / len(labels) < 0.47, "a constant answer would pass far more than 1 in 9"
+
+
+def _issue_auto(site, i, now=NOW):
+    return challenge_issue(sitekey=site.sitekey, client=visitor(i), now=now, rng=random.Random(i))
+
+
+def _with_pseudo_labels(project):
+    """Pseudo-labels on every unknown item, so that yes/no questions can be asked."""
+    label = project.label_classes.first()
+    pseudo = list(Item.objects.filter(project=project, known_label__isnull=True))
+    PseudoLabel.objects.bulk_create(
+        [PseudoLabel(item=item, label=label, confidence=0.95, source="propagation") for item in pseudo]
+    )
+    Item.objects.filter(pk__in=[item.pk for item in pseudo]).update(status=ItemStatus.PSEUDO_LABELED)
+    return project
+
+
+def test_a_pool_at_its_reserve_serves_only_choice_questions_and_keeps_serving(settings):
+    """Grids and yes/no questions spend their controls whole: a small pool would be gone
+    after a few dozen of them, and the site would have nothing to ask. At the reserve
+    the widget asks choice questions, which a small pool sustains, and retires nothing."""
+    settings.CROWDLOOP_CONTROL_RESERVE = 100
+    site = site_make(_with_pseudo_labels(project_make(gold_per_class=20, unknown=300)), control_items=4)[0]
+    kinds = {_issue_auto(site, i).kind for i in range(60)}  # 60 gold: at the reserve from the start
+    assert kinds == {ChallengeKind.CHOICE}
+    assert not ControlPoolEntry.objects.filter(retired_at__isnull=False).exists()
+
+
+def test_a_pool_above_its_reserve_asks_every_kind_until_it_falls_to_the_reserve(settings):
+    settings.CROWDLOOP_CONTROL_RESERVE = 40
+    settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 100
+    settings.CROWDLOOP_CONTROL_MAX_SERVES = 100
+    project = _with_pseudo_labels(project_make(gold_per_class=30, unknown=600))  # 90 gold
+    site = site_make(project, control_items=4)[0]
+    kinds = [_issue_auto(site, i).kind for i in range(80)]
+    retiring = [i for i, kind in enumerate(kinds) if kind != ChallengeKind.CHOICE]
+    assert retiring, "grids and yes/no questions while the pool is large"
+    available = ControlPoolEntry.objects.filter(project=project, retired_at__isnull=True).count()
+    assert 40 - 4 <= available <= 40, "retiring stops at the reserve, the last prompt overshooting it at most"
+    assert set(kinds[retiring[-1] + 1 :]) == {ChallengeKind.CHOICE}
+
+
+def test_a_reserve_of_zero_lets_retiring_prompts_spend_the_whole_pool(settings):
+    settings.CROWDLOOP_CONTROL_RESERVE = 0
+    site = site_make(_with_pseudo_labels(project_make(gold_per_class=4, unknown=200)), control_items=4)[0]
+    kinds = []
+    with pytest.raises(ChallengeRefused):
+        for i in range(40):
+            kinds.append(_issue_auto(site, i).kind)
+    assert ChallengeKind.GRID in kinds or ChallengeKind.VERIFY in kinds

@@ -6,20 +6,12 @@ import uuid
 import pytest
 from django.conf import settings as django_settings
 
+from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+from labeling.crowd.clocks import Beat, RealClock, VirtualClock
+from labeling.crowd.connectors import client_connector, http_connector
 from labeling.crowd.evaluation import crowd_evaluate, labels_accuracy
 from labeling.crowd.reader import read_digit
-from labeling.crowd.simulation import (
-    Beat,
-    CrowdSpec,
-    RealClock,
-    SiteAccess,
-    VirtualClock,
-    client_connector,
-    crowd_accounts_provision,
-    crowd_people,
-    crowd_run,
-    http_connector,
-)
+from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run
 from labeling.crowd.transport import ClientTransport, HttpTransport
 from labeling.models import Item, ItemStatus, KnownLabel, Split, WorkerStatus
 from labeling.services.consensus import project_aggregate

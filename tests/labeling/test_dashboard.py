@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.dashboard import aggregates, charts, selectors, services
+from labeling.dashboard.svg import nice_ticks
 from labeling.middleware import DEFAULT_POLICY, ContentSecurityPolicyMiddleware, csp_exempt, csp_override
 from labeling.models import (
     Answer,
@@ -729,7 +730,7 @@ def test_charts_say_so_when_there_is_no_data():
 
 @pytest.mark.parametrize(("low", "high"), [(0, 1), (0, 7), (0.13, 0.91), (0, 12345), (3, 3)])
 def test_ticks_are_round_and_cover_the_range(low, high):
-    ticks = charts.nice_ticks(low, high)
+    ticks = nice_ticks(low, high)
     assert ticks[0] <= low and ticks[-1] >= high and 2 <= len(ticks) <= 12
     steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
     assert len(steps) == 1

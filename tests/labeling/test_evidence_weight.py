@@ -83,3 +83,29 @@ def test_a_lucky_pass_with_one_control_moves_a_label_less_than_a_pass_with_four(
     lucky_confidence = max(Consensus.objects.filter(item_id__in=lucky_items).values_list("confidence", flat=True))
     sure_confidence = min(Consensus.objects.filter(item_id__in=sure_items).values_list("confidence", flat=True))
     assert lucky_confidence < sure_confidence
+
+
+def test_full_truth_inference_weighs_each_answer_by_its_evidence():
+    """The full fit (worker parameters, class priors) counts a weightless answer as if it
+    were never given, the same as the cheap path does for each item."""
+    project = project_make(data_kind="text", gold_per_class=2, unknown=6)
+    labels = list(project.label_classes.order_by("pk"))
+    unknown = list(Item.objects.filter(project=project, known_label__isnull=True).order_by("pk"))
+    honest = [_visitor(name) for name in "hij"]
+    for worker in honest:
+        answers_record(worker=worker, source="widget", inputs=[
+            AnswerInput(item=item, label_id=labels[i % 3].pk, task_ref="h", evidence_weight=1.0)
+            for i, item in enumerate(unknown)
+        ])
+    before = bridge.aggregate_fit(project, "dawid_skene")
+    bots = [_visitor(name) for name in "uvwxyz"]
+    for bot in bots:
+        answers_record(worker=bot, source="widget", inputs=[
+            AnswerInput(item=item, label_id=labels[0].pk, task_ref="b", evidence_weight=0.0) for item in unknown
+        ])
+    after = bridge.aggregate_fit(project, "dawid_skene")
+    assert np.allclose(after.class_priors, before.class_priors)
+    assert np.allclose(np.asarray(after.posteriors)[: len(before.item_ids)], before.posteriors, atol=1e-6)
+    Answer.objects.filter(worker__in=bots).update(evidence_weight=1.0)
+    counted = bridge.aggregate_fit(project, "dawid_skene")
+    assert not np.allclose(counted.class_priors, before.class_priors, atol=1e-3)

@@ -6,16 +6,10 @@ import uuid
 import pytest
 from django.conf import settings as django_settings
 
-from labeling.crowd.simulation import (
-    Beat,
-    CrowdSpec,
-    SiteAccess,
-    VirtualClock,
-    client_connector,
-    crowd_accounts_provision,
-    crowd_people,
-    crowd_run,
-)
+from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+from labeling.crowd.clocks import Beat, VirtualClock
+from labeling.crowd.connectors import client_connector
+from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run
 from labeling.crowd.transport import ClientTransport
 from labeling.models import ItemEmbedding, PipelineKind, PipelineRun, RunStatus, Split, TrainingRun
 from labeling.selectors import human_labels

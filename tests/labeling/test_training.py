@@ -1,5 +1,6 @@
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -45,8 +46,19 @@ def project(owner):
 
 
 def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
-    project, owner, celery_eager, django_capture_on_commit_callbacks
+    project, owner, celery_eager, django_capture_on_commit_callbacks, settings, monkeypatch
 ):
+    import ml.training
+
+    checkpoints = []
+    real_fit = ml.training.fit
+
+    def fit_recording(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        checkpoints.extend(sorted(Path(kwargs["checkpoint_dir"]).iterdir()))
+        return result
+
+    monkeypatch.setattr(ml.training, "fit", fit_recording)
     client = APIClient()
     client.force_authenticate(owner)
     with django_capture_on_commit_callbacks(execute=True):
@@ -54,6 +66,11 @@ def test_a_run_through_celery_records_metrics_predictions_and_an_active_model(
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.status == RunStatus.SUCCEEDED, run.error
+    # Resumable checkpoints on the shared media storage while the run lasts (a worker on
+    # another host resumes from them), deleted once it succeeded and its model is saved.
+    assert checkpoints and all(path.is_relative_to(Path(settings.MEDIA_ROOT)) for path in checkpoints)
+    assert not any(path.exists() for path in checkpoints)
+    assert run.artifact and Path(run.artifact.path).exists()
     assert run.metrics["kind"] == "cnn", run.metrics
     assert run.device == "cpu" and 1 <= run.epoch <= 3 and len(run.history) == run.epoch
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(run.history[0])
@@ -127,6 +144,15 @@ def test_with_a_few_labels_a_cheap_candidate_is_the_model(owner, celery_eager, d
     truth = {item.pk: item.source_name[1] for item in Item.objects.filter(project=project, source_name__startswith="u")}
     predicted = dict(Prediction.objects.filter(run=run).values_list("item_id", "label__name"))
     assert sum(predicted[i] == label for i, label in truth.items()) >= 18
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pinned = training_run_create(project, config=PINNED_CNN)
+    pinned.refresh_from_db()
+    assert pinned.status == RunStatus.SUCCEEDED, pinned.error
+    assert pinned.metrics["kind"] != "cnn" and not pinned.artifact
+    assert "fewer than 5 human labels fall in the validation share" in pinned.metrics["cnn"]["skipped"], (
+        "a pinned CNN that cannot be measured says so instead of silently training another model"
+    )
 
 
 def test_a_run_is_refused_without_enough_human_labels(owner):

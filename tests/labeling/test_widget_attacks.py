@@ -84,6 +84,7 @@ def test_a_memorising_bot_wins_when_controls_recur_and_prompts_point_at_them(att
     few control items over and over, never retired (the old widget), the bot wins."""
     settings.CROWDLOOP_CONTROL_SERVES_PER_WINDOW = 10_000
     settings.CROWDLOOP_CONTROL_MAX_SERVES = 10_000
+    settings.CROWDLOOP_CONTROL_RESERVE = 0  # the old widget asked grids from any pool
     from labeling.models import KnownLabel
 
     keep = list(KnownLabel.objects.order_by("item_id").values_list("item_id", flat=True)[:30])

@@ -392,3 +392,54 @@ def test_settle_chance_is_high_after_one_vote_and_zero_when_evenly_split():
         np.full(n, 0.25), votes=[(0, one_coin_confusion(0.85, n)), (1, one_coin_confusion(0.85, n))]
     )
     assert settle_chance(split, 0.85, 0.99) == 0.0
+
+
+@pytest.mark.parametrize("method", [*METHODS, "auto"])
+def test_an_answer_of_weight_zero_is_as_if_it_were_never_given(method):
+    answers, _, known = simulate(np.stack([one_coin(0.8, 3)] * 5), n_items=60, per_item=3, seed=4, gold=0.2)
+    rng = np.random.default_rng(5)
+    extra = np.column_stack([rng.integers(0, 60, 40), np.full(40, 5), rng.integers(0, 3, 40)])  # a blind sixth worker
+    with_zero = make_aggregator(method, 3).fit(
+        np.vstack([answers, extra]), known=known, n_workers=6,
+        weights=np.concatenate([np.ones(len(answers)), np.zeros(len(extra))]),
+    )
+    without = make_aggregator(method, 3).fit(answers, known=known, n_workers=6)
+    np.testing.assert_allclose(with_zero.posteriors_, without.posteriors_, atol=1e-6)
+    np.testing.assert_allclose(with_zero.skills_[:5], without.skills_[:5], atol=1e-6)
+
+
+@pytest.mark.parametrize("method", [*METHODS, "auto"])
+def test_weights_of_one_change_nothing(method):
+    answers, _, known = simulate(np.stack([one_coin(0.75, 4)] * 6), n_items=50, per_item=3, seed=6, gold=0.1)
+    weighted = make_aggregator(method, 4).fit(answers, known=known, weights=np.ones(len(answers)))
+    plain = make_aggregator(method, 4).fit(answers, known=known)
+    np.testing.assert_allclose(weighted.posteriors_, plain.posteriors_)
+
+
+@pytest.mark.parametrize("method", ["dawid_skene", "one_coin", "weighted_majority"])
+def test_lightly_weighted_blind_answers_move_fewer_labels_than_full_weight_ones(method):
+    """Blind guessers who answer once each (widget visitors: EM cannot learn their
+    skill) and whose answers carry little evidence: weighting them keeps the labels of
+    the crowd without them far better than counting them in full."""
+    n_items, honest = 200, np.stack([one_coin(0.8, 3)] * 6)
+    answers, _, known = simulate(honest, n_items=n_items, per_item=3, seed=7, gold=0.1)
+    n_blind = 2 * n_items
+    blind = np.column_stack(
+        [np.repeat(np.arange(n_items), 2), 6 + np.arange(n_blind), np.random.default_rng(8).integers(0, 3, n_blind)]
+    )
+    clean = make_aggregator(method, 3).fit(answers, known=known, n_workers=6 + n_blind).labels_
+    both = np.vstack([answers, blind])
+
+    def changed(blind_weight):
+        weights = np.concatenate([np.ones(len(answers)), np.full(len(blind), blind_weight)])
+        labels = make_aggregator(method, 3).fit(both, known=known, n_workers=6 + n_blind, weights=weights).labels_
+        return int((labels != clean).sum())
+
+    assert changed(0.05) < changed(1.0) / 3, (changed(0.05), changed(1.0))
+
+
+@pytest.mark.parametrize("weights", [np.ones(3), np.array([0.5, 1.5, 1, 1]), np.array([np.nan, 1, 1, 1])])
+def test_weights_of_the_wrong_length_or_outside_zero_one_are_refused(weights):
+    answers = np.array([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]])
+    with pytest.raises(ValueError, match="weights"):
+        DawidSkene(2).fit(answers, weights=weights)

@@ -5,21 +5,11 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
+from labeling.crowd.clocks import Beat, RealClock, VirtualClock
+from labeling.crowd.connectors import client_connector, http_connector
 from labeling.crowd.evaluation import crowd_evaluate, format_report
-from labeling.crowd.simulation import (
-    DEFAULT_SHARES,
-    Beat,
-    CrowdSpec,
-    RealClock,
-    SiteAccess,
-    VirtualClock,
-    client_connector,
-    crowd_accounts_provision,
-    crowd_people,
-    crowd_run,
-    http_connector,
-    shares_parse,
-)
+from labeling.crowd.simulation import DEFAULT_SHARES, CrowdSpec, SiteAccess, crowd_run, shares_parse
 from labeling.crowd.transport import ClientTransport, HttpTransport
 from labeling.models import Project, Site
 from labeling.services.demo import DEMO_SITEKEY, DEMO_SLUG, demo_site_secret
