@@ -294,7 +294,7 @@ def promotion_decide(project: Project, run: TrainingRun) -> tuple[bool, str]:
     if len(shared) >= MIN_COMPARED:
         theirs = dict(Prediction.objects.filter(run=current, item_id__in=shared).values_list("item_id", "label_id"))
         mine = sum(oof[i] == truth[i] for i in shared)
-        other = sum(positions.get(theirs.get(i)) == truth[i] for i in shared)
+        other = sum(i in theirs and positions.get(theirs[i]) == truth[i] for i in shared)
         verdict = mine >= other
         return verdict, (
             f"{'promoted' if verdict else 'kept, not promoted'}: {mine} of {len(shared)} right against the active "
