@@ -6,7 +6,10 @@ by database ids (or dataclasses such as :class:`AggregateFit`). Nothing else in
 checks it). One module per sub-domain:
 
 - :mod:`~labeling.bridge.aggregation`: answers to truth inference and back;
-- :mod:`~labeling.bridge.items`: stored items as pixels and label positions.
+- :mod:`~labeling.bridge.items`: stored items as pixels and label positions;
+- :mod:`~labeling.bridge.modeling`: a training run's model fitted on its frozen labels,
+  and its predictions as rows;
+- :mod:`~labeling.bridge.inference`: model files in and out, pixels to predictions.
 """
 from labeling.bridge.aggregation import (
     DEFAULT_ACCURACY,
@@ -28,27 +31,40 @@ from labeling.bridge.aggregation import (
     settle_chance,
     wilson_interval,
 )
+from labeling.bridge.inference import Pixels, device_name, image_pixels, model_export, model_load, pixels_predict
 from labeling.bridge.items import image_arrays, labels_array
+from labeling.bridge.modeling import MIN_COMPARED, OnEpoch, in_validation, model_fit, predictions_rows
 
 __all__ = [
     "DEFAULT_ACCURACY",
+    "MIN_COMPARED",
     "MODEL_PRIOR_TEMPER",
     "PRIOR_STRENGTH",
     "VISITOR_ACCURACY",
     "AggregateFit",
+    "OnEpoch",
+    "Pixels",
     "aggregate_fit",
     "answer_evidence",
     "binary_accuracy",
     "blind_mix",
     "control_accuracy",
     "counted_answers",
+    "device_name",
     "image_arrays",
+    "image_pixels",
+    "in_validation",
     "item_prior",
     "items_posteriors",
     "label_positions",
     "labels_array",
+    "model_export",
+    "model_fit",
+    "model_load",
     "one_coin_confusion",
+    "pixels_predict",
     "posterior_from_evidence",
+    "predictions_rows",
     "settle_chance",
     "wilson_interval",
 ]
