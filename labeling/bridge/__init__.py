@@ -9,7 +9,8 @@ checks it). One module per sub-domain:
 - :mod:`~labeling.bridge.items`: stored items as pixels and label positions;
 - :mod:`~labeling.bridge.modeling`: a training run's model fitted on its frozen labels,
   and its predictions as rows;
-- :mod:`~labeling.bridge.inference`: model files in and out, pixels to predictions.
+- :mod:`~labeling.bridge.inference`: model files in and out, pixels to predictions;
+- :mod:`~labeling.bridge.demo`: the demo's digits as PNGs, its gold drawn at random.
 """
 from labeling.bridge.aggregation import (
     DEFAULT_ACCURACY,
@@ -31,6 +32,7 @@ from labeling.bridge.aggregation import (
     settle_chance,
     wilson_interval,
 )
+from labeling.bridge.demo import digit_png, digits_pngs, per_class_sample
 from labeling.bridge.inference import Pixels, device_name, image_pixels, model_export, model_load, pixels_predict
 from labeling.bridge.items import image_arrays, labels_array
 from labeling.bridge.modeling import MIN_COMPARED, OnEpoch, in_validation, model_fit, predictions_rows
@@ -51,6 +53,8 @@ __all__ = [
     "control_accuracy",
     "counted_answers",
     "device_name",
+    "digit_png",
+    "digits_pngs",
     "image_arrays",
     "image_pixels",
     "in_validation",
@@ -62,6 +66,7 @@ __all__ = [
     "model_fit",
     "model_load",
     "one_coin_confusion",
+    "per_class_sample",
     "pixels_predict",
     "posterior_from_evidence",
     "predictions_rows",
