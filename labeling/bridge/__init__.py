@@ -10,7 +10,9 @@ checks it). One module per sub-domain:
 - :mod:`~labeling.bridge.modeling`: a training run's model fitted on its frozen labels,
   and its predictions as rows;
 - :mod:`~labeling.bridge.inference`: model files in and out, pixels to predictions;
-- :mod:`~labeling.bridge.demo`: the demo's digits as PNGs, its gold drawn at random.
+- :mod:`~labeling.bridge.demo`: the demo's digits as PNGs, its gold drawn at random;
+- :mod:`~labeling.bridge.rendering`: an image rendered afresh for each serve, and the
+  pixel statistics that decoding an import needs.
 """
 from labeling.bridge.aggregation import (
     DEFAULT_ACCURACY,
@@ -36,6 +38,7 @@ from labeling.bridge.demo import digit_png, digits_pngs, per_class_sample
 from labeling.bridge.inference import Pixels, device_name, image_pixels, model_export, model_load, pixels_predict
 from labeling.bridge.items import image_arrays, labels_array
 from labeling.bridge.modeling import MIN_COMPARED, OnEpoch, in_validation, model_fit, predictions_rows
+from labeling.bridge.rendering import gray_stretched, image_render, palette_is_gray
 
 __all__ = [
     "DEFAULT_ACCURACY",
@@ -55,8 +58,10 @@ __all__ = [
     "device_name",
     "digit_png",
     "digits_pngs",
+    "gray_stretched",
     "image_arrays",
     "image_pixels",
+    "image_render",
     "in_validation",
     "item_prior",
     "items_posteriors",
@@ -66,6 +71,7 @@ __all__ = [
     "model_fit",
     "model_load",
     "one_coin_confusion",
+    "palette_is_gray",
     "per_class_sample",
     "pixels_predict",
     "posterior_from_evidence",

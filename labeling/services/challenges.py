@@ -430,7 +430,7 @@ def challenge_payload(challenge, *, image_url):
 
 def challenge_image(*, challenge_id, public_id, now=None, rng=None):
     """PNG bytes of a tile's image, while its challenge has not expired: a fresh
-    rendering at every request (:func:`~labeling.services.media.image_render`)."""
+    rendering at every request (:func:`~labeling.bridge.image_render`)."""
     now = now or _now()
     tile = (
         ChallengeItem.objects.filter(challenge_id=challenge_id, public_id=public_id, challenge__expires_at__gt=now)

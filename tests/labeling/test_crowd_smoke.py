@@ -161,7 +161,7 @@ def test_the_reader_sees_the_digit_in_a_fresh_rendering_of_a_tile():
 
     from sklearn.datasets import load_digits
 
-    from labeling.services.media import image_render
+    from labeling.bridge import image_render
 
     digits = load_digits()
     rng = random.Random(1)
