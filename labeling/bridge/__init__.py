@@ -6,6 +6,7 @@ by database ids (or dataclasses such as :class:`AggregateFit`). Nothing else in
 checks it). One module per sub-domain:
 
 - :mod:`~labeling.bridge.aggregation`: answers to truth inference and back;
+- :mod:`~labeling.bridge.agreement`: agreement between workers, from their answers;
 - :mod:`~labeling.bridge.items`: stored items as pixels and label positions;
 - :mod:`~labeling.bridge.modeling`: a training run's model fitted on its frozen labels,
   and its predictions as rows;
@@ -34,6 +35,7 @@ from labeling.bridge.aggregation import (
     settle_chance,
     wilson_interval,
 )
+from labeling.bridge.agreement import answers_agreement
 from labeling.bridge.demo import digit_png, digits_pngs, per_class_sample
 from labeling.bridge.inference import Pixels, device_name, image_pixels, model_export, model_load, pixels_predict
 from labeling.bridge.items import image_arrays, labels_array
@@ -51,6 +53,7 @@ __all__ = [
     "Pixels",
     "aggregate_fit",
     "answer_evidence",
+    "answers_agreement",
     "binary_accuracy",
     "blind_mix",
     "control_accuracy",
