@@ -39,6 +39,7 @@ def main():
     call_command("migrate", verbosity=0)
     from sklearn.datasets import load_digits
 
+    from labeling.bridge import digit_png
     from labeling.models import (
         AuditDecision,
         AuditOutcome,
@@ -49,7 +50,6 @@ def main():
     )
     from labeling.services.answers import AnswerInput, answers_record
     from labeling.services.audit import project_audit
-    from labeling.services.demo import digit_png
     from labeling.services.imports import path_import
     from labeling.services.projects import project_create
 

@@ -73,8 +73,8 @@ settings.CROWDLOOP_CONTROL_MAX_SERVES = 10**9
 def project_build():
     from sklearn.datasets import load_digits
 
+    from labeling.bridge import digit_png
     from labeling.models import Item, ItemStatus, KnownLabel, Split
-    from labeling.services.demo import digit_png
     from labeling.services.imports import ImportEntry, LabelRole, items_import
     from labeling.services.projects import project_create
     from labeling.services.sites import site_create

@@ -62,6 +62,7 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from labeling.bridge import image_render  # noqa: E402
 from labeling.crowd.people import person_make  # noqa: E402
 from labeling.models import (  # noqa: E402
     ChallengeItem,
@@ -74,7 +75,6 @@ from labeling.models import (  # noqa: E402
     PseudoLabel,
 )
 from labeling.services import challenge_plans, challenges, control_pool  # noqa: E402
-from labeling.services.media import image_render  # noqa: E402
 from labeling.services.sites import site_create  # noqa: E402
 from tests.labeling.widget_bots import (  # noqa: E402
     DHASH_RADIUS,

@@ -53,7 +53,7 @@ def ink_values(png):
 
 NEAREST_MAX_DISTANCE = 1800.0
 """Squared ink distance up to which a re-rendered tile (cropped, resampled, noised: see
-``media.image_render``) still reads as its nearest digit. Measured: renderings of the
+``bridge.image_render``) still reads as its nearest digit. Measured: renderings of the
 digits lie within 300 (median) to 1,150 (99th percentile) of their own digit, and read
 right 98.8 % of the time; images that are no digit at all lie beyond 2,400."""
 

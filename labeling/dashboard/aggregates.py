@@ -31,7 +31,6 @@ from labeling.models import (
     RunStatus,
     Split,
 )
-from ml.agreement import fleiss_kappa, krippendorff_alpha, ratings_table
 
 AGGREGATE_TTL_S = 300
 ACTIVITY_TTL_S = 60
@@ -254,32 +253,10 @@ def _class_sources(project, pool):
 
 def agreement(project):
     """Fleiss' kappa and Krippendorff's alpha over the counted answers (a cached
-    aggregate: one grouped query, then :mod:`ml.agreement`)."""
+    aggregate: one grouped query, then :func:`labeling.bridge.answers_agreement`)."""
 
     def compute():
-        positions, label_ids = bridge.label_positions(project)
-        rows = list(
-            bridge.counted_answers(project).values_list("item_id", "label_id").annotate(n=Count("id")).order_by()
-        )
-        per_item = {}
-        for item_id, _, n in rows:
-            per_item[item_id] = per_item.get(item_id, 0) + n
-        rated = [item for item, n in per_item.items() if n >= 2]
-        result = {
-            "items": len(rated),
-            "answers": sum(per_item[item] for item in rated),
-            "fleiss_kappa": None,
-            "krippendorff_alpha": None,
-            "computed_at": clock.now().isoformat(),
-        }
-        if rated and label_ids:
-            table = ratings_table(
-                [r[0] for r in rows], [positions[r[1]] for r in rows], [r[2] for r in rows], n_categories=len(label_ids)
-            )
-            for name, measure in (("fleiss_kappa", fleiss_kappa), ("krippendorff_alpha", krippendorff_alpha)):
-                value = measure(table)
-                result[name] = None if math.isnan(value) else round(value, 4)
-        return result
+        return {**bridge.answers_agreement(project), "computed_at": clock.now().isoformat()}
 
     return _cached(_key("agreement", project.pk), AGGREGATE_TTL_S, compute)
 

@@ -272,7 +272,7 @@ def challenge_image(
     *, challenge_id: uuid.UUID | str, public_id: str, now: datetime | None = None, rng: random.Random | None = None
 ) -> bytes:
     """PNG bytes of a tile's image, while its challenge has not expired: a fresh
-    rendering at every request (:func:`~labeling.services.media.image_render`)."""
+    rendering at every request (:func:`~labeling.bridge.image_render`)."""
     now = now or _now()
     tile = (
         ChallengeItem.objects.filter(challenge_id=challenge_id, public_id=public_id, challenge__expires_at__gt=now)

@@ -5,7 +5,6 @@ split published few-label baselines use). Every item's true label is stored as
 evaluation truth, apart from gold; a few pool items per class become gold.
 """
 import errno
-import io
 import json
 import os
 import secrets
@@ -14,14 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.crypto import salted_hmac
-from numpy.typing import ArrayLike
-from PIL import Image
 
+from labeling import bridge
 from labeling.models import (
     EvaluationTruth,
     Item,
@@ -50,16 +47,6 @@ from labeling.services.workers import worker_for_user, worker_sign_up
 DEMO_SLUG = "digits"
 POOL_SIZE = 1400
 GOLD_PER_CLASS = 3
-UPSCALE = 4
-
-
-def digit_png(values: ArrayLike) -> bytes:
-    """An 8x8 array of 0..16 ink values as a dark-on-white grayscale PNG, upscaled."""
-    pixels = (255 - np.asarray(values, dtype=np.float64) * (255.0 / 16.0)).round().astype(np.uint8)
-    image = Image.fromarray(pixels, mode="L").resize((8 * UPSCALE, 8 * UPSCALE), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def demo_project_create(
@@ -67,9 +54,7 @@ def demo_project_create(
     seed: int = 0,
 ) -> tuple[Project, ImportReport]:
     """Create (or complete) the digits demo project; safe to run twice."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    digits = bridge.digits_pngs()
     project = Project.objects.filter(slug=DEMO_SLUG).first()
     if project is None:
         project = project_create(
@@ -83,12 +68,9 @@ def demo_project_create(
         )
     entries = [
         ImportEntry(
-            name=f"load_digits[{row}]",
-            data=digit_png(digits.images[row]),
-            label=str(int(digits.target[row])),
-            split=Split.POOL if row < POOL_SIZE else Split.HOLDOUT,
+            name=f"load_digits[{row}]", data=png, label=label, split=Split.POOL if row < POOL_SIZE else Split.HOLDOUT
         )
-        for row in range(len(digits.target))
+        for row, (png, label) in enumerate(digits)
     ]
     report = items_import(project, entries, label_role=LabelRole.EVALUATION, progress=progress)
     _gold_choose(project, gold_per_class, seed)
@@ -108,11 +90,7 @@ def _gold_choose(project: Project, per_class: int, seed: int) -> None:
         .order_by("item_id")
         .values_list("item_id", "label_id")
     )
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for label_id in sorted({label for _, label in truths}):
-        ids = [item for item, label in truths if label == label_id]
-        chosen += [(int(i), label_id) for i in rng.choice(ids, size=min(per_class, len(ids)), replace=False)]
+    chosen = bridge.per_class_sample(truths, per_class, seed)
     with transaction.atomic():
         KnownLabel.objects.bulk_create(
             [KnownLabel(item_id=item, label_id=label, source=KnownLabelSource.GOLD) for item, label in chosen]

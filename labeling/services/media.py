@@ -1,5 +1,5 @@
-"""Image normalisation at import (decode safely once, keep bounded copies) and the fresh
-rendering of an image each time it is served.
+"""Image normalisation at import (decode safely once, keep bounded copies) and what is
+served of an image: a fresh rendering each time (:func:`labeling.bridge.image_render`).
 
 Pillow's decompression-bomb warning is treated as an error and our own pixel cap is
 checked from the header, before any pixel is decoded.
@@ -9,16 +9,12 @@ import random
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from labeling import bridge
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp", "WEBP": "webp", "TIFF": "tif"}
 _WIDE_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "F"}
-_RESAMPLING = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
-RENDER_KEEP = (0.86, 1.0)  # share of each side a rendering keeps
-RENDER_GAIN = (0.9, 1.1)
-RENDER_BIAS = 10.0  # brightness shift, at most, in grey levels
-RENDER_NOISE = 3.0  # standard deviation of the pixel noise, in grey levels
 
 
 class ImageRejected(ValueError):
@@ -94,11 +90,9 @@ def _to_standard_mode(image: Image.Image) -> Image.Image:
     if image.mode in ("RGB", "L"):
         return image
     if image.mode in _WIDE_GRAY_MODES:
-        values = np.asarray(image, dtype=np.float64)
-        top = values.max() or 1.0
-        return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), mode="L")
+        return bridge.gray_stretched(image)
     has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
-    gray = image.mode in ("1", "LA") or (image.mode == "P" and _palette_is_gray(image))
+    gray = image.mode in ("1", "LA") or (image.mode == "P" and bridge.palette_is_gray(image))
     if has_alpha:
         rgba = image.convert("RGBA")
         flat = Image.new("RGB", image.size, (255, 255, 255))
@@ -107,37 +101,9 @@ def _to_standard_mode(image: Image.Image) -> Image.Image:
     return image.convert("L" if gray else "RGB")
 
 
-def _palette_is_gray(image: Image.Image) -> bool:
-    palette = np.asarray(image.getpalette() or [], dtype=np.int32).reshape(-1, 3)
-    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
-
-
-def image_render(data: bytes, *, rng: random.Random | None = None) -> bytes:
-    """A fresh PNG rendering of the normalised image ``data``, for one serve: a small
-    random crop scaled back to the original size (a shift of a few pixels), a random
-    resampling filter, a slight change of brightness and contrast, pixel noise and a new
-    encoding. A person reads it as the original; its bytes (and their SHA-256) differ at
-    every serve, so identical files never tell a recurring item apart."""
-    rng = rng or random.SystemRandom()
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-    width, height = image.size
-    crop_w = max(1, round(width * rng.uniform(*RENDER_KEEP)))
-    crop_h = max(1, round(height * rng.uniform(*RENDER_KEEP)))
-    left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
-    out = image.resize((width, height), rng.choice(_RESAMPLING), box=(left, top, left + crop_w, top + crop_h))
-    pixels = np.asarray(out, dtype=np.float32)
-    noise = np.random.default_rng(rng.getrandbits(64)).standard_normal(pixels.shape, dtype=np.float32) * RENDER_NOISE
-    pixels = pixels * rng.uniform(*RENDER_GAIN) + rng.uniform(-RENDER_BIAS, RENDER_BIAS) + noise
-    rendered = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode=out.mode)
-    buffer = io.BytesIO()
-    rendered.save(buffer, format="PNG", compress_level=rng.randint(1, 3))
-    return buffer.getvalue()
-
-
 def image_serve(data: bytes, *, rng: random.Random | None = None) -> bytes:
     """The bytes to serve for the stored image ``data``: a fresh rendering, unless
     ``CROWDLOOP_RENDER_IMAGES`` is off (then the stored PNG itself)."""
     from django.conf import settings
 
-    return image_render(data, rng=rng) if settings.CROWDLOOP_RENDER_IMAGES else data
+    return bridge.image_render(data, rng=rng) if settings.CROWDLOOP_RENDER_IMAGES else data

@@ -19,16 +19,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from django.conf import settings
-from PIL import Image
 
 from labeling import bridge
 from labeling.models import Item, Project, TrainingRun
 from labeling.services.media import ImageRejected, image_decode
 
 if TYPE_CHECKING:
-    from ml.inference import LoadedModel
+    from labeling.bridge.inference import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +46,6 @@ def predictions_cache_clear() -> None:
 
 def _model_of(project: Project) -> tuple[uuid.UUID, LoadedModel]:
     """``(run id, LoadedModel)`` of the project's active run, loaded once per process."""
-    from ml.inference import load_model
-
     run_id = project.active_run_id
     if run_id is None:
         raise PredictionRefused("this project has no trained model yet")
@@ -67,7 +63,7 @@ def _model_of(project: Project) -> tuple[uuid.UUID, LoadedModel]:
             f"(run {run_id}); its predictions of every item are at GET .../predictions"
         )
     with run.artifact.open("rb") as handle:
-        loaded = load_model(handle.read())
+        loaded = bridge.model_load(handle.read())
     logger.info("loaded the model of run %s for project %s", run_id, project.slug)
     with _models_lock:
         _models[run_id] = loaded
@@ -83,35 +79,11 @@ def _input_shape(project: Project, loaded: LoadedModel) -> tuple[int, int]:
     return int(size), int(loaded.config.get("in_channels", 1))
 
 
-def _pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """An upright decoded image as ``(C, size, size)`` float32 in [0, 1]: first bounded to
-    the stored copy's longest side, as an imported item is, then as training reads it."""
-    side = settings.CROWDLOOP_MAX_IMAGE_SIDE
-    if max(image.size) > side:
-        image = image.copy()
-        image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    image = image.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BOX)
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
-
-def _upload_pixels(data: bytes, size: int, channels: int) -> np.ndarray:
+def _upload_pixels(data: bytes, size: int, channels: int) -> bridge.Pixels:
     if len(data) > settings.CROWDLOOP_MAX_PREDICT_BYTES:
         raise ImageRejected(f"image of {len(data)} bytes, over the cap of {settings.CROWDLOOP_MAX_PREDICT_BYTES}")
     image, _, _ = image_decode(data, max_pixels=settings.CROWDLOOP_MAX_IMAGE_PIXELS)
-    return _pixels(image, size, channels)
-
-
-def _rows(loaded: LoadedModel, X: np.ndarray) -> list[tuple[Any, dict[Any, float]]]:
-    """Label and probabilities per row of ``X``, as JSON-ready pairs."""
-    from ml.inference import predict
-
-    labels, probabilities = predict(loaded.model, X, num_threads=settings.CROWDLOOP_PREDICT_THREADS)
-    classes = loaded.classes
-    return [
-        (classes[int(label)], {name: round(float(p), 6) for name, p in zip(classes, row, strict=True)})
-        for label, row in zip(labels, probabilities, strict=True)
-    ]
+    return bridge.image_pixels(image, size, channels)
 
 
 def model_predict(project: Project, data: bytes) -> dict[str, Any]:
@@ -122,7 +94,9 @@ def model_predict(project: Project, data: bytes) -> dict[str, Any]:
     """
     run_id, loaded = _model_of(project)
     size, channels = _input_shape(project, loaded)
-    ((label, probabilities),) = _rows(loaded, _upload_pixels(data, size, channels)[None])
+    ((label, probabilities),) = bridge.pixels_predict(
+        loaded, [_upload_pixels(data, size, channels)], num_threads=settings.CROWDLOOP_PREDICT_THREADS
+    )
     return {"label": label, "probabilities": probabilities, "run": str(run_id)}
 
 
@@ -139,7 +113,7 @@ def images_predict(
     run_id, loaded = _model_of(project)
     size, channels = _input_shape(project, loaded)
     results: list[dict[str, Any]] = []
-    arrays: list[np.ndarray] = []
+    arrays: list[bridge.Pixels] = []
     slots: list[int] = []
     for name, data in images:
         try:
@@ -181,10 +155,10 @@ def items_predict(project: Project, item_ids: Sequence[int]) -> dict[str, Any]:
     return {"run": str(run_id), "classes": list(loaded.classes), "results": results}
 
 
-def _fill(results: list[dict[str, Any]], slots: list[int], loaded: LoadedModel, arrays: list[np.ndarray]) -> None:
+def _fill(results: list[dict[str, Any]], slots: list[int], loaded: LoadedModel, arrays: list[bridge.Pixels]) -> None:
     if not arrays:
         return
-    X = np.stack(arrays).astype(np.float32, copy=False)
-    for slot, (label, probabilities) in zip(slots, _rows(loaded, X), strict=True):
+    rows = bridge.pixels_predict(loaded, arrays, num_threads=settings.CROWDLOOP_PREDICT_THREADS)
+    for slot, (label, probabilities) in zip(slots, rows, strict=True):
         results[slot].update(label=label, probabilities=probabilities)
 

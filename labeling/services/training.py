@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from labeling import clock
+from labeling import bridge, clock
 from labeling.models import (
     Answer,
     DataKind,
@@ -129,16 +129,16 @@ def training_run_execute(run_id: UUID | str) -> TrainingRun:
 
 
 def _execute(run: TrainingRun) -> TrainingRun:
-    from ml.batches import choose_device
-    from ml.inference import export_model
-
     project = run.project
     config = dict(run.config)
     app = {key: config.pop(key, default) for key, default in APP_KEYS.items()}
     resumed = f"resumed by {run.worker} after epoch {run.epoch}" if run.attempts > 1 else "started"
-    runs.run_progress(run, run.epoch / max(run.n_epochs, 1), resumed, device=str(choose_device()))
+    runs.run_progress(run, run.epoch / max(run.n_epochs, 1), resumed, device=bridge.device_name())
+    transfer_source = None
     if app["transfer_from"]:  # checked again here: the run may have been queued before a change of owner
-        transfer_source_get(app["transfer_from"], project=project, requester=run.requested_by or project.owner)
+        transfer_source = transfer_source_get(
+            app["transfer_from"], project=project, requester=run.requested_by or project.owner
+        )
     label_ids = list(project.label_classes.order_by("position").values_list("id", flat=True))
     config.setdefault("n_classes", len(label_ids))
     human_answers = Answer.objects.filter(item__project=project).count()
@@ -155,17 +155,21 @@ def _execute(run: TrainingRun) -> TrainingRun:
         runs.run_progress(run, message=message)
         logger.info("training run %s: %s", run.pk, message)
 
-    items, proba, confidence, metrics, cnn = modeling.model_fit(run, project, app, config, label_ids, on_epoch, progress)
+    human = modeling.dataset_frozen(run, project, label_ids)
+    items, proba, confidence, metrics, cnn = bridge.model_fit(
+        run, project, app, config, label_ids, human, checkpoint_dir=modeling.checkpoint_dir(run),
+        transfer_source=transfer_source, on_epoch=on_epoch, progress=progress,
+    )
     metrics["human_answers"] = human_answers
     artifact = None
     if cnn is not None:
         classes = list(project.label_classes.order_by("position").values_list("name", flat=True))
-        artifact = export_model(cnn.best_state, cnn.config, classes)
+        artifact = bridge.model_export(cnn.best_state, cnn.config, classes)
         metrics.update(best_epoch=cnn.best_epoch, stop_reason=cnn.stop_reason)
 
     with transaction.atomic():
         Prediction.objects.filter(run=run).delete()
-        Prediction.objects.bulk_create(modeling.predictions_rows(run, items, proba, confidence, label_ids), batch_size=2000)
+        Prediction.objects.bulk_create(bridge.predictions_rows(run, items, proba, confidence, label_ids), batch_size=2000)
         run.refresh_from_db()
         fields: dict[str, Any] = {"metrics": metrics}
         if cnn is not None and artifact is not None:

@@ -6,6 +6,7 @@ import uuid
 import pytest
 from django.conf import settings as django_settings
 
+from labeling.bridge import digit_png
 from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
 from labeling.crowd.clocks import Beat, RealClock, VirtualClock
 from labeling.crowd.connectors import client_connector, http_connector
@@ -15,7 +16,7 @@ from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run
 from labeling.crowd.transport import ClientTransport, HttpTransport
 from labeling.models import Item, ItemStatus, KnownLabel, Split, WorkerStatus
 from labeling.services.consensus import project_aggregate
-from labeling.services.demo import demo_crowd_open, digit_png
+from labeling.services.demo import demo_crowd_open
 from labeling.services.imports import ImportEntry, LabelRole, items_import
 from labeling.services.projects import project_create
 from labeling.services.sites import site_create
@@ -160,7 +161,7 @@ def test_the_reader_sees_the_digit_in_a_fresh_rendering_of_a_tile():
 
     from sklearn.datasets import load_digits
 
-    from labeling.services.media import image_render
+    from labeling.bridge import image_render
 
     digits = load_digits()
     rng = random.Random(1)

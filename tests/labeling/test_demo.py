@@ -10,13 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from labeling.bridge import digit_png
 from labeling.models import EvaluationTruth, Item, ItemStatus, KnownLabel, Split
 from labeling.services.demo import (
     PortBusy,
     demo_admin_create,
     demo_passwords_path,
     demo_worker_create,
-    digit_png,
     port_check,
 )
 

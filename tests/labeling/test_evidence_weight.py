@@ -30,7 +30,7 @@ def test_the_weight_is_how_sure_a_pass_makes_us_that_the_visitor_looked():
 
 
 def test_a_blind_answer_leaves_the_prior_and_a_sure_one_is_the_workers_own():
-    confusion = bridge._confusion(0.9, 3)
+    confusion = bridge.aggregation._confusion(0.9, 3)
     assert np.allclose(bridge.blind_mix(confusion, 1.0), confusion)
     assert np.allclose(bridge.blind_mix(confusion, 0.0), np.full((3, 3), 1 / 3))
 

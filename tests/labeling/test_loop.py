@@ -6,6 +6,7 @@ import uuid
 import pytest
 from django.conf import settings as django_settings
 
+from labeling.bridge import digit_png
 from labeling.crowd.accounts import crowd_accounts_provision, crowd_people
 from labeling.crowd.clocks import Beat, VirtualClock
 from labeling.crowd.connectors import client_connector
@@ -13,7 +14,7 @@ from labeling.crowd.simulation import CrowdSpec, SiteAccess, crowd_run
 from labeling.crowd.transport import ClientTransport
 from labeling.models import ItemEmbedding, PipelineKind, PipelineRun, RunStatus, Split, TrainingRun
 from labeling.selectors import human_labels
-from labeling.services.demo import demo_crowd_open, digit_png
+from labeling.services.demo import demo_crowd_open
 from labeling.services.imports import path_import
 from labeling.services.projects import project_create
 from labeling.services.selection import items_queue

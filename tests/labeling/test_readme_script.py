@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
+from labeling.bridge import digit_png
 from labeling.models import Project, Split
-from labeling.services.demo import digit_png
 from labeling.services.owner_tokens import owner_token_create
 
 README = Path(__file__).resolve().parents[2] / "README.md"

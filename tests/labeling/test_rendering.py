@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 from PIL import Image
 
+from labeling.bridge import image_render
 from labeling.models import ChallengeKind
 from labeling.services import workers as svc
 from labeling.services.challenges import challenge_image, challenge_issue
-from labeling.services.media import image_render
 from tests.labeling.crowd import crowd_project, local_cache, registered_worker  # noqa: F401
 from tests.labeling.factories import png_bytes
 from tests.labeling.widget_support import VISITOR, fresh_cache, project_make, site_make  # noqa: F401

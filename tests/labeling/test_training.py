@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from labeling.bridge import in_validation
 from labeling.models import (
     Item,
     KnownLabel,
@@ -16,7 +17,7 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.services.imports import ImportEntry, items_import
-from labeling.services.modeling import in_validation, promotion_decide
+from labeling.services.modeling import promotion_decide
 from labeling.services.projects import project_create
 from labeling.services.training import (
     TrainingRefused,

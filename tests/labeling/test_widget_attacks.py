@@ -115,7 +115,7 @@ def test_dhash_still_recognises_a_picture_across_renderings():
     import numpy as np
     from PIL import Image
 
-    from labeling.services.media import image_render
+    from labeling.bridge import image_render
 
     rng, pictures = np.random.default_rng(0), []
     for _ in range(20):

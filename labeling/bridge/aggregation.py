@@ -1,13 +1,16 @@
-"""The one narrow bridge between rows and ``ml/`` arrays.
+"""Truth inference: answers become arrays for :mod:`ml.aggregation`, and posteriors and
+worker parameters come back as plain Python values keyed by database ids."""
+from __future__ import annotations
 
-Querysets become numpy arrays here and results come back as plain Python values keyed
-by database ids. Nothing else in ``labeling/`` touches numpy or torch internals.
-"""
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
+from django.db.models import QuerySet
+from numpy.typing import ArrayLike
 
-from labeling.models import Answer, KnownLabel
+from labeling.models import Answer, KnownLabel, Project
 from ml.aggregation import make_aggregator
 from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exported)
     binary_accuracy,
@@ -17,17 +20,25 @@ from ml.aggregation.incremental import (  # noqa: F401  (settle_chance is re-exp
 )
 from ml.model_selection import wilson_interval  # noqa: F401  (re-exported for the selectors)
 
+if TYPE_CHECKING:
+    from ml.aggregation._base import Init
+
+Skill: TypeAlias = "Sequence[Sequence[float]] | float"
+"""A worker's skill: a confusion matrix (K x K), or an accuracy."""
+Evidence: TypeAlias = "list[tuple[int, int, bool | None, float]]"
+"""An item's answers as ``(worker_id, position, verdict, weight)``."""
+
 DEFAULT_ACCURACY = 0.7
 PRIOR_STRENGTH = 4.0
 
 
-def label_positions(project):
+def label_positions(project: Project) -> tuple[dict[int, int], list[int]]:
     """``{label_id: position}`` and the class count of a project."""
     ids = list(project.label_classes.order_by("position").values_list("id", flat=True))
     return {label_id: i for i, label_id in enumerate(ids)}, ids
 
 
-def counted_answers(project, item_ids=None):
+def counted_answers(project: Project, item_ids: Iterable[int] | None = None) -> QuerySet[Answer]:
     """Answers that count as label votes: not from banned workers, not rejections."""
     query = Answer.objects.filter(item__project=project).without_banned_workers()
     query = query.exclude(verdict=False)
@@ -36,7 +47,9 @@ def counted_answers(project, item_ids=None):
     return query
 
 
-def control_accuracy(correct, total, prior=DEFAULT_ACCURACY, strength=PRIOR_STRENGTH):
+def control_accuracy(
+    correct: float, total: float, prior: float = DEFAULT_ACCURACY, strength: float = PRIOR_STRENGTH
+) -> float:
     """Accuracy on control items with a Beta prior, so that 1/1 is not 100 %."""
     return (correct + prior * strength) / (total + strength)
 
@@ -50,7 +63,7 @@ VISITOR_ACCURACY = 0.55
 a bot that passed a challenge by chance moves no label on its own."""
 
 
-def answer_evidence(project, item_ids):
+def answer_evidence(project: Project, item_ids: Collection[int]) -> dict[int, Evidence]:
     """Non-banned answers of ``item_ids`` as
     ``{item_id: [(worker_id, position, verdict, weight)]}``; ``verdict`` is ``None`` for a
     K-way answer, ``True``/``False`` for a yes/no one; ``weight`` is the answer's
@@ -61,23 +74,23 @@ def answer_evidence(project, item_ids):
         .without_banned_workers()
         .values_list("item_id", "worker_id", "label_id", "verdict", "evidence_weight")
     )
-    evidence: dict[int, list] = {item_id: [] for item_id in item_ids}
+    evidence: dict[int, Evidence] = {item_id: [] for item_id in item_ids}
     for item_id, worker_id, label_id, verdict, weight in rows:
         evidence[item_id].append((worker_id, positions[label_id], verdict, weight))
     return evidence
 
 
-def blind_mix(confusion, weight):
+def blind_mix(confusion: ArrayLike, weight: float) -> np.ndarray:
     """A K-way answer's confusion when its author looked with probability ``weight`` and
     otherwise guessed blind (every label alike): ``weight * C + (1 - weight) / K``. The
     exact likelihood of that mixture, so a lucky pass of a widget challenge moves a label
     less than a pass that leaves no doubt."""
-    confusion = np.asarray(confusion, dtype=float)
+    matrix = np.asarray(confusion, dtype=float)
     weight = float(np.clip(weight, 0.0, 1.0))
-    return weight * confusion + (1.0 - weight) / confusion.shape[0]
+    return weight * matrix + (1.0 - weight) / matrix.shape[0]
 
 
-def item_prior(class_priors, belief):
+def item_prior(class_priors: ArrayLike, belief: tuple[int, float] | None) -> np.ndarray:
     """An item's prior: the class priors times a model's tempered belief
     ``(position, confidence)`` (the rest of the mass spread evenly), or the class priors."""
     priors = np.asarray(class_priors, dtype=float)
@@ -91,7 +104,10 @@ def item_prior(class_priors, belief):
     return prior / prior.sum()
 
 
-def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None):
+def items_posteriors(
+    project: Project, item_ids: Collection[int], skills: Mapping[int, Skill], class_priors: ArrayLike | None = None,
+    beliefs: Mapping[int, tuple[int, float]] | None = None,
+) -> tuple[dict[int, tuple[list[float], int, int]], list[int]]:
     """Cheap path: the posterior of each item from all its answers, with worker
     parameters fixed. ``skills`` maps worker id to a confusion matrix (K x K list) or an
     accuracy. K-way answers are votes through the worker's confusion; yes/no answers
@@ -105,10 +121,11 @@ def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None)
     n_classes = len(label_ids)
     priors = np.full(n_classes, 1.0 / n_classes) if class_priors is None else np.asarray(class_priors, float)
     beliefs = beliefs or {}
-    known = dict(KnownLabel.objects.filter(item_id__in=item_ids).values_list("item_id", "label_id"))
-    result = {}
+    known: dict[int, int] = dict(KnownLabel.objects.filter(item_id__in=item_ids).values_list("item_id", "label_id"))
+    result: dict[int, tuple[list[float], int, int]] = {}
     for item_id, answers in answer_evidence(project, item_ids).items():
-        votes, verdicts = [], []
+        votes: list[tuple[int, ArrayLike]] = []
+        verdicts: list[tuple[int, bool, float]] = []
         for worker, position, verdict, weight in answers:
             skill = skills.get(worker)
             if verdict is None:
@@ -126,7 +143,7 @@ def items_posteriors(project, item_ids, skills, class_priors=None, beliefs=None)
     return result, label_ids
 
 
-def _accuracy(skill):
+def _accuracy(skill: Skill | None) -> float:
     if skill is None:
         return DEFAULT_ACCURACY
     if isinstance(skill, (int, float)):
@@ -134,7 +151,7 @@ def _accuracy(skill):
     return float(np.mean(np.diag(np.asarray(skill, dtype=float))))
 
 
-def _confusion(skill, n_classes):
+def _confusion(skill: Skill | None, n_classes: int) -> np.ndarray:
     if skill is None:
         return one_coin_confusion(DEFAULT_ACCURACY, n_classes)
     if isinstance(skill, (int, float)):
@@ -161,7 +178,7 @@ class AggregateFit:
     n_iter: int
 
 
-def aggregate_fit(project, method="auto", init=None):
+def aggregate_fit(project: Project, method: str = "auto", init: Init | None = None) -> AggregateFit:
     """Full truth inference over all counted answers of a project (see :class:`AggregateFit`),
     each answer weighted by its evidence weight (a lucky widget pass fits worker
     parameters as little as it moves a label)."""
@@ -196,40 +213,6 @@ def aggregate_fit(project, method="auto", init=None):
         confusions=np.asarray(estimator.confusions_, dtype=float).tolist(),
         worker_answers=np.bincount(answers[:, 1], minlength=len(worker_ids)).tolist() if len(answers) else [],
         class_priors=np.asarray(estimator.class_priors_, dtype=float).tolist(),
-        method=estimator.method_,
+        method=str(estimator.method_),
         n_iter=int(getattr(estimator, "n_iter_", 0)),
     )
-
-
-# --- Items as arrays ---------------------------------------------------------------------------
-
-
-def image_arrays(items, size, channels=None):
-    """Normalised images of ``items`` as float32 ``(n, C, size, size)`` in [0, 1].
-
-    Grayscale projects give one channel, colour projects three; ``channels`` forces it.
-    """
-    from django.core.files.storage import default_storage
-    from PIL import Image
-
-    arrays = []
-    for item in items:
-        with default_storage.open(item.image.name, "rb") as handle, Image.open(handle) as image:
-            mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if image.mode == "L" else "RGB")
-            image = image.convert(mode).resize((size, size), Image.Resampling.BOX)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-        arrays.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
-    if not arrays:
-        return np.zeros((0, channels or 1, size, size), dtype=np.float32)
-    return np.stack(arrays)
-
-
-def labels_array(project, items, labels):
-    """Given labels as an int array over ``items`` (class positions, ``-1`` where
-    ``labels``, ``{item_id: label_id}``, has none) and the project's label ids."""
-    positions, label_ids = label_positions(project)
-    y = np.full(len(items), -1, dtype=np.int64)
-    for i, item in enumerate(items):
-        if item.pk in labels:
-            y[i] = positions[labels[item.pk]]
-    return y, label_ids
