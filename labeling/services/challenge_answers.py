@@ -48,19 +48,9 @@ def challenge_answer(
     the same challenge is refused and changes nothing.
     """
     now = now or _now()
-    ratelimit_enforce([("challenge-answer:ip", client.ip), ("challenge-answer:challenge", str(challenge_id)[:200])])
-    challenge_pk = _uuid_or_none(challenge_id)
-    if challenge_pk is None:
-        return _test_answer(challenge_id)
-    challenge = Challenge.objects.select_related("site", "project", "worker").filter(pk=challenge_pk).first()
+    challenge = _challenge_open(challenge_id, client, now)
     if challenge is None:
-        raise ChallengeRefused("challenge-not-found", "No such challenge.")
-    if challenge.site_id:
-        ratelimit_enforce([("challenge-answer:site", challenge.site_id)])
-    if challenge.status != ChallengeStatus.ISSUED:
-        raise ChallengeRefused("already-answered", "This challenge was answered already.")
-    if challenge.expires_at <= now:
-        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.")
+        return _test_answer(challenge_id)
     tiles = list(challenge.tiles.select_related("item"))
     responses = _responses_parse(challenge, tiles, data)
 
@@ -76,10 +66,47 @@ def challenge_answer(
     needed = _needed(challenge, len(controls))
     too_fast = elapsed_ms < (challenge.site.min_solve_ms if challenge.site else 0)
     passed = bool(controls) and sum(controls) >= needed and not too_fast
+    rows = _outcome_save(challenge, tiles, graded, client, now, passed, controls, elapsed_ms, label_ids)
+    if not passed:
+        return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
+    if challenge.site_id:
+        site_counted(challenge.site_id, passed=1)
+    answers_settle(challenge.project_id, rows)
+    return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
+
+
+def _challenge_open(challenge_id: object, client: ClientInfo, now: datetime) -> Challenge | None:
+    """The issued, unexpired challenge ``challenge_id`` names, within the rate limits;
+    ``None`` for a test key's challenge id (not a UUID). Raises :class:`ChallengeRefused`
+    for an unknown, answered or expired challenge."""
+    ratelimit_enforce([("challenge-answer:ip", client.ip), ("challenge-answer:challenge", str(challenge_id)[:200])])
+    challenge_pk = _uuid_or_none(challenge_id)
+    if challenge_pk is None:
+        return None
+    challenge = Challenge.objects.select_related("site", "project", "worker").filter(pk=challenge_pk).first()
+    if challenge is None:
+        raise ChallengeRefused("challenge-not-found", "No such challenge.")
+    if challenge.site_id:
+        ratelimit_enforce([("challenge-answer:site", challenge.site_id)])
+    if challenge.status != ChallengeStatus.ISSUED:
+        raise ChallengeRefused("already-answered", "This challenge was answered already.")
+    if challenge.expires_at <= now:
+        raise ChallengeRefused("challenge-expired", "This challenge has expired; load a new one.")
+    return challenge
+
+
+def _outcome_save(
+    challenge: Challenge, tiles: list[ChallengeItem], graded: list[tuple[Any, bool | None]], client: ClientInfo,
+    now: datetime,
+    passed: bool, controls: list[bool], elapsed_ms: int, label_ids: dict[str, int],
+) -> list[Answer]:
+    """In one transaction: claim the challenge with its outcome (the one conditional
+    update that makes an answer count once), record each tile's response, end the leases
+    of its unknown items and, when it passed, insert the answers weighted by how sure the
+    pass makes us that the visitor looked. Returns the inserted answers."""
     outcome = ChallengeStatus.PASSED if passed else ChallengeStatus.FAILED
     rows: list[Answer] = []
     with transaction.atomic():
-        # The one conditional update that makes an answer count once.
         claimed = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.ISSUED).update(
             status=outcome, answered_at=now, hostname=client.hostname[:255]
         )
@@ -98,12 +125,7 @@ def challenge_answer(
             )
             inputs = _answer_inputs(challenge, tiles, graded, elapsed_ms, weight, label_ids)
             rows = answers_insert(worker=challenge.worker, inputs=inputs, source="widget", now=now)
-    if not passed:
-        return AnswerOutcome(False, None, challenge, "too-fast" if too_fast else "control-items-wrong")
-    if challenge.site_id:
-        site_counted(challenge.site_id, passed=1)
-    answers_settle(challenge.project_id, rows)
-    return AnswerOutcome(True, challenge_token_generator.make_token(challenge), challenge)
+    return rows
 
 
 def _needed(challenge: Challenge, n_controls: int) -> int:

@@ -100,24 +100,8 @@ def task_answers_submit(
     for answer in answers:
         if answer.label is not None and answer.label not in labels:
             raise ValueError(f"unknown label {answer.label!r}")
-    wanted = {answer.lease_id for answer in answers}
     with transaction.atomic():
-        leases = {
-            lease.public_id: lease
-            for lease in Lease.objects.filter(worker=worker, item__project=project, public_id__in=wanted)
-        }
-        if len(leases) != len(wanted):
-            raise UnknownTask("Unknown task id.")
-        # Lock the items (in id order, as every writer of item rows does) before reading
-        # answers, so that a concurrent retry waits for this batch and pickers skip these
-        # items. "No key" locks leave inserts that reference the items unblocked.
-        items = {
-            item.pk: item
-            for item in Item.objects.select_for_update(no_key=True)
-            .filter(pk__in=sorted({lease.item_id for lease in leases.values()}))
-            .only("id", "project_id", "status", "answer_count")
-            .order_by("pk")
-        }
+        leases, items = _leases_items_locked(worker, project, {answer.lease_id for answer in answers})
         judged = _answers_judge(worker, project, answers, leases, items, labels, now)
         if judged.consumed:
             Lease.objects.filter(pk__in=sorted(judged.consumed)).update(expires_at=now)
@@ -134,6 +118,32 @@ def task_answers_submit(
         worker.refresh_from_db()
         status = worker_status_in(worker, project)
     return SubmitResult(outcomes=judged.outcomes, decision=decision, worker=worker, status=status)
+
+
+def _leases_items_locked(
+    worker: Worker, project: Project, wanted: set[str]
+) -> tuple[dict[str, Lease], dict[int, Item]]:
+    """The worker's leases ``wanted`` in ``project`` by public id, and their items by id,
+    locked. Raises :class:`UnknownTask` when any lease id is not this worker's there.
+
+    The items are locked in id order (as every writer of item rows does) before answers
+    are read, so that a concurrent retry waits for this batch and pickers skip these
+    items. "No key" locks leave inserts that reference the items unblocked. Call inside
+    a transaction."""
+    leases = {
+        lease.public_id: lease
+        for lease in Lease.objects.filter(worker=worker, item__project=project, public_id__in=wanted)
+    }
+    if len(leases) != len(wanted):
+        raise UnknownTask("Unknown task id.")
+    items = {
+        item.pk: item
+        for item in Item.objects.select_for_update(no_key=True)
+        .filter(pk__in=sorted({lease.item_id for lease in leases.values()}))
+        .only("id", "project_id", "status", "answer_count")
+        .order_by("pk")
+    }
+    return leases, items
 
 
 @dataclass
