@@ -54,7 +54,7 @@ def challenge_plan(
     the transaction that saves the challenge (unknown tiles are leased here)."""
     n_labels = len(hot.project_labels(project))
     kinds = [kind] if kind else _kinds_in_order(rng, choice_first=site.difficulty_auto and n_labels >= 3)
-    if not kind and not control_pool.pool_holds_reserve(project, now=now):
+    if not kind and not control_pool.pool_holds_reserve(project, now=now, rng=rng):
         # Grids and yes/no questions retire their controls: a small pool serves choices.
         kinds = [candidate for candidate in kinds if candidate == ChallengeKind.CHOICE]
     for candidate in kinds:

@@ -52,6 +52,8 @@ from labeling.models import (
 )
 
 READ_ROUNDS = 6
+#: Seconds a process trusts its last count of the available pool against the reserve.
+RESERVE_CHECK_S = 5.0
 
 
 def _now() -> datetime:
@@ -120,18 +122,23 @@ def _refresh_if_stale(project: Project, rng: random.Random) -> None:
 _reserve_seen: dict[tuple[int, datetime], tuple[float, bool]] = {}  # (project id, created) -> (monotonic time, held)
 
 
-def pool_holds_reserve(project: Project, *, now: datetime | None = None) -> bool:
+def pool_holds_reserve(
+    project: Project, *, now: datetime | None = None, rng: random.Random | None = None
+) -> bool:
     """Whether more than ``CROWDLOOP_CONTROL_RESERVE`` control items of ``project`` are
-    available: prompts that retire their controls are asked only then. One bounded count
-    (it reads at most reserve + 1 rows), at most once per
-    ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process; so concurrent
-    processes may each spend a few grids' worth below the reserve, never the pool."""
+    available: prompts that retire their controls are asked only then. The pool is
+    refreshed first when stale (a pool never read yet is not an empty one); then one
+    bounded count (it reads at most reserve + 1 rows), at most once per
+    ``RESERVE_CHECK_S`` (or the pool's refresh interval, when shorter) per project and
+    process: concurrent processes may each spend a few seconds of grids below the
+    reserve, never the pool."""
     reserve = settings.CROWDLOOP_CONTROL_RESERVE
     if reserve <= 0:
         return True
     key, clock = (project.pk, project.created_at), time.monotonic()
     seen = _reserve_seen.get(key)
-    if seen is None or clock - seen[0] >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
+    if seen is None or clock - seen[0] >= min(settings.CROWDLOOP_CONTROL_POOL_REFRESH_S, RESERVE_CHECK_S):
+        _refresh_if_stale(project, rng or random.SystemRandom())
         available = _available(project, now or _now()).order_by()
         held = available.values("pk")[: reserve + 1].count() > reserve
         seen = _reserve_seen[key] = (clock, held)

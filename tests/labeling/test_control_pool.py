@@ -259,3 +259,20 @@ def test_a_reserve_of_zero_lets_retiring_prompts_spend_the_whole_pool(settings):
         for i in range(40):
             kinds.append(_issue_auto(site, i).kind)
     assert ChallengeKind.GRID in kinds or ChallengeKind.VERIFY in kinds
+
+
+def test_the_reserve_is_counted_on_a_refreshed_pool_and_recounted_within_seconds(settings, monkeypatch):
+    """A long refresh interval neither hides a large pool that was never read (the first
+    challenge of a new project may be a grid) nor keeps grids coming for the whole
+    interval once the pool has fallen to the reserve."""
+    settings.CROWDLOOP_CONTROL_POOL_REFRESH_S = 3600
+    settings.CROWDLOOP_CONTROL_RESERVE = 200
+    project = _with_pseudo_labels(project_make(gold_per_class=70, unknown=300))  # 210 gold
+    site = site_make(project, control_items=4)[0]
+    assert control_pool.pool_holds_reserve(project, now=NOW)
+    settings.CROWDLOOP_CONTROL_RESERVE = 250
+    assert control_pool.pool_holds_reserve(project, now=NOW), "trusted for a few seconds"
+    clock = control_pool.time.monotonic() + control_pool.RESERVE_CHECK_S + 1
+    monkeypatch.setattr(control_pool.time, "monotonic", lambda: clock)
+    assert not control_pool.pool_holds_reserve(project, now=NOW), "recounted after RESERVE_CHECK_S"
+    assert {_issue_auto(site, i).kind for i in range(10)} == {ChallengeKind.CHOICE}
