@@ -23,6 +23,7 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from labeling.bridge.features import representation
 from labeling.bridge.items import image_arrays
 from labeling.models import DataKind, EvaluationTruth, Item, Prediction, Project, Split, TrainingRun
 
@@ -58,7 +59,6 @@ def model_fit(
     record, and the CNN's fit result when the CNN won (else ``None``). A CNN keeps its
     resumable checkpoints in ``checkpoint_dir`` and starts from the weights of
     ``transfer_source``, a run already allowed to the requester, when given."""
-    from labeling.services.semisupervised import representation
     from ml.model_selection import CANDIDATES, CandidateSelector, calibrated_confidence, wilson_interval
 
     progress = progress or (lambda message: None)
