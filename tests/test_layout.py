@@ -12,13 +12,6 @@ ALLOWED_ML = "ml.config"  # training configs checked without arrays or PyTorch
 OUTSIDE_THE_RULE = ("labeling/bridge/", "labeling/crowd/", "labeling/management/")
 """The bridge itself; the simulated crowd (a test harness); management commands."""
 
-NOT_MOVED_YET = {
-    # Still turn rows into arrays themselves: moved into labeling/bridge/ by the lead after
-    # the typing branch lands. Shrink this list, never grow it.
-    "labeling/services/audit.py",
-    "labeling/services/semisupervised.py",
-}
-
 
 def _imports(path):
     """``(line, dotted name, statement)`` of every absolute import in ``path``, in line
@@ -70,18 +63,13 @@ def test_only_the_bridge_turns_rows_into_arrays():
     found = [
         f"{_relative(path)}:{line}: {statement}"
         for path in _python_files("labeling")
-        if _bound_by_the_bridge_rule(path) and _relative(path) not in NOT_MOVED_YET
+        if _bound_by_the_bridge_rule(path)
         for line, statement in _array_imports(path)
     ]
     assert not found, (
         "outside labeling/bridge/, labeling/ imports no numpy, torch, sklearn, scipy or ml "
         "(ml.config aside); call labeling.bridge instead:\n" + "\n".join(found)
     )
-
-
-def test_every_module_not_moved_yet_still_needs_its_exception():
-    stale = [name for name in sorted(NOT_MOVED_YET) if not (ROOT / name).exists() or not _array_imports(ROOT / name)]
-    assert not stale, f"no longer importing arrays (or gone): remove from NOT_MOVED_YET: {stale}"
 
 
 def test_the_scan_sees_imports_inside_functions_and_type_checking_blocks(tmp_path):

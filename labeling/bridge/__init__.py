@@ -8,6 +8,11 @@ checks it). One module per sub-domain:
 - :mod:`~labeling.bridge.aggregation`: answers to truth inference and back;
 - :mod:`~labeling.bridge.agreement`: agreement between workers, from their answers;
 - :mod:`~labeling.bridge.items`: stored items as pixels and label positions;
+- :mod:`~labeling.bridge.features`: the items' candidate representations, the one the
+  human labels choose;
+- :mod:`~labeling.bridge.semisupervised`: a semi-supervised round's clusters, map,
+  spread labels and selection scores;
+- :mod:`~labeling.bridge.noise`: the label-noise audit's suspects, by confident learning;
 - :mod:`~labeling.bridge.modeling`: a training run's model fitted on its frozen labels,
   and its predictions as rows;
 - :mod:`~labeling.bridge.inference`: model files in and out, pixels to predictions;
@@ -37,10 +42,13 @@ from labeling.bridge.aggregation import (
 )
 from labeling.bridge.agreement import answers_agreement
 from labeling.bridge.demo import digit_png, digits_pngs, per_class_sample
+from labeling.bridge.features import Progress, representation
 from labeling.bridge.inference import Pixels, device_name, image_pixels, model_export, model_load, pixels_predict
 from labeling.bridge.items import image_arrays, labels_array
 from labeling.bridge.modeling import MIN_COMPARED, OnEpoch, in_validation, model_fit, predictions_rows
+from labeling.bridge.noise import NoiseFit, label_noise
 from labeling.bridge.rendering import gray_stretched, image_render, palette_is_gray
+from labeling.bridge.semisupervised import ItemPlace, RoundFit, SpreadLabel, round_fit
 
 __all__ = [
     "DEFAULT_ACCURACY",
@@ -49,8 +57,13 @@ __all__ = [
     "PRIOR_STRENGTH",
     "VISITOR_ACCURACY",
     "AggregateFit",
+    "ItemPlace",
+    "NoiseFit",
     "OnEpoch",
     "Pixels",
+    "Progress",
+    "RoundFit",
+    "SpreadLabel",
     "aggregate_fit",
     "answer_evidence",
     "answers_agreement",
@@ -68,6 +81,7 @@ __all__ = [
     "in_validation",
     "item_prior",
     "items_posteriors",
+    "label_noise",
     "label_positions",
     "labels_array",
     "model_export",
@@ -79,6 +93,8 @@ __all__ = [
     "pixels_predict",
     "posterior_from_evidence",
     "predictions_rows",
+    "representation",
+    "round_fit",
     "settle_chance",
     "wilson_interval",
 ]

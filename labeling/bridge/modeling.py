@@ -23,10 +23,12 @@ import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from labeling.bridge.features import representation
 from labeling.bridge.items import image_arrays
 from labeling.models import DataKind, EvaluationTruth, Item, Prediction, Project, Split, TrainingRun
 
 if TYPE_CHECKING:
+    from ml.model_selection import CandidateSelector
     from ml.training import FitResult
 
 logger = logging.getLogger(__name__)
@@ -58,34 +60,16 @@ def model_fit(
     record, and the CNN's fit result when the CNN won (else ``None``). A CNN keeps its
     resumable checkpoints in ``checkpoint_dir`` and starts from the weights of
     ``transfer_source``, a run already allowed to the requester, when given."""
-    from labeling.services.semisupervised import representation
-    from ml.model_selection import CANDIDATES, CandidateSelector, calibrated_confidence, wilson_interval
-
     progress = progress or (lambda message: None)
     items = list(Item.objects.filter(project=project).only("id", "image", "text", "split").order_by("id"))
-    index = {item.pk: i for i, item in enumerate(items)}
-    y = np.full(len(items), -1, dtype=np.int64)
-    for item_id, position in human.items():
-        if item_id in index:
-            y[index[item_id]] = position
-    n_classes = len(label_ids)
+    y = _human_positions(items, human)
     progress("features")
     X, chosen, _ = representation(project, items, y)
     progress("cross-validating candidates")
     pinned = app.get("model", "auto")
-    candidates = (pinned,) if pinned in CANDIDATES else CANDIDATES
-    selector = CandidateSelector(candidates=candidates, random_state=0).fit(X, y, n_classes=n_classes)
-    best = selector.scores_[selector.best_]
-    counts = np.bincount(y[y >= 0], minlength=n_classes)
-    metrics: dict[str, Any] = {
-        "kind": selector.best_,
-        "representation": chosen,
-        "candidates": {name: {"accuracy": s.accuracy, "n": s.n} for name, s in selector.scores_.items()},
-        "estimate": _estimate(best.correct, best.n, "cross-validation", wilson_interval),
-        "baseline": float(counts.max() / counts.sum()),
-        "human_labels": int(counts.sum()),
-        "oof": {str(items[i].pk): int(selector.oof_[i]) for i in np.flatnonzero(selector.oof_ >= 0)},
-    }
+    selector = _candidates_fit(X, y, len(label_ids), pinned)
+    counts = np.bincount(y[y >= 0], minlength=len(label_ids))
+    metrics = _candidates_metrics(selector, items, chosen, counts)
     proba, confidence, cnn = selector.proba_, selector.confidence_, None
     if pinned == "cnn" or (pinned == "auto" and _cnn_due(project, counts)):
         progress("training a CNN against the best candidate")
@@ -100,19 +84,72 @@ def model_fit(
             metrics["cnn"] = {"skipped": reason, "human_labels": int(counts.sum())}
             progress(reason)
         elif outcome is not None:
-            cnn_result, cnn_proba, val, cnn_hits, teacher_hits = outcome
-            metrics["cnn"] = {"val_n": len(val), "accuracy": cnn_hits / len(val), "teacher_accuracy": teacher_hits / len(val),
-                              "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
-            if cnn_hits >= teacher_hits or pinned == "cnn":
-                proba, cnn = cnn_proba, cnn_result
-                confidence = calibrated_confidence(cnn_proba[val], y[val], cnn_proba.max(axis=1), cnn_hits / len(val))
-                confidence[y >= 0] = 1.0
-                metrics["kind"] = "cnn"
-                metrics["estimate"] = _estimate(cnn_hits, len(val), "validation", wilson_interval)
-                metrics["oof"] = {str(items[i].pk): int(cnn_proba[i].argmax()) for i in val}
+            won = _cnn_record(metrics, outcome, items, y, counts, pinned)
+            if won is not None:
+                proba, confidence, cnn = won
     metrics["accuracy"] = metrics["estimate"]["accuracy"]
     metrics.update(_holdout_accuracy(project, items, proba, label_ids))
     return items, proba, confidence, metrics, cnn
+
+
+def _human_positions(items: Sequence[Item], human: Mapping[int, int]) -> np.ndarray:
+    """The human labels ``human`` (``{item_id: class position}``) as an int array over
+    ``items``, ``-1`` where an item has none."""
+    index = {item.pk: i for i, item in enumerate(items)}
+    y = np.full(len(items), -1, dtype=np.int64)
+    for item_id, position in human.items():
+        if item_id in index:
+            y[index[item_id]] = position
+    return y
+
+
+def _candidates_fit(X: np.ndarray, y: np.ndarray, n_classes: int, pinned: str) -> CandidateSelector:
+    """The cheap candidates cross-validated on the human labels: only ``pinned`` when the
+    project pins one of them."""
+    from ml.model_selection import CANDIDATES, CandidateSelector
+
+    candidates = (pinned,) if pinned in CANDIDATES else CANDIDATES
+    return CandidateSelector(candidates=candidates, random_state=0).fit(X, y, n_classes=n_classes)
+
+
+def _candidates_metrics(
+    selector: CandidateSelector, items: list[Item], chosen: str, counts: np.ndarray
+) -> dict[str, Any]:
+    """The metrics of the best candidate, its rivals' scores and its out-of-fold labels."""
+    from ml.model_selection import wilson_interval
+
+    best = selector.scores_[selector.best_]
+    return {
+        "kind": selector.best_,
+        "representation": chosen,
+        "candidates": {name: {"accuracy": s.accuracy, "n": s.n} for name, s in selector.scores_.items()},
+        "estimate": _estimate(best.correct, best.n, "cross-validation", wilson_interval),
+        "baseline": float(counts.max() / counts.sum()),
+        "human_labels": int(counts.sum()),
+        "oof": {str(items[i].pk): int(selector.oof_[i]) for i in np.flatnonzero(selector.oof_ >= 0)},
+    }
+
+
+def _cnn_record(
+    metrics: dict[str, Any], outcome: tuple[FitResult, np.ndarray, np.ndarray, int, int], items: list[Item],
+    y: np.ndarray, counts: np.ndarray, pinned: str,
+) -> tuple[np.ndarray, np.ndarray, FitResult] | None:
+    """Record the CNN's duel with the best candidate in ``metrics``; when the CNN wins (or
+    is pinned), make it the model there and return its ``(proba, confidence, fit
+    result)``, else ``None``."""
+    from ml.model_selection import calibrated_confidence, wilson_interval
+
+    cnn_result, cnn_proba, val, cnn_hits, teacher_hits = outcome
+    metrics["cnn"] = {"val_n": len(val), "accuracy": cnn_hits / len(val), "teacher_accuracy": teacher_hits / len(val),
+                      "human_labels": int(counts.sum()), "best_epoch": cnn_result.best_epoch}
+    if not (cnn_hits >= teacher_hits or pinned == "cnn"):
+        return None
+    confidence = calibrated_confidence(cnn_proba[val], y[val], cnn_proba.max(axis=1), cnn_hits / len(val))
+    confidence[y >= 0] = 1.0
+    metrics["kind"] = "cnn"
+    metrics["estimate"] = _estimate(cnn_hits, len(val), "validation", wilson_interval)
+    metrics["oof"] = {str(items[i].pk): int(cnn_proba[i].argmax()) for i in val}
+    return cnn_proba, confidence, cnn_result
 
 
 def _estimate(

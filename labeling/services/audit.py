@@ -144,27 +144,18 @@ def project_audit(project: Project, *, now: datetime | None = None) -> PipelineR
 
 
 def _audit(project: Project, run: PipelineRun, now: datetime) -> dict[str, Any]:
-    from labeling.services.semisupervised import representation
-    from ml.model_selection import CandidateSelector
-    from ml.noise import estimated_noise_rate, find_label_issues, label_quality_scores
-
     given = given_labels(project)
     if len(given) < MIN_LABELS:
         return {"labeled": len(given), "suspects": 0, "acted": 0, "skipped": f"fewer than {MIN_LABELS} labels"}
     items = list(Item.objects.filter(project=project, split=Split.POOL).only("id", "image", "text").order_by("id"))
-    y, label_ids = bridge.labels_array(project, items, {i: label for i, (label, _) in given.items()})
-    X, chosen, _ = representation(project, items, y)
-    pipeline_run_progress(run, 0.5, "cross-validating candidates")
-    selector = CandidateSelector(random_state=0).fit(X, y, n_classes=len(label_ids))
-    proba = selector.oof_proba_
-    suspects, suggested = find_label_issues(y, proba, filter_by="prune_by_noise_rate")
-    scores = label_quality_scores(y, proba, "normalized_margin")
-    rows = [(items[i].pk, label_ids[y[i]], label_ids[suggested[i]], float(scores[i])) for i in suspects]
-    acted = suspects_act(project, rows, given, budget=int(MAX_SHARE * len(given)), now=now)
+    fit = bridge.label_noise(
+        project, items, {i: label for i, (label, _) in given.items()}, lambda p, m: pipeline_run_progress(run, p, m)
+    )
+    acted = suspects_act(project, fit.suspects, given, budget=int(MAX_SHARE * len(given)), now=now)
     return {
-        "labeled": len(given), "representation": chosen, "model": selector.best_,
-        "oof_accuracy": selector.scores_[selector.best_].accuracy,
-        "noise_rate": estimated_noise_rate(y, proba), "suspects": len(rows), "acted": acted,
+        "labeled": len(given), "representation": fit.representation, "model": fit.model,
+        "oof_accuracy": fit.oof_accuracy,
+        "noise_rate": fit.noise_rate, "suspects": len(fit.suspects), "acted": acted,
     }
 
 

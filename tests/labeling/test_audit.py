@@ -167,7 +167,7 @@ def test_agreeing_answers_confirm_a_reopened_label(project, labels):
 
 
 def test_people_settle_a_demoted_pseudo_label_which_no_round_accepts_meanwhile(project, labels, flipped):
-    from labeling.services.semisupervised import held_items
+    from labeling.services.audit import held_items
 
     audit.project_audit(project)
     item = flipped["pseudo"]

@@ -114,7 +114,7 @@ def test_a_text_project_gets_pseudo_labels_verify_challenges_a_model_and_predict
 
 def test_each_text_is_embedded_once_per_process_and_the_cache_is_bounded(monkeypatch, settings):
     import ml.features
-    from labeling.services import semisupervised
+    from labeling.bridge import features
 
     embedded = []
 
@@ -123,11 +123,11 @@ def test_each_text_is_embedded_once_per_process_and_the_cache_is_bounded(monkeyp
         return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
 
     monkeypatch.setattr(ml.features, "sentence_embeddings", fake)
-    monkeypatch.setattr(semisupervised, "_embedded", semisupervised.OrderedDict())
+    monkeypatch.setattr(features, "_embedded", features.OrderedDict())
     settings.CROWDLOOP_TEXT_EMBEDDING_CACHE = 3
-    first = semisupervised._sentence_embeddings_cached(["aa", "b", "aa"])
-    again = semisupervised._sentence_embeddings_cached(["b", "aa", "cccc"])
+    first = features._sentence_embeddings_cached(["aa", "b", "aa"])
+    again = features._sentence_embeddings_cached(["b", "aa", "cccc"])
     assert sorted(embedded) == ["aa", "b", "cccc"]
     assert first[:, 0].tolist() == [2, 1, 2] and again[:, 0].tolist() == [1, 2, 4]
-    semisupervised._sentence_embeddings_cached(["dd"])
-    assert len(semisupervised._embedded) == 3
+    features._sentence_embeddings_cached(["dd"])
+    assert len(features._embedded) == 3
