@@ -67,10 +67,11 @@ def _solve_by_keyboard(page, challenge):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", [ChallengeKind.GRID, ChallengeKind.CHOICE])
 def test_a_visitor_signs_up_on_the_demo_page_by_keyboard_and_the_server_verifies(
-    live_server, browser_page, monkeypatch, kind
+    live_server, browser_page, monkeypatch, settings, kind
 ):
     page = browser_page
     monkeypatch.setattr(challenge_plans, "_kinds_in_order", lambda rng, **_: [kind])
+    settings.CROWDLOOP_CONTROL_RESERVE = 0  # a grid from this small pool (below the reserve, only choices)
     # A grid needs up to 8 control items of its target label (positives, drawn at random).
     project = project_make(labels=[str(k) for k in range(10)], gold_per_class=10, unknown=20)
     site = demo_site_create(project, hostnames=["localhost", "127.0.0.1"], min_solve_ms=0)
