@@ -46,15 +46,18 @@ Planner: TypeAlias = Callable[[Project, Worker, int, datetime, random.Random], "
 
 
 def challenge_plan(
-    project: Project, worker: Worker, site: Site, extra: int, now: datetime, rng: random.Random, kind: str | None
+    project: Project, worker: Worker, site: Site, extra: int, now: datetime, rng: random.Random, kind: str | None,
+    *, retiring: bool = True,
 ) -> Plan | None:
     """A challenge for ``worker`` in ``project`` on ``site``, of ``kind`` or of the first
     kind in :func:`_kinds_in_order` that has enough items; ``None`` when none has.
-    ``extra``: control tiles added for a visitor with failed challenges. Call inside
-    the transaction that saves the challenge (unknown tiles are leased here)."""
+    ``extra``: control tiles added for a visitor with failed challenges. ``retiring``:
+    whether kinds that retire their controls may be asked (the pool holds its reserve,
+    :func:`~labeling.services.control_pool.pool_holds_reserve`). Call inside the
+    transaction that saves the challenge (unknown tiles are leased here)."""
     n_labels = len(hot.project_labels(project))
     kinds = [kind] if kind else _kinds_in_order(rng, choice_first=site.difficulty_auto and n_labels >= 3)
-    if not kind and not control_pool.pool_holds_reserve(project, now=now, rng=rng):
+    if not kind and not retiring:
         # Grids and yes/no questions retire their controls: a small pool serves choices.
         kinds = [candidate for candidate in kinds if candidate == ChallengeKind.CHOICE]
     for candidate in kinds:

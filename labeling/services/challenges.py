@@ -188,8 +188,11 @@ def challenge_issue(
         raise ChallengeRefused("visitor-blocked", "This visitor may not solve challenges.")
     rng.shuffle(projects)
     for project in projects:
+        # Before the transaction: the check may refresh the pool table, a write that must
+        # not wait on other requests while this one holds item locks.
+        retiring = kind is not None or control_pool.pool_holds_reserve(project, now=now, rng=rng)
         with transaction.atomic():
-            plan = challenge_plan(project, worker, site, extra, now, rng, kind)
+            plan = challenge_plan(project, worker, site, extra, now, rng, kind, retiring=retiring)
             if plan is None:
                 continue
             challenge = _challenge_save(site, project, worker, plan, now, expires_at, rng)

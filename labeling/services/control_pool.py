@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -94,13 +95,15 @@ def pool_refresh(project: Project, *, rng: random.Random | None = None) -> tuple
         have = dict(ControlPoolEntry.objects.filter(project=project).values_list("item_id", "label_id"))
         gone = [item_id for item_id in have if item_id not in wanted]
         ControlPoolEntry.objects.filter(project=project, item_id__in=gone).delete()
-        for item_id, label_id in wanted.items():
+        for item_id, label_id in sorted(wanted.items()):  # in item id order, as every writer of pool rows
             if item_id in have and have[item_id] != label_id:
                 ControlPoolEntry.objects.filter(item_id=item_id).update(label_id=label_id)
+        # In item id order: two refreshes inserting the same new items wait for each
+        # other on the unique index, and in different orders they deadlocked.
         ControlPoolEntry.objects.bulk_create(
             [
                 ControlPoolEntry(item_id=item_id, project=project, label_id=label_id, shuffle_key=rng.random())
-                for item_id, label_id in wanted.items()
+                for item_id, label_id in sorted(wanted.items())
                 if item_id not in have
             ],
             ignore_conflicts=True,
@@ -111,12 +114,24 @@ def pool_refresh(project: Project, *, rng: random.Random | None = None) -> tuple
 _refreshed: dict[tuple[int, datetime], float] = {}  # (project id, created) -> monotonic time of this process's last refresh
 
 
+_refreshing = threading.Lock()
+
+
 def _refresh_if_stale(project: Project, rng: random.Random) -> None:
-    """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process."""
+    """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and
+    process, by one thread at a time: a request that finds another thread refreshing
+    reads the pool as it is rather than insert the same rows and wait on that thread
+    (with item locks held, such waits deadlocked on PostgreSQL)."""
     key, clock = (project.pk, project.created_at), time.monotonic()
-    if clock - _refreshed.get(key, -math.inf) >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
+    if clock - _refreshed.get(key, -math.inf) < settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
+        return
+    if not _refreshing.acquire(blocking=False):
+        return
+    try:
         pool_refresh(project, rng=rng)
         _refreshed[key] = clock
+    finally:
+        _refreshing.release()
 
 
 _reserve_seen: dict[tuple[int, datetime], tuple[float, bool]] = {}  # (project id, created) -> (monotonic time, held)
