@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import random
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
@@ -114,24 +113,12 @@ def pool_refresh(project: Project, *, rng: random.Random | None = None) -> tuple
 _refreshed: dict[tuple[int, datetime], float] = {}  # (project id, created) -> monotonic time of this process's last refresh
 
 
-_refreshing = threading.Lock()
-
-
 def _refresh_if_stale(project: Project, rng: random.Random) -> None:
-    """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and
-    process, by one thread at a time: a request that finds another thread refreshing
-    reads the pool as it is rather than insert the same rows and wait on that thread
-    (with item locks held, such waits deadlocked on PostgreSQL)."""
+    """Refresh at most once per ``CROWDLOOP_CONTROL_POOL_REFRESH_S`` per project and process."""
     key, clock = (project.pk, project.created_at), time.monotonic()
-    if clock - _refreshed.get(key, -math.inf) < settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
-        return
-    if not _refreshing.acquire(blocking=False):
-        return
-    try:
+    if clock - _refreshed.get(key, -math.inf) >= settings.CROWDLOOP_CONTROL_POOL_REFRESH_S:
         pool_refresh(project, rng=rng)
         _refreshed[key] = clock
-    finally:
-        _refreshing.release()
 
 
 _reserve_seen: dict[tuple[int, datetime], tuple[float, bool]] = {}  # (project id, created) -> (monotonic time, held)
